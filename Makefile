@@ -1,0 +1,61 @@
+# Sluice developer targets. Everything bootstraps itself from Python 3.11 + pip:
+# a private venv (.tools) holds a pinned uv, which builds .venv from uv.lock.
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test lint typecheck check promtool loadtest bench prometheus clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+## run: start the gateway on the embedded default (the simulator, no API keys)
+run: $(VENV)/.synced
+	$(PY) -m gateway --host $(HOST) --port $(PORT) $(ARGS)
+
+## promtool: Debian's prometheus package provides promtool and prometheus
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package (promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+## test: the whole suite (installs what it needs first)
+test: $(VENV)/.synced promtool
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check gateway tests loadtest
+	$(VENV)/bin/ruff format --check gateway tests loadtest
+
+typecheck: $(VENV)/.synced
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+
+## loadtest: default end-to-end scenario (mock upstream + gateway + load), ~3 min
+loadtest: $(VENV)/.synced
+	$(PY) -m loadtest $(LOADTEST_ARGS)
+
+## bench: the comparison suite (added latency, events per CPU-second, RSS per stream)
+bench: $(VENV)/.synced
+	$(PY) -m loadtest.bench $(BENCH_ARGS)
+
+## prometheus: a local Prometheus (Debian package) scraping a running gateway
+prometheus: promtool
+	grafana/run-prometheus.sh
