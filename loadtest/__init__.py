@@ -1,0 +1,21 @@
+"""Sluice load test: a mock upstream, a load generator, a benchmark suite.
+
+Modules, one job each:
+
+- :mod:`loadtest.scenario`: what a mock stream does (pace, length, fault),
+  chosen per server, per model name, per request header or prompt directive.
+- :mod:`loadtest.mock_frames`: OpenAI / Anthropic SSE frame encoders.
+- :mod:`loadtest.mock_upstream`: the mock upstream server and its records.
+- :mod:`loadtest.sse_client`: a raw-asyncio HTTP/1.1 SSE client that times
+  every event on arrival.
+- :mod:`loadtest.profiles`: client behaviours (normal, slow, stalled,
+  disconnecting).
+- :mod:`loadtest.driver`: closed-loop and open-loop (Poisson) load.
+- :mod:`loadtest.sampler`: RSS, CPU and /metrics sampling of a process.
+- :mod:`loadtest.stats`: percentiles (numpy) and direct-vs-gateway deltas.
+- :mod:`loadtest.report` / :mod:`loadtest.plots`: JSON, Markdown, PNG.
+- :mod:`loadtest.procs`: start and stop the mock, the gateway, the baseline.
+- :mod:`loadtest.runner`: the default end-to-end scenario (``python -m loadtest``).
+- :mod:`loadtest.bench`: the comparison suite (``python -m loadtest.bench``).
+- :mod:`loadtest.baseline_relay`: a deliberately unbounded relay (no drain).
+"""
