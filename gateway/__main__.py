@@ -1,0 +1,52 @@
+"""``python -m gateway`` / ``sluice``: load settings and serve.
+
+Usage: ``sluice [--config PATH] [--host HOST] [--port PORT] [--log-level LEVEL]``.
+Without ``--config`` (or ``SLUICE_CONFIG``) it serves the built-in simulator.
+Exit status 2 for a bad configuration, with the bad key named on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .config import ConfigError, load_settings
+from .log import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sluice", description="LLM streaming gateway")
+    p.add_argument("--config", default=os.environ.get("SLUICE_CONFIG"), help="TOML config file")
+    p.add_argument("--host", help="listen address (overrides [server] host)")
+    p.add_argument("--port", type=int, help="listen port (overrides [server] port)")
+    p.add_argument("--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "info"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as err:
+        print(f"sluice: {err}", file=sys.stderr)
+        return 2
+    configure_logging(args.log_level)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        handler_cancellation=True,  # cancel a handler the moment its client disconnects
+        access_log=None,
+        print=lambda msg: print(msg, flush=True),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

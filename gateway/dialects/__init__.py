@@ -1,0 +1,1 @@
+"""Client dialects: request validation and the SSE encoding of each API."""

@@ -1,0 +1,47 @@
+"""What a dialect encoder hands the relay for each upstream chunk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import GatewayError
+from ..providers.base import UpstreamChunk
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts reported by the upstream."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Bytes to write for one upstream chunk (possibly empty: nothing to relay),
+    whether they carry content (text, reasoning, tool-call arguments: what
+    TTFT and ITL time), and usage if the chunk reported it."""
+
+    data: bytes
+    content: bool = False
+    usage: Usage | None = None
+
+
+EMPTY = Frame(b"")
+
+
+class StreamEncoder(Protocol):
+    """Turns upstream chunks into SSE bytes in the client's dialect."""
+
+    def encode(self, chunk: UpstreamChunk) -> Frame:
+        """The frame for one chunk."""
+        ...
+
+    def finish(self) -> bytes:
+        """Bytes that end a successful stream (e.g. ``data: [DONE]``)."""
+        ...
+
+    def error(self, err: GatewayError) -> bytes:
+        """An error event that ends a failed stream (never a clean end)."""
+        ...

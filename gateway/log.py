@@ -1,0 +1,50 @@
+"""configure_logging(): structlog JSON lines, stdlib loggers included.
+
+One JSON object per line on stdout: ``timestamp`` (ISO 8601, UTC), ``level``,
+``event``, the context bound by the middleware (``request_id``), and the
+call's key/values. aiohttp's stdlib loggers (access, server) go through
+``structlog.stdlib.ProcessorFormatter`` so they are JSON too.
+(structlog docs: "Standard Library Logging", "Performance".)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import orjson
+import structlog
+
+
+def configure_logging(level: str = "info") -> None:
+    """Configure structlog and the stdlib root logger. Idempotent."""
+    lvl = logging.getLevelNamesMapping()[level.upper()]
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.BytesLoggerFactory(sys.stdout.buffer),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.dict_tracebacks,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(lvl)

@@ -1,0 +1,233 @@
+"""Every Prometheus metric Sluice exports, defined once on a registry.
+
+Names, types and labels are the contract in DESIGN.md ("Metrics"); dashboards
+and alerts depend on them. Units are base units (seconds, bytes).
+
+Multi-process (several worker processes): set ``PROMETHEUS_MULTIPROC_DIR``
+before start; gauges carry an explicit ``multiprocess_mode`` and /metrics
+aggregates the workers' files (prometheus-client docs, "Multiprocess Mode").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from . import __version__
+
+TTFT_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+"""TTFT from 5 ms to 300 s."""
+
+ITL_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
+    0.06, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+"""ITL and TPOT from 1 ms to 10 s, dense between 5 and 100 ms."""
+
+DURATION_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
+
+BUFFER_BUCKETS = tuple(float(256 * 4**i) for i in range(9))
+"""Bytes in powers of 4 from 256 B to 16 MiB."""
+
+WAIT_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+CANCEL_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+HTTP_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+
+TERMINATION_REASONS = (
+    "completed",
+    "client_disconnected",
+    "upstream_error",
+    "upstream_stalled",
+    "slow_client",
+    "deadline",
+    "shutdown",
+)
+
+_MODEL = ("model", "provider")
+
+
+def multiprocess_enabled() -> bool:
+    """True when prometheus-client's multiprocess mode is configured."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """The metric families. Build with :meth:`create`; tests pass a fresh registry."""
+
+    registry: CollectorRegistry
+    build_info: Gauge
+    requests: Counter
+    request_duration: Histogram
+    streams_active: Gauge
+    ttft: Histogram
+    upstream_ttft: Histogram
+    itl: Histogram
+    tpot: Histogram
+    stream_duration: Histogram
+    output_tokens: Counter
+    input_tokens: Counter
+    terminations: Counter
+    connection_write_buffer: Histogram
+    write_buffer: Gauge
+    backpressure_waits: Counter
+    backpressure_wait_seconds: Histogram
+    upstream_cancel: Histogram
+    upstream_retries: Counter
+    admission_rejections: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        """Define every family on ``registry`` (a new one if None)."""
+        reg = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        ns = "sluice"
+        metrics = cls(
+            registry=reg,
+            build_info=Gauge(
+                "build_info", "Sluice build; the value is always 1.", ["version"],
+                namespace=ns, registry=reg, multiprocess_mode="max",
+            ),
+            requests=Counter(
+                "requests", "HTTP requests handled, by route template, method and status.",
+                ["route", "method", "status"], namespace=ns, registry=reg,
+            ),
+            request_duration=Histogram(
+                "request_duration_seconds",
+                "HTTP request duration in seconds, arrival to handler return "
+                "(for a stream: to its last byte).",
+                ["route", "method"], namespace=ns, registry=reg, buckets=HTTP_BUCKETS,
+            ),
+            streams_active=Gauge(
+                "streams_active", "SSE streams open now.", ["route"],
+                namespace=ns, registry=reg, multiprocess_mode="livesum",
+            ),
+            ttft=Histogram(
+                "time_to_first_token_seconds",
+                "Seconds from request arrival to the first content event written and "
+                "drained to the client.",
+                _MODEL, namespace=ns, registry=reg, buckets=TTFT_BUCKETS,
+            ),
+            upstream_ttft=Histogram(
+                "upstream_time_to_first_token_seconds",
+                "Seconds from sending the upstream request to receiving its first content chunk.",
+                _MODEL, namespace=ns, registry=reg, buckets=TTFT_BUCKETS,
+            ),
+            itl=Histogram(
+                "inter_token_latency_seconds",
+                "Seconds between successive content events written to the client; "
+                "one event may carry more than one token.",
+                _MODEL, namespace=ns, registry=reg, buckets=ITL_BUCKETS,
+            ),
+            tpot=Histogram(
+                "time_per_output_token_seconds",
+                "Per-stream time per output token in seconds (vLLM): (last content "
+                "written - first content written) / (output tokens - 1).",
+                _MODEL, namespace=ns, registry=reg, buckets=ITL_BUCKETS,
+            ),
+            stream_duration=Histogram(
+                "stream_duration_seconds",
+                "Seconds from request arrival to the stream's last event.",
+                _MODEL, namespace=ns, registry=reg, buckets=DURATION_BUCKETS,
+            ),
+            output_tokens=Counter(
+                "output_tokens",
+                "Output tokens streamed; from upstream usage when given, else content events.",
+                _MODEL, namespace=ns, registry=reg,
+            ),
+            input_tokens=Counter(
+                "input_tokens", "Input (prompt) tokens, from upstream usage when given.",
+                _MODEL, namespace=ns, registry=reg,
+            ),
+            terminations=Counter(
+                "stream_terminations",
+                "Streams ended, by reason: " + ", ".join(TERMINATION_REASONS) + ".",
+                [*_MODEL, "reason"], namespace=ns, registry=reg,
+            ),
+            connection_write_buffer=Histogram(
+                "connection_write_buffer_bytes",
+                "Bytes queued toward one client (asyncio transport buffer + kernel send "
+                "queue), sampled after each event written.",
+                ["route"], namespace=ns, registry=reg, buckets=BUFFER_BUCKETS,
+            ),
+            write_buffer=Gauge(
+                "write_buffer_bytes",
+                "Bytes queued toward all clients now, as of each connection's last sample.",
+                namespace=ns, registry=reg, multiprocess_mode="livesum",
+            ),
+            backpressure_waits=Counter(
+                "backpressure_waits", "Events whose drain had to wait for the client's socket.",
+                ["route"], namespace=ns, registry=reg,
+            ),
+            backpressure_wait_seconds=Histogram(
+                "backpressure_wait_seconds", "Seconds one drain waited for the client's socket.",
+                ["route"], namespace=ns, registry=reg, buckets=WAIT_BUCKETS,
+            ),
+            upstream_cancel=Histogram(
+                "upstream_cancel_seconds",
+                "Seconds from noticing the client is gone to the upstream connection closed.",
+                ["provider"], namespace=ns, registry=reg, buckets=CANCEL_BUCKETS,
+            ),
+            upstream_retries=Counter(
+                "upstream_retries",
+                "Retries and fallbacks before the first token, by provider and reason.",
+                ["provider", "reason"], namespace=ns, registry=reg,
+            ),
+            admission_rejections=Counter(
+                "admission_rejections", "Requests turned away before streaming, by reason.",
+                ["reason"], namespace=ns, registry=reg,
+            ),
+        )  # fmt: skip
+        metrics.build_info.labels(version=__version__).set(1)
+        return metrics

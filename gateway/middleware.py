@@ -1,0 +1,118 @@
+"""Per-request context, HTTP RED metrics, and errors rendered in the client's dialect.
+
+- ``X-Request-Id`` is taken from the request (if sane) or generated, bound to
+  the structlog context (aiohttp runs each request in its own task with a
+  copied context, so nothing leaks between requests) and echoed back.
+- ``sluice_requests_total{route,method,status}`` and
+  ``sluice_request_duration_seconds`` are labelled by route *template*.
+- A ``GatewayError`` or aiohttp ``HTTPException`` raised before a response is
+  committed becomes a JSON error in the route's dialect; anything else is
+  logged with its traceback and becomes a 500 (never a bare traceback page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+import structlog
+from aiohttp import web
+
+from .errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RouteNotFound,
+    UnsupportedMediaType,
+)
+from .state import ARRIVAL, METRICS, REQUEST_ID
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = structlog.get_logger("gateway.http")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+ANTHROPIC_PREFIX = "/v1/messages"
+
+
+def is_anthropic(request: web.Request) -> bool:
+    """Whether the route speaks the Anthropic dialect (errors included)."""
+    return request.path.startswith(ANTHROPIC_PREFIX)
+
+
+def error_response(request: web.Request, err: GatewayError) -> web.Response:
+    """``err`` as a JSON response in the dialect of ``request``'s route."""
+    body = err.anthropic_body() if is_anthropic(request) else err.openai_body()
+    return web.Response(
+        status=err.http_status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers=err.headers(),
+    )
+
+
+def _from_http_exception(exc: web.HTTPException) -> GatewayError:
+    status = exc.status
+    if status == 404:
+        return RouteNotFound("Unknown route")
+    if status == 405:
+        return MethodNotAllowed("Method not allowed for this route")
+    if status == 413:
+        return PayloadTooLarge("Request body too large")
+    if status == 415:
+        return UnsupportedMediaType(exc.text or "Unsupported media type")
+    return InvalidRequest(exc.text or exc.reason, status=status)
+
+
+def _route_of(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """See the module docstring."""
+    request[ARRIVAL] = started = time.perf_counter()
+    supplied = request.headers.get("X-Request-Id", "")
+    request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    route = _route_of(request)
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except GatewayError as err:
+            response = error_response(request, err)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(request, _from_http_exception(exc))
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = 499  # client closed the request (nginx's convention)
+        raise
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except Exception:
+        log.exception("unhandled_error", route=route)
+        response = error_response(request, GatewayError("Internal gateway error"))
+        return response
+    finally:
+        metrics = request.app[METRICS]
+        method = request.method
+        metrics.requests.labels(route, method, str(status)).inc()
+        metrics.request_duration.labels(route, method).observe(time.perf_counter() - started)
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: echo the request id on every response."""
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        response.headers["X-Request-Id"] = request_id

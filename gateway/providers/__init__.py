@@ -1,0 +1,1 @@
+"""Upstream providers: each turns a request body into a stream of chunks."""

@@ -1,0 +1,70 @@
+"""The Provider protocol and the values that cross it.
+
+A provider speaks one *dialect* (the wire format of its chunks: ``openai`` for
+Chat Completions ``chat.completion.chunk`` objects, ``anthropic`` for Messages
+stream events). It receives a request body already in that dialect and yields
+:class:`UpstreamChunk` values, each the JSON ``data`` of one upstream SSE event,
+parsed once. Errors are :class:`gateway.errors.GatewayError` subclasses, mapped
+from SDK and transport exceptions by type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+Dialect = Literal["openai", "anthropic"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamChunk:
+    """One upstream SSE event.
+
+    ``data`` is the event's data field exactly as received (UTF-8 JSON text,
+    relayed unchanged on same-dialect paths); ``payload`` is it parsed;
+    ``event`` the SSE event name (Anthropic streams name every event).
+    """
+
+    data: bytes
+    payload: dict[str, Any]
+    event: str | None = None
+
+
+class UpstreamStream(Protocol):
+    """An open upstream response. Iterate for chunks; always :meth:`aclose`.
+
+    Iteration ends after the upstream's terminal marker (``[DONE]`` or
+    ``message_stop``) and raises ``GatewayError`` on failure, including a
+    stream cut before its terminal marker.
+    """
+
+    def __aiter__(self) -> AsyncIterator[UpstreamChunk]: ...
+
+    async def aclose(self) -> None:
+        """Close the upstream connection (idempotent, never raises)."""
+        ...
+
+
+class Provider(Protocol):
+    """One configured upstream model."""
+
+    kind: str
+    """``openai``, ``anthropic`` or ``sim``: the ``provider`` metric label."""
+    dialect: Dialect
+
+    async def open_stream(self, body: dict[str, Any]) -> UpstreamStream:
+        """Send a streaming request; returns once the upstream accepted it.
+
+        ``body`` is in the provider's dialect; the provider sets ``model`` and
+        ``stream``. Raises ``GatewayError`` if the upstream refuses or fails.
+        """
+        ...
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Send a non-streaming request; returns the upstream's JSON object."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the provider's HTTP client."""
+        ...

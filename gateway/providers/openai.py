@@ -1,0 +1,147 @@
+"""OpenAI and OpenAI-compatible upstreams (vLLM, Ollama, llama.cpp, ...).
+
+Uses the official SDK for what it is good at (auth, base URL, request
+shaping, typed errors) with its aiohttp transport and ``max_retries=0``
+(retries are the gateway's decision), and reads the response as raw SSE via
+``with_streaming_response`` + ``httpx2.EventSource``: no per-chunk pydantic
+models, which cost 10-20x the raw path (DESIGN.md, "SDK cost per chunk").
+Stream format: https://platform.openai.com/docs/api-reference/chat-streaming
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx2
+import openai
+import orjson
+
+from ..config import OpenAIModel
+from ..errors import (
+    GatewayError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from .base import Dialect, UpstreamChunk
+from .status import error_for_status
+
+_DONE = "[DONE]"
+_TIMEOUT = httpx2.Timeout(connect=10.0, read=600.0, write=30.0, pool=10.0)
+
+
+def map_error(exc: BaseException) -> GatewayError:
+    """An SDK or transport exception as a GatewayError (by type, not text)."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, openai.APIStatusError):
+        return error_for_status(
+            exc.status_code, exc.message, exc.response.headers.get("retry-after")
+        )
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        return UpstreamTimeout(f"upstream timed out: {type(exc).__name__}")
+    if isinstance(exc, httpx2.SSEError):
+        return UpstreamProtocolError(f"upstream response is not an SSE stream: {exc}")
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError | aiohttp.ClientError):
+        return UpstreamConnectError(f"upstream connection failed: {type(exc).__name__}: {exc}")
+    return UpstreamError(f"upstream failed: {type(exc).__name__}")
+
+
+class OpenAIStream:
+    """Chunks of one upstream response; ends at ``[DONE]``."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self._closed = False
+
+    async def __aiter__(self) -> AsyncIterator[UpstreamChunk]:
+        try:
+            async for sse in httpx2.EventSource(self._response.http_response):
+                data = sse.data
+                if data == _DONE:
+                    return
+                try:
+                    payload = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    raise UpstreamProtocolError(
+                        f"upstream sent an event that is not JSON: {data[:80]!r}"
+                    ) from None
+                if not isinstance(payload, dict):
+                    raise UpstreamProtocolError("upstream sent an event that is not a JSON object")
+                error = payload.get("error")
+                if error:
+                    message = error.get("message") if isinstance(error, dict) else str(error)
+                    raise UpstreamError(f"upstream error mid-stream: {message}")
+                yield UpstreamChunk(data=data.encode(), payload=payload)
+        except GatewayError:
+            raise
+        except Exception as exc:
+            raise map_error(exc) from exc
+        raise UpstreamProtocolError("upstream stream ended before [DONE]")
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # Closing a broken connection may raise; it is closed either way.
+        with contextlib.suppress(Exception):
+            await self._response.close()
+
+
+class OpenAIProvider:
+    """A configured :class:`~gateway.config.OpenAIModel`."""
+
+    kind = "openai"
+    dialect: Dialect = "openai"
+
+    def __init__(self, model: OpenAIModel) -> None:
+        self._model = model
+        self._client = openai.AsyncOpenAI(
+            api_key=model.api_key("OPENAI_API_KEY") or "unset",
+            base_url=model.base_url,
+            max_retries=0,
+            timeout=_TIMEOUT,
+            http_client=openai.DefaultAioHttpClient(timeout=_TIMEOUT),
+        )
+
+    def _split(self, body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        # Known fields go through the SDK; everything else rides in extra_body
+        # unchanged, so unknown and newer fields reach the upstream as sent.
+        extra = {k: v for k, v in body.items() if k not in ("model", "messages", "stream")}
+        return body.get("messages", []), extra
+
+    async def open_stream(self, body: dict[str, Any]) -> OpenAIStream:
+        messages, extra = self._split(body)
+        if self._model.stream_usage:
+            options = dict(extra.get("stream_options") or {})
+            options["include_usage"] = True
+            extra["stream_options"] = options
+        try:
+            response = await self._client.chat.completions.with_streaming_response.create(
+                model=self._model.target_model, messages=messages, stream=True, extra_body=extra
+            ).__aenter__()
+        except Exception as exc:
+            raise map_error(exc) from exc
+        return OpenAIStream(response)
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        messages, extra = self._split(body)
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=self._model.target_model, messages=messages, stream=False, extra_body=extra
+            )
+            payload = orjson.loads(raw.http_response.content)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("upstream response is not JSON") from None
+        except Exception as exc:
+            raise map_error(exc) from exc
+        if not isinstance(payload, dict):
+            raise UpstreamProtocolError("upstream response is not a JSON object")
+        return payload
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,17 @@
+"""Build one Provider per configured model."""
+
+from __future__ import annotations
+
+from ..config import ModelSettings, OpenAIModel, SimModel
+from .base import Provider
+from .openai import OpenAIProvider
+from .sim import SimProvider
+
+
+def build_provider(model: ModelSettings) -> Provider:
+    """The provider serving ``model``. Raises ``ValueError`` for an unknown kind."""
+    if isinstance(model, SimModel):
+        return SimProvider(model)
+    if isinstance(model, OpenAIModel):
+        return OpenAIProvider(model)
+    raise ValueError(f"provider {model.provider!r} is not available in this build")

@@ -1,0 +1,187 @@
+"""Server-Sent Events toward the client, with a drain after every event.
+
+Wire format: the WHATWG HTML "Server-sent events" section
+(https://html.spec.whatwg.org/multipage/server-sent-events.html). Each event is
+``event:``/``id:``/``data:`` lines and a blank line; a comment line starts with
+``:``.
+
+The drain is the backpressure: :meth:`SSEStream.send` returns only once the
+connection's write buffer is below its low-water mark, so the relay pulls the
+next upstream chunk only after the client took this one. aiohttp's own
+``write()`` awaits drain only every 64 KiB, which is why we drain ourselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import socket
+import struct
+import sys
+import termios
+import time
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.http_writer import StreamWriter
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+    "Connection": "keep-alive",
+}
+HEARTBEAT = b": ping\n\n"
+
+_TIOCOUTQ = getattr(termios, "TIOCOUTQ", None) if sys.platform.startswith("linux") else None
+_INT = struct.Struct("i")
+
+
+class SlowClientError(Exception):
+    """The client took no bytes for ``send_timeout_s`` while its buffer was full."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """One SSE event. ``data`` may span lines; each becomes its own ``data:`` line."""
+
+    data: str
+    event: str | None = None
+    id: str | None = None
+
+    def encode(self) -> bytes:
+        """The event's bytes, UTF-8, terminated by a blank line."""
+        parts = []
+        if self.event is not None:
+            parts.append(f"event: {self.event}\n")
+        if self.id is not None:
+            parts.append(f"id: {self.id}\n")
+        for line in self.data.splitlines() or [""]:
+            parts.append(f"data: {line}\n")
+        parts.append("\n")
+        return "".join(parts).encode()
+
+
+def data_event(payload: bytes, event: bytes | None = None) -> bytes:
+    """Fast path for single-line JSON payloads: ``[event: E\\n]data: P\\n\\n``.
+
+    ``payload`` must not contain a newline (compact JSON never does).
+    """
+    if event is None:
+        return b"data: " + payload + b"\n\n"
+    return b"event: " + event + b"\ndata: " + payload + b"\n\n"
+
+
+class SSEStream:
+    """An SSE response whose :meth:`send` waits for the client's socket.
+
+    ``buffer_bytes`` bounds what may sit queued toward this client: half goes to
+    the kernel send buffer (``SO_SNDBUF``; Linux doubles the requested value for
+    bookkeeping), a quarter to asyncio's transport high-water mark. Without
+    this, loopback lets a stalled client fall ~4 MB behind unseen (DESIGN.md).
+    """
+
+    __slots__ = (
+        "_fd",
+        "_protocol",
+        "_request",
+        "_response",
+        "_send_timeout",
+        "_transport",
+        "_writer",
+        "bytes_sent",
+        "events_sent",
+        "max_queued",
+    )
+
+    def __init__(self, request: web.Request, *, buffer_bytes: int, send_timeout_s: float) -> None:
+        self._request = request
+        self._send_timeout = send_timeout_s
+        self._response = web.StreamResponse(status=200, headers=SSE_HEADERS)
+        self._fd = -1
+        self._transport: asyncio.Transport | None = None
+        self._writer: StreamWriter | None = None
+        self._protocol = request.protocol
+        self.bytes_sent = 0
+        self.events_sent = 0
+        self.max_queued = 0
+        self._bound(buffer_bytes)
+
+    def _bound(self, buffer_bytes: int) -> None:
+        transport = self._request.transport
+        if not isinstance(transport, asyncio.Transport):
+            return
+        self._transport = transport
+        transport.set_write_buffer_limits(high=max(1024, buffer_bytes // 4))
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(2048, buffer_bytes // 2))
+            self._fd = sock.fileno()
+
+    @property
+    def prepared(self) -> bool:
+        return self._writer is not None
+
+    async def prepare(self) -> None:
+        """Send the status line and SSE headers. Raises ``ConnectionError`` if gone."""
+        writer = await self._response.prepare(self._request)
+        if not isinstance(writer, StreamWriter):  # pragma: no cover - aiohttp internals
+            raise TypeError(f"unexpected payload writer {type(writer)!r}")
+        self._writer = writer
+        writer.send_headers()
+
+    async def send(self, data: bytes) -> float:
+        """Write ``data`` and wait until the client's socket took it.
+
+        Returns the seconds the drain waited (0.0 when the buffer was below its
+        high-water mark). Raises ``ConnectionError`` when the client is gone and
+        :class:`SlowClientError` when a drain exceeds ``send_timeout_s``.
+        """
+        writer = self._writer
+        assert writer is not None, "prepare() first"
+        await writer.write(data, drain=False)
+        self.bytes_sent += len(data)
+        self.events_sent += 1
+        if not self._protocol.writing_paused:
+            return 0.0
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._send_timeout):
+                await writer.drain()
+        except TimeoutError:
+            raise SlowClientError(f"client took nothing for {self._send_timeout} s") from None
+        return time.perf_counter() - started
+
+    def queued_bytes(self) -> int:
+        """Bytes written but not yet acknowledged toward this client.
+
+        asyncio's transport buffer plus the kernel send queue (``TIOCOUTQ``,
+        Linux); elsewhere only the transport buffer. Tracks the maximum seen.
+        """
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return 0
+        queued = transport.get_write_buffer_size()
+        if self._fd >= 0 and _TIOCOUTQ is not None:
+            with contextlib.suppress(OSError):
+                queued += _INT.unpack(fcntl.ioctl(self._fd, _TIOCOUTQ, b"\0\0\0\0"))[0]
+        if queued > self.max_queued:
+            self.max_queued = queued
+        return queued
+
+    async def finish(self) -> None:
+        """End the response (terminating chunk). Ignores a client already gone."""
+        if self._writer is None:
+            return
+        with contextlib.suppress(ConnectionError):
+            await self._response.write_eof()
+
+    def abort(self) -> None:
+        """Drop the connection at once (a slow client we give up on)."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    @property
+    def response(self) -> web.StreamResponse:
+        return self._response

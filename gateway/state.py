@@ -1,0 +1,17 @@
+"""Typed application state (``web.AppKey``s) shared by routes and middleware."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .config import Settings
+from .metrics import Metrics
+from .providers.base import Provider
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+PROVIDERS = web.AppKey("providers", dict[str, Provider])
+ARRIVAL = web.RequestKey("arrival", float)
+"""``time.perf_counter()`` when the middleware first saw the request."""
+REQUEST_ID = web.RequestKey("request_id", str)
+"""The request id bound to logs and echoed in ``X-Request-Id``."""

@@ -1,0 +1,59 @@
+"""Shared fixtures: the gateway on a real socket, fake upstreams, aioresponses shim."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import aioresponses.core
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from gateway.app import create_app
+from gateway.metrics import Metrics
+from tests.fakes import FakeOpenAI
+from tests.helpers import SIM_FAST, GatewayFactory, settings_from
+
+
+class _ShimResponse(ClientResponse):
+    """aioresponses 0.7.9 vs aiohttp 3.14: ``stream_writer`` became required
+    (aioresponses issue #289); default it to an object with ``output_size``."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture
+def aioresponses_shim(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(aioresponses.core, "ClientResponse", _ShimResponse)
+    yield
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics.create(CollectorRegistry())
+
+
+@pytest.fixture
+async def gateway(aiohttp_client: Any, metrics: Metrics) -> GatewayFactory:
+    """``await gateway(models=[...], stream={...})`` -> a TestClient on a real socket."""
+
+    async def make(**sections: Any) -> TestClient[Any, Any]:
+        sections.setdefault("models", [SIM_FAST])
+        app = create_app(settings_from(**sections), metrics=metrics)
+        client: TestClient[Any, Any] = await aiohttp_client(app)
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def fake_openai(aiohttp_server: Any) -> FakeOpenAI:
+    fake = FakeOpenAI()
+    server: TestServer = await aiohttp_server(fake.app)
+    fake.base_url = str(server.make_url("/v1"))
+    return fake

@@ -1,0 +1,37 @@
+"""Helpers shared by tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import openai
+from aiohttp.test_utils import TestClient
+
+from gateway.config import Settings, parse_settings
+from tests.fakes import FakeOpenAI
+
+GatewayFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+SIM_FAST = {"name": "sim", "provider": "sim", "ttft_ms": 5, "itl_ms": 1, "output_tokens": 8}
+
+
+def settings_from(**sections: Any) -> Settings:
+    """Settings from keyword sections, e.g. ``models=[{...}]``, ``stream={...}``."""
+    return parse_settings(sections)
+
+
+def openai_model(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
+    """A config entry routing model ``up`` to the fake as ``up-model``."""
+    return {
+        "name": "up",
+        "provider": "openai",
+        "upstream_model": "up-model",
+        "base_url": fake.base_url,
+        **extra,
+    }
+
+
+def sdk(client: TestClient[Any, Any]) -> openai.AsyncOpenAI:
+    """The official SDK pointed at the gateway under test."""
+    return openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key="k", max_retries=0)
