@@ -157,13 +157,22 @@ async def _handle(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         if stream:
             return await _stream(request, rec, sc, frames, state.rng)
         return await _complete(request, rec, sc, frames)
-    except (asyncio.CancelledError, ConnectionError):
-        if rec.peer_closed_mono is None and rec.outcome == "running":
-            rec.peer_closed_mono, rec.peer_closed_wall = time.monotonic(), time.time()
-            rec.outcome = "peer_closed"
+    except asyncio.CancelledError:
+        _peer_closed(rec)
         raise
+    except ConnectionError:
+        # A write found the peer gone. Leave quietly: to aiohttp a handler that
+        # raises ConnectionError is a server error (500 + traceback in the log).
+        _peer_closed(rec)
+        raise asyncio.CancelledError from None
     finally:
         rec.ended_mono = time.monotonic()
+
+
+def _peer_closed(rec: StreamRecord) -> None:
+    if rec.peer_closed_mono is None and rec.outcome == "running":
+        rec.peer_closed_mono, rec.peer_closed_wall = time.monotonic(), time.time()
+        rec.outcome = "peer_closed"
 
 
 def _include_usage(body: dict[str, Any]) -> bool:

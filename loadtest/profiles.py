@@ -121,7 +121,8 @@ async def _run_fast(
 
     if profile.kind == "disconnect_mid":
         lo, hi = profile.disconnect_after_tokens
-        k = rng.randint(lo, hi)
+        top = max(1, min(hi, parser.res.expected_tokens - 1))  # leave before the end
+        k = rng.randint(min(lo, top), top)
         parser.on_token = lambda n: drop() if n >= k else None
     transport, closed = await open_stream(target.host, target.port, req, parser)
     holder.append(transport)

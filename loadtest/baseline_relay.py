@@ -1,0 +1,89 @@
+"""A deliberately unbounded SSE relay: the control for the backpressure proof.
+
+It forwards upstream bytes to the client as they arrive with
+``transport.write()`` (HTTP chunked framing by hand; never a drain), so a
+client that does not read makes it buffer without limit: the design that
+DESIGN.md calls out as not bounding memory.
+Never use this for anything but a comparison; the load test stops it once its
+RSS passes a bound.
+
+Run: ``python -m loadtest.baseline_relay --port 9100 --upstream http://127.0.0.1:9000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+
+UPSTREAM: Final = web.AppKey("upstream", str)
+SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
+
+
+async def _relay(request: web.Request) -> web.StreamResponse:
+    session = request.app[SESSION]
+    body = await request.read()
+    url = request.app[UPSTREAM] + request.path
+    headers = {"Content-Type": "application/json"}
+    async with session.post(url, data=body, headers=headers) as up:
+        resp = web.StreamResponse(
+            status=up.status,
+            headers={"Content-Type": up.headers.get("Content-Type", "text/event-stream")},
+        )
+        await resp.prepare(request)
+        transport = request.transport
+        with contextlib.suppress(ConnectionError):
+            async for chunk in up.content.iter_any():
+                if transport is None or transport.is_closing():
+                    break
+                # Chunked framing by hand; transport.write() and never a drain: unbounded.
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            await resp.write_eof()
+    return resp
+
+
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout()) as s:
+        app[SESSION] = s
+        yield
+
+
+async def _health(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def create_baseline_app(upstream: str) -> web.Application:
+    """The unbounded relay in front of ``upstream`` (base URL without a path)."""
+    app = web.Application()
+    app[UPSTREAM] = upstream.rstrip("/")
+    app.cleanup_ctx.append(_session_ctx)
+    app.router.add_post("/v1/chat/completions", _relay)
+    app.router.add_post("/v1/messages", _relay)
+    app.router.add_get("/healthz", _health)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m loadtest.baseline_relay")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9100)
+    p.add_argument("--upstream", required=True)
+    args = p.parse_args(argv)
+    web.run_app(
+        create_baseline_app(args.upstream),
+        host=args.host,
+        port=args.port,
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=1.0,
+        print=lambda _m: print(f"baseline relay on http://{args.host}:{args.port}", flush=True),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Start, probe and stop the processes a load test needs: the mock upstream,
+the gateway (``python -m gateway``) and the baseline relay, on loopback ports.
+
+Each runs as a subprocess of this interpreter with stdout and stderr in a log
+file of the results directory; :func:`stop` sends SIGTERM, waits, then kills
+that pid only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Final
+
+import aiohttp
+
+HOST: Final = "127.0.0.1"
+API_KEY_ENV: Final = "SLUICE_LOADTEST_UPSTREAM_KEY"
+OPENAI_MODEL: Final = "mock-openai"
+ANTHROPIC_MODEL: Final = "mock-anthropic"
+
+
+@dataclass(slots=True)
+class Managed:
+    """A subprocess we started, with its port and log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: IO[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def raise_nofile(want: int) -> int:
+    """Raise this process's (and future children's) open-file soft limit; returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(want, hard) if hard != resource.RLIM_INFINITY else want
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+def _spawn(
+    name: str, args: list[str], port: int, logdir: Path, env: dict[str, str] | None = None
+) -> Managed:
+    logdir.mkdir(parents=True, exist_ok=True)
+    log = (logdir / f"{name}.log").open("ab")
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=full_env
+    )
+    return Managed(name, proc, port, log)
+
+
+def start_mock(logdir: Path, port: int | None = None, extra: list[str] | None = None) -> Managed:
+    port = port or free_port()
+    args = ["-m", "loadtest.mock_upstream", "--host", HOST, "--port", str(port), *(extra or [])]
+    return _spawn("mock_upstream", args, port, logdir)
+
+
+def start_baseline(logdir: Path, upstream: str, port: int | None = None) -> Managed:
+    port = port or free_port()
+    args = [
+        "-m",
+        "loadtest.baseline_relay",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--upstream",
+        upstream,
+    ]
+    return _spawn("baseline_relay", args, port, logdir)
+
+
+def write_gateway_config(
+    path: Path,
+    mock_port: int,
+    port: int,
+    downstream_buffer_bytes: int = 65536,
+    send_timeout_s: float = 300.0,
+    anthropic: bool = False,
+) -> None:
+    """A gateway TOML with ``mock-openai`` (and ``mock-anthropic``) models on the mock."""
+    base = f"http://{HOST}:{mock_port}"
+    path.write_text(
+        f"""# written by loadtest.procs
+[server]
+host = "{HOST}"
+port = {port}
+
+[stream]
+downstream_buffer_bytes = {downstream_buffer_bytes}
+send_timeout_s = {send_timeout_s}
+
+[[models]]
+name = "{OPENAI_MODEL}"
+provider = "openai"
+base_url = "{base}/v1"
+api_key_env = "{API_KEY_ENV}"
+upstream_model = "mock"
+"""
+        + (
+            f"""
+[[models]]
+name = "{ANTHROPIC_MODEL}"
+provider = "anthropic"
+base_url = "{base}"
+api_key_env = "{API_KEY_ENV}"
+upstream_model = "mock"
+"""
+            if anthropic
+            else ""
+        )
+    )
+
+
+def start_gateway(
+    logdir: Path,
+    mock_port: int,
+    port: int | None = None,
+    downstream_buffer_bytes: int = 65536,
+    send_timeout_s: float = 300.0,
+    log_level: str = "warning",
+    anthropic: bool = False,
+) -> Managed:
+    port = port or free_port()
+    cfg = logdir / "gateway.toml"
+    logdir.mkdir(parents=True, exist_ok=True)
+    write_gateway_config(cfg, mock_port, port, downstream_buffer_bytes, send_timeout_s, anthropic)
+    args = ["-m", "gateway", "--config", str(cfg), "--host", HOST, "--port", str(port)]
+    args += ["--log-level", log_level]
+    return _spawn("gateway", args, port, logdir, env={API_KEY_ENV: "loadtest-key"})
+
+
+async def wait_ready(m: Managed, path: str, timeout_s: float = 20.0) -> None:
+    """Poll ``GET path`` until it answers (any status below 500); raise on exit or timeout."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            if m.proc.poll() is not None:
+                raise RuntimeError(f"{m.name} exited with {m.proc.returncode}; see {m.log.name}")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(m.url + path) as resp:
+                    if resp.status < 500:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{m.name} not ready after {timeout_s:.0f}s; see {m.log.name}")
+
+
+def stop(m: Managed, timeout_s: float = 5.0) -> None:
+    """SIGTERM, wait, then SIGKILL this one process; close its log."""
+    if m.proc.poll() is None:
+        m.proc.terminate()
+        try:
+            m.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            m.proc.kill()
+            m.proc.wait(timeout_s)
+    m.log.close()

@@ -1,0 +1,207 @@
+"""``result.json`` and ``report.md`` from a load test result dict."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil  # type: ignore[import-untyped]
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU count, model, memory, OS, Python and aiohttp versions."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "aiohttp": metadata.version("aiohttp"),
+    }
+
+
+def _f(v: Any, unit: str = "", digits: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}{unit}"
+    return f"{v}{unit}"
+
+
+def _p(stats: dict[str, Any] | None, key: str) -> str:
+    return "n/a" if not stats else _f(stats.get(key))
+
+
+def _get(d: dict[str, Any] | None, *path: str) -> Any:
+    cur: Any = d
+    for key in path:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def targets_table(result: dict[str, Any]) -> list[str]:
+    """The issue's targets next to what this run measured (goals, not assertions)."""
+    cmp_ = result.get("comparison") or {}
+    phases = result.get("phases", {})
+    slow = phases.get("slow")
+    gw = phases.get("gateway")
+    bp = result.get("backpressure")
+    lines = [
+        "| target | goal | measured here |",
+        "|---|---|---|",
+        f"| added TTFT p50 / p99 (c={_get(gw, 'concurrency')}; c=1 is in `make bench`) "
+        f"| <= 0.5 / 1 ms | {_f(_get(cmp_, 'added_ttft_ms', 'p50'), ' ms', 3)} / "
+        f"{_f(_get(cmp_, 'added_ttft_ms', 'p99'), ' ms', 3)} |",
+        f"| relayed events per gateway CPU-second | >= 40,000 "
+        f"| {_f(_get(gw, 'process', 'events_per_cpu_s'), '', 0)} |",
+        f"| frames lost / gaps > 2x pace (gateway phase, normal clients) | 0 / 0 "
+        f"| {_f(_get(gw, 'frames_lost'))} / {_f(_get(gw, 'normal', 'stalls'))} |",
+        f"| RSS slope with slow + stalled clients | flat "
+        f"| {_f(_get(slow, 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} over "
+        f"{_f(_get(slow, 'rss_trend', 'window_s'), ' s', 0)} |",
+        f"| Sluice vs baseline RSS slope, stalled clients | flat vs growing "
+        f"| {_f(_get(bp, 'sluice', 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} vs "
+        f"{_f(_get(bp, 'baseline', 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} |",
+        f"| client disconnect -> upstream close p99 | <= 10 ms "
+        f"| {_f(_get(slow, 'cancel', 'latency_ms', 'p99'), ' ms', 2)} |",
+    ]
+    return lines
+
+
+def phases_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "| phase | requests | events/s | TTFT p50 / p99 ms | ITL p50 / p99 ms "
+        "| E2E p50 / p99 ms | frames lost | stalls | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, ph in result.get("phases", {}).items():
+        n = ph["normal"]
+        errors = sum(sum(p["errors"].values()) for p in ph["profiles"].values())
+        lines.append(
+            f"| {name} | {ph['requests']} | {ph['events_per_s']:,.0f} "
+            f"| {_p(n['ttft_ms'], 'p50')} / {_p(n['ttft_ms'], 'p99')} "
+            f"| {_p(n['itl_ms'], 'p50')} / {_p(n['itl_ms'], 'p99')} "
+            f"| {_p(n['e2e_ms'], 'p50')} / {_p(n['e2e_ms'], 'p99')} "
+            f"| {ph['frames_lost']} | {n['stalls']} | {errors} |"
+        )
+    return lines
+
+
+def profiles_table(phase: dict[str, Any]) -> list[str]:
+    lines = [
+        "| profile | requests | completed | disconnected on purpose | tokens | errors |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, p in phase["profiles"].items():
+        lines.append(
+            f"| {name} | {p['requests']} | {p['completed']} | {p['disconnected_on_purpose']} "
+            f"| {p['tokens']} | {p['errors'] or ''} |"
+        )
+    return lines
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    m = meta["machine"]
+    out = [
+        "# Sluice load test report",
+        "",
+        f"Started {meta['started']}, finished {meta.get('finished', '?')}. Machine: "
+        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}, "
+        f"Python {m['python']}, aiohttp {m['aiohttp']}. Scenario `{meta['scenario']}`; "
+        "mock upstream, gateway and load generator share the machine.",
+        "",
+    ]
+    if "gateway_error" in meta:
+        out += [f"**Gateway unavailable**: {meta['gateway_error']}", ""]
+    out += ["## Targets", "", *targets_table(result), ""]
+    out += ["## Phases (normal clients)", "", *phases_table(result), ""]
+    cmp_ = result.get("comparison")
+    if cmp_:
+        out += [
+            "## Gateway vs direct",
+            "",
+            f"- added TTFT p50 {_f(cmp_['added_ttft_ms']['p50'], ' ms', 3)}, "
+            f"p99 {_f(cmp_['added_ttft_ms']['p99'], ' ms', 3)}",
+            f"- added ITL p50 {_f(cmp_['added_itl_ms']['p50'], ' ms', 3)}, "
+            f"p99 {_f(cmp_['added_itl_ms']['p99'], ' ms', 3)}",
+            f"- throughput ratio (events/s through the gateway / direct) "
+            f"{_f(cmp_['throughput_ratio'], '', 3)}",
+            "",
+        ]
+    slow = result.get("phases", {}).get("slow")
+    if slow:
+        tr = slow.get("rss_trend") or {}
+        bufs = [
+            s["write_buffer_bytes"] for s in slow["samples"] if s["write_buffer_bytes"] is not None
+        ]
+        out += [
+            "## Slow-client phase",
+            "",
+            *profiles_table(slow),
+            "",
+            f"- gateway RSS {_f(tr.get('first_mib'), ' MiB', 1)} -> "
+            f"{_f(tr.get('last_mib'), ' MiB', 1)} (max {_f(tr.get('max_mib'), ' MiB', 1)}), "
+            f"slope {_f(tr.get('slope_kib_per_s'), ' KiB/s')}",
+            f"- max bytes buffered toward clients (sluice_write_buffer_bytes): "
+            f"{_f(max(bufs) if bufs else None, ' B', 0)}",
+            f"- cancel latency (client disconnect -> upstream close), ms: "
+            f"{_fmt_pct(_get(slow, 'cancel', 'latency_ms'))}; not closed "
+            f"{_get(slow, 'cancel', 'not_closed')}, unmatched {_get(slow, 'cancel', 'unmatched')}",
+            f"- upstream (mock) outcomes: {_get(slow, 'upstream', 'outcomes')}, drain waits "
+            f"{_get(slow, 'upstream', 'drain_waits')}",
+            "",
+        ]
+    bp = result.get("backpressure")
+    if bp:
+        b, s = bp["baseline"]["rss_trend"] or {}, bp["sluice"]["rss_trend"] or {}
+        out += [
+            "## Backpressure proof",
+            "",
+            f"{bp['clients']} stalled clients on each relay; upstream streams as fast as allowed.",
+            "",
+            "| relay | RSS first -> last MiB | max MiB | slope KiB/s |",
+            "|---|---|---|---|",
+            f"| baseline (no drain) | {_f(b.get('first_mib'), '', 1)} -> "
+            f"{_f(b.get('last_mib'), '', 1)} "
+            f"| {_f(b.get('max_mib'), '', 1)} | {_f(b.get('slope_kib_per_s'), '', 0)} |",
+            f"| Sluice | {_f(s.get('first_mib'), '', 1)} -> {_f(s.get('last_mib'), '', 1)} "
+            f"| {_f(s.get('max_mib'), '', 1)} | {_f(s.get('slope_kib_per_s'), '', 0)} |",
+            "",
+            f"Baseline stopped: {bp['baseline']['stopped']}.",
+            "",
+        ]
+    for plot in result.get("plots", []):
+        out += [f"![{Path(plot).stem}]({Path(plot).name})", ""]
+    return "\n".join(out)
+
+
+def _fmt_pct(p: dict[str, float] | None) -> str:
+    if not p:
+        return "n/a"
+    return (
+        ", ".join(f"{k} {v:.2f}" for k, v in p.items() if k.startswith("p")) + f" (n={p['n']:.0f})"
+    )
+
+
+def write_report(result: dict[str, Any], out: Path) -> Path:
+    """Write result.json and report.md into ``out``; returns the report path."""
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    (out / "result.json").write_bytes(orjson.dumps(result, option=opts, default=str))
+    path = out / "report.md"
+    path.write_text(render_markdown(result))
+    return path

@@ -1,0 +1,272 @@
+"""``python -m loadtest``: the default end-to-end scenario.
+
+Starts the mock upstream and the gateway as subprocesses, then runs:
+
+1. ``direct``: normal readers against the mock upstream;
+2. ``gateway``: the same load through the gateway (added TTFT / ITL,
+   throughput ratio, relayed events per gateway CPU-second);
+3. ``slow``: a client mix through the gateway (slow and stalled readers,
+   mid-stream and first-token disconnects) while RSS, buffered bytes,
+   backpressure waits and active streams are sampled;
+4. ``backpressure``: stalled clients against the unbounded baseline relay and
+   against Sluice at once.
+
+Writes ``result.json``, ``report.md`` and PNG plots under
+``loadtest/results/<timestamp>/`` and prints the report path. ``--quick``
+shrinks every phase to a few seconds (the smoke test uses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtest import procs
+from loadtest.backpressure import ProofSpec, run_proof
+from loadtest.driver import LoadSpec, run_phase
+from loadtest.plots import make_plots
+from loadtest.profiles import Profile, Target
+from loadtest.report import machine_info, write_report
+from loadtest.sampler import ProcessSampler, Sample, fetch_records, reset_records
+from loadtest.scenario import MockScenario
+from loadtest.stats import compare, rss_trend, summarize
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def slow_mix(sc: MockScenario) -> tuple[Profile, ...]:
+    """The slow-phase client mix: 55% normal, 20% slow, 10% stalled, 10% + 5% disconnecting."""
+    long_stream = MockScenario(ttft_ms=sc.ttft_ms, itl_ms=5, tokens=1_000_000, token_bytes=64)
+    return (
+        Profile("normal", "normal", 0.55),
+        Profile("slow", "slow", 0.20, read_bytes_per_s=4096, read_chunk=512, rcvbuf=4096),
+        Profile("stalled", "stalled", 0.10, rcvbuf=4096, scenario=long_stream),
+        Profile("disconnect_mid", "disconnect_mid", 0.10, disconnect_after_tokens=(3, 30)),
+        Profile(
+            "disconnect_ttft",
+            "disconnect_ttft",
+            0.05,
+            disconnect_after_s=0.2,
+            scenario=MockScenario(ttft_ms=3000, itl_ms=sc.itl_ms, tokens=10),
+        ),
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n")[0])
+    p.add_argument("--mode", choices=("closed", "open"), default="closed")
+    p.add_argument("--concurrency", type=int, default=128, help="closed loop workers")
+    p.add_argument("--rate", type=float, default=50.0, help="open loop arrivals per second")
+    p.add_argument("--duration", type=float, default=20.0, help="direct and gateway phases, s")
+    p.add_argument("--requests", type=int, default=None, help="request budget per phase")
+    p.add_argument("--slow-duration", type=float, default=60.0)
+    p.add_argument("--slow-concurrency", type=int, default=256)
+    p.add_argument("--bp-duration", type=float, default=20.0)
+    p.add_argument("--bp-clients", type=int, default=16)
+    p.add_argument("--bp-rss-limit-mib", type=int, default=1024)
+    p.add_argument("--ttft-ms", type=float, default=50.0)
+    p.add_argument("--itl-ms", type=float, default=20.0)
+    p.add_argument("--tokens", type=int, default=100)
+    p.add_argument("--jitter-ms", type=float, default=0.0)
+    p.add_argument("--dialect", choices=("openai", "anthropic"), default="openai")
+    p.add_argument("--gateway-buffer-bytes", type=int, default=65536)
+    p.add_argument("--no-gateway", action="store_true", help="direct phase only")
+    p.add_argument("--no-baseline", action="store_true", help="skip the backpressure proof")
+    p.add_argument("--quick", action="store_true", help="a few seconds per phase (smoke)")
+    p.add_argument("--out", type=Path, default=None, help="results directory")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.duration, args.slow_duration, args.bp_duration = 2.0, 3.0, 2.0
+        args.concurrency, args.slow_concurrency, args.bp_clients = 8, 20, 2
+        args.tokens, args.itl_ms, args.ttft_ms = 20, 10.0, 20.0
+    return args
+
+
+@dataclass(slots=True)
+class Procs:
+    mock: procs.Managed
+    gateway: procs.Managed | None = None
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+async def _measured_phase(
+    target: Target,
+    spec: LoadSpec,
+    label: str,
+    mock: procs.Managed,
+    watched: procs.Managed,
+    metrics_url: str | None,
+) -> tuple[dict[str, Any], list[Sample]]:
+    """One phase with the watched process sampled and the mock's records joined."""
+    await reset_records(mock.url)
+    sampler = ProcessSampler(watched.pid, metrics_url, 0.5)
+    sampler.start()
+    mock_s = ProcessSampler(mock.pid, None, 1.0)
+    mock_s.start()
+    _say(f"phase {label}: {spec.mode} loop, {spec.concurrency} clients, {spec.duration_s:.0f}s")
+    run = await run_phase(target, spec, label, sampler.status)
+    samples = await sampler.stop()
+    mock_samples = await mock_s.stop()
+    summary = summarize(run, await fetch_records(mock.url))
+    summary["process"] = _cpu_figures(samples, summary["events"], watched.name)
+    summary["mock_process"] = _cpu_figures(mock_samples, summary["events"], "mock_upstream")
+    return summary, samples
+
+
+def _cpu_figures(samples: list[Sample], events: int, name: str) -> dict[str, Any]:
+    if len(samples) < 2:
+        return {"name": name}
+    cpu = samples[-1].cpu_s - samples[0].cpu_s
+    wall = samples[-1].t - samples[0].t
+    return {
+        "name": name,
+        "cpu_s": cpu,
+        "cpu_util": cpu / wall if wall else None,
+        "events_per_cpu_s": events / cpu if cpu > 0 else None,
+        "rss_max_mib": max(s.rss_bytes for s in samples) / 2**20,
+    }
+
+
+def _series(samples: list[Sample]) -> list[dict[str, Any]]:
+    return [
+        {
+            "t": s.t,
+            "rss_bytes": s.rss_bytes,
+            "write_buffer_bytes": s.write_buffer_bytes,
+            "backpressure_waits": s.backpressure_waits,
+            "streams_active": s.streams_active,
+            "num_fds": s.num_fds,
+        }
+        for s in samples
+    ]
+
+
+async def run(args: argparse.Namespace) -> Path:
+    """Run every phase; returns the report path."""
+    procs.raise_nofile(16384)
+    out = args.out or RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    sc = MockScenario(
+        ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, tokens=args.tokens, jitter_ms=args.jitter_ms
+    )
+    result: dict[str, Any] = {
+        "meta": {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": machine_info(),
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "scenario": sc.directive(),
+        },
+        "phases": {},
+    }
+    ps = Procs(procs.start_mock(out))
+    try:
+        await procs.wait_ready(ps.mock, "/_mock/records")
+        if not args.no_gateway:
+            ps.gateway = await _start_gateway(out, ps.mock, args, result)
+        await _phases(args, sc, ps, result, out)
+    finally:
+        if ps.gateway is not None:
+            procs.stop(ps.gateway)
+        procs.stop(ps.mock)
+    result["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result["plots"] = make_plots(result, out)
+    return write_report(result, out)
+
+
+async def _start_gateway(
+    out: Path, mock: procs.Managed, args: argparse.Namespace, result: dict[str, Any]
+) -> procs.Managed | None:
+    gw = procs.start_gateway(
+        out,
+        mock.port,
+        downstream_buffer_bytes=args.gateway_buffer_bytes,
+        anthropic=args.dialect == "anthropic",
+    )
+    try:
+        await procs.wait_ready(gw, "/healthz")
+    except RuntimeError as exc:
+        procs.stop(gw)
+        result["meta"]["gateway_error"] = str(exc)
+        _say(f"gateway unavailable: {exc}")
+        return None
+    return gw
+
+
+async def _phases(
+    args: argparse.Namespace, sc: MockScenario, ps: Procs, result: dict[str, Any], out: Path
+) -> None:
+    host = procs.HOST
+    model = procs.OPENAI_MODEL if args.dialect == "openai" else procs.ANTHROPIC_MODEL
+    normal = (Profile("normal", "normal", 1.0),)
+    base = LoadSpec(
+        normal,
+        sc,
+        args.mode,
+        args.concurrency,
+        args.rate,
+        args.duration,
+        args.requests,
+        seed=args.seed,
+    )
+    phases = result["phases"]
+    direct = Target("direct", host, ps.mock.port, "mock", args.dialect)
+    phases["direct"], _ = await _measured_phase(direct, base, "direct", ps.mock, ps.mock, None)
+    gw = ps.gateway
+    if gw is None:
+        return
+    metrics = f"{gw.url}/metrics"
+    through = Target("gateway", host, gw.port, model, args.dialect)
+    phases["gateway"], gw_samples = await _measured_phase(
+        through, base, "gateway", ps.mock, gw, metrics
+    )
+    result["comparison"] = compare(phases["direct"], phases["gateway"])
+    slow = LoadSpec(
+        slow_mix(sc),
+        sc,
+        "closed",
+        args.slow_concurrency,
+        args.rate,
+        args.slow_duration,
+        seed=args.seed,
+    )
+    phases["slow"], slow_samples = await _measured_phase(
+        through, slow, "slow", ps.mock, gw, metrics
+    )
+    phases["slow"]["rss_trend"] = rss_trend(slow_samples)
+    phases["slow"]["samples"] = _series(slow_samples)
+    phases["gateway"]["samples"] = _series(gw_samples)
+    if not args.no_baseline:
+        result["backpressure"] = await _proof(args, ps, gw, through, out)
+
+
+async def _proof(
+    args: argparse.Namespace, ps: Procs, gw: procs.Managed, sluice: Target, out: Path
+) -> dict[str, Any]:
+    bl = procs.start_baseline(out, ps.mock.url)
+    try:
+        await procs.wait_ready(bl, "/healthz")
+        _say(f"phase backpressure: {args.bp_clients} stalled clients each on baseline and Sluice")
+        baseline = Target("baseline", procs.HOST, bl.port, "mock", args.dialect)
+        spec = ProofSpec(args.bp_clients, args.bp_duration, args.bp_rss_limit_mib << 20)
+        return await run_proof(
+            spec, baseline, bl.pid, sluice, gw.pid, f"{gw.url}/metrics", lambda: procs.stop(bl, 2.0)
+        )
+    finally:
+        procs.stop(bl)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    t0 = time.monotonic()
+    path = asyncio.run(run(args))
+    _say(f"done in {time.monotonic() - t0:.0f}s")
+    print(f"report: {path}", flush=True)

@@ -1,0 +1,194 @@
+"""Numbers from a phase: percentiles (numpy), frames lost, stalls, cancel latency,
+and the direct-vs-gateway deltas.
+
+All latencies are reported in milliseconds. Frames lost counts only clients
+that were meant to read the whole stream (``normal`` and ``slow`` profiles,
+no fault): ``expected_tokens - tokens`` for each. A stall is an inter-token
+gap larger than twice the configured pace.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import numpy as np
+
+from loadtest.driver import PhaseRun
+from loadtest.sse_client import StreamResult
+
+PERCENTILES: Final[tuple[float, ...]] = (50.0, 90.0, 99.0, 99.9)
+READ_ALL: Final[frozenset[str]] = frozenset({"normal", "slow"})
+
+
+def pct(
+    values: Sequence[float] | np.ndarray[Any, Any], scale: float = 1000.0
+) -> dict[str, float] | None:
+    """``{"p50", "p90", "p99", "p99.9", "max", "mean", "n"}`` of ``values`` times ``scale``."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return None
+    qs = np.percentile(arr, PERCENTILES) * scale
+    out = {f"p{p:g}": float(q) for p, q in zip(PERCENTILES, qs, strict=True)}
+    out["max"] = float(arr.max() * scale)
+    out["mean"] = float(arr.mean() * scale)
+    out["n"] = float(arr.size)
+    return out
+
+
+def _kind(r: StreamResult, kinds: dict[str, str]) -> str:
+    return kinds.get(r.profile, r.profile)
+
+
+def latency_summary(results: Iterable[StreamResult]) -> dict[str, Any]:
+    """TTFT, ITL (every gap), TPOT, E2E percentiles over ``results``, plus stalls."""
+    rs = list(results)
+    gaps = (
+        np.concatenate([np.frombuffer(r.gaps, dtype=np.float64) for r in rs]) if rs else np.empty(0)
+    )
+    stalls, worst_ratio = 0, 0.0
+    for r in rs:
+        if r.pace_s > 0 and len(r.gaps):
+            g = np.frombuffer(r.gaps, dtype=np.float64)
+            stalls += int(np.count_nonzero(g > 2 * r.pace_s))
+            worst_ratio = max(worst_ratio, float(g.max()) / r.pace_s)
+    return {
+        "ttft_ms": pct([r.ttft for r in rs if r.ttft is not None]),
+        "itl_ms": pct(gaps),
+        "tpot_ms": pct([r.tpot for r in rs if r.tpot is not None]),
+        "e2e_ms": pct([r.e2e for r in rs if r.e2e is not None]),
+        "stalls": stalls,
+        "worst_gap_over_pace": worst_ratio,
+    }
+
+
+def summarize(run: PhaseRun, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything about one phase, JSON-ready."""
+    kinds: dict[str, str] = {p.name: str(p.kind) for p in run.spec.profiles}
+    duration = max(run.ended - run.started, 1e-9)
+    by_profile: dict[str, list[StreamResult]] = {}
+    for r in run.results:
+        by_profile.setdefault(r.profile, []).append(r)
+    readers = [r for r in run.results if _kind(r, kinds) in READ_ALL]
+    complete_readers = [r for r in readers if r.disconnected_at is None]
+    frames_expected = sum(r.expected_tokens for r in complete_readers)
+    frames_received = sum(r.tokens for r in complete_readers)
+    total_tokens = sum(r.tokens for r in run.results)
+    profiles: dict[str, Any] = {}
+    for name, rs in sorted(by_profile.items()):
+        errors = Counter(r.error for r in rs if r.error and r.disconnected_at is None)
+        profiles[name] = {
+            "kind": kinds.get(name, name),
+            "requests": len(rs),
+            "completed": sum(1 for r in rs if r.done),
+            "disconnected_on_purpose": sum(1 for r in rs if r.disconnected_at is not None),
+            "errors": dict(errors),
+            "tokens": sum(r.tokens for r in rs),
+            "latency": latency_summary(rs) if kinds.get(name) in READ_ALL else None,
+        }
+    normal = [r for r in run.results if _kind(r, kinds) == "normal"]
+    out: dict[str, Any] = {
+        "target": run.target.name,
+        "dialect": run.target.dialect,
+        "mode": run.spec.mode,
+        "concurrency": run.spec.concurrency,
+        "rate": run.spec.rate if run.spec.mode == "open" else None,
+        "duration_s": duration,
+        "requests": len(run.results),
+        "shed": run.shed,
+        "events": total_tokens,
+        "events_per_s": total_tokens / duration,
+        "requests_per_s": len(run.results) / duration,
+        "frames_expected": frames_expected,
+        "frames_received": frames_received,
+        "frames_lost": frames_expected - frames_received,
+        "normal": latency_summary(normal),
+        "profiles": profiles,
+    }
+    if records is not None:
+        out["cancel"] = cancel_latency(run.results, records)
+        out["upstream"] = upstream_summary(records)
+    return out
+
+
+def cancel_latency(
+    results: Iterable[StreamResult], records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Client disconnect -> upstream saw its connection close, matched by client id.
+
+    ``not_closed`` counts disconnected clients whose upstream stream ran on
+    (the mock never saw a close); ``unmatched`` those with no mock record
+    (e.g. the gateway never called upstream).
+    """
+    by_client: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        cid = rec.get("client_id")
+        if cid and (cid not in by_client or rec.get("peer_closed_mono") is not None):
+            by_client[cid] = rec
+    lat: list[float] = []
+    not_closed = unmatched = finished_first = 0
+    for r in results:
+        if r.disconnected_at is None:
+            continue
+        match = by_client.get(r.client_id)
+        if match is None:
+            unmatched += 1
+        elif match.get("peer_closed_mono") is None:
+            ended = match.get("ended_mono")
+            if match.get("completed") and ended is not None and ended <= r.disconnected_at:
+                finished_first += 1  # upstream was done before the client left
+            else:
+                not_closed += 1
+        else:
+            lat.append(float(match["peer_closed_mono"]) - r.disconnected_at)
+    return {
+        "latency_ms": pct(lat),
+        "not_closed": not_closed,
+        "unmatched": unmatched,
+        "upstream_finished_first": finished_first,
+    }
+
+
+def upstream_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the mock saw: outcomes, bytes written and drained, drain waits."""
+    return {
+        "requests": len(records),
+        "outcomes": dict(Counter(str(r.get("outcome")) for r in records)),
+        "bytes_written": sum(int(r.get("bytes_written", 0)) for r in records),
+        "bytes_drained": sum(int(r.get("bytes_drained", 0)) for r in records),
+        "drain_waits": sum(int(r.get("drain_waits", 0)) for r in records),
+    }
+
+
+def compare(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, Any]:
+    """Gateway minus direct for normal clients: added TTFT / ITL, throughput ratio."""
+
+    def delta(metric: str, p: str) -> float | None:
+        a, b = direct["normal"].get(metric), gateway["normal"].get(metric)
+        return None if a is None or b is None else float(b[p] - a[p])
+
+    ratio = gateway["events_per_s"] / direct["events_per_s"] if direct["events_per_s"] else None
+    return {
+        "added_ttft_ms": {"p50": delta("ttft_ms", "p50"), "p99": delta("ttft_ms", "p99")},
+        "added_itl_ms": {"p50": delta("itl_ms", "p50"), "p99": delta("itl_ms", "p99")},
+        "added_e2e_ms": {"p50": delta("e2e_ms", "p50"), "p99": delta("e2e_ms", "p99")},
+        "throughput_ratio": ratio,
+    }
+
+
+def rss_trend(samples: Sequence[Any], skip_s: float = 5.0) -> dict[str, float] | None:
+    """Linear fit of RSS over time after a warm-up: slope (KiB/s), first, last, max (MiB)."""
+    pts = [(s.t, s.rss_bytes) for s in samples if s.t >= skip_s]
+    if len(pts) < 3:
+        return None
+    t = np.array([p[0] for p in pts])
+    rss = np.array([p[1] for p in pts], dtype=np.float64)
+    slope = float(np.polyfit(t, rss, 1)[0])
+    return {
+        "slope_kib_per_s": slope / 1024,
+        "first_mib": float(rss[0] / 2**20),
+        "last_mib": float(rss[-1] / 2**20),
+        "max_mib": float(rss.max() / 2**20),
+        "window_s": float(t[-1] - t[0]),
+    }
