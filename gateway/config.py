@@ -73,6 +73,9 @@ class _RemoteModel(_ModelBase):
     """Upstream base URL; defaults to the provider's public API."""
     api_key_env: str | None = None
     """Name of the environment variable holding the upstream API key."""
+    upstream_buffer_bytes: int = Field(default=65536, ge=4096, le=64 << 20)
+    """Receive buffer (``SO_RCVBUF``) of upstream sockets: how far the upstream
+    can run ahead into the kernel while a slow client holds the relay back."""
 
     def api_key(self, default_env: str) -> str:
         """The key from ``api_key_env`` (or ``default_env``); empty if unset."""

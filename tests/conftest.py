@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,9 +27,8 @@ class _ShimResponse(ClientResponse):
 
 
 @pytest.fixture
-def aioresponses_shim(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def aioresponses_shim(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aioresponses.core, "ClientResponse", _ShimResponse)
-    yield
 
 
 @pytest.fixture

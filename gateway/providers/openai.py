@@ -29,15 +29,35 @@ from ..errors import (
 )
 from .base import Dialect, UpstreamChunk
 from .status import error_for_status
+from .transport import TIMEOUT, upstream_http_client
 
 _DONE = "[DONE]"
-_TIMEOUT = httpx2.Timeout(connect=10.0, read=600.0, write=30.0, pool=10.0)
+
+
+def _transport_cause(exc: BaseException) -> BaseException | None:
+    """The aiohttp exception behind an SDK error, if any.
+
+    The vendored aiohttp transport maps every ``ClientConnectionError`` (a
+    refused connection included) to ``httpx2.ConnectTimeout``; the original
+    exception on the cause chain says what really happened.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientError | OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def map_error(exc: BaseException) -> GatewayError:
     """An SDK or transport exception as a GatewayError (by type, not text)."""
     if isinstance(exc, GatewayError):
         return exc
+    cause = _transport_cause(exc)
+    if cause is not None and not isinstance(
+        cause, aiohttp.ServerTimeoutError | aiohttp.SocketTimeoutError | TimeoutError
+    ):
+        return UpstreamConnectError(f"upstream connection failed: {type(cause).__name__}: {cause}")
     if isinstance(exc, openai.APIStatusError):
         return error_for_status(
             exc.status_code, exc.message, exc.response.headers.get("retry-after")
@@ -104,8 +124,8 @@ class OpenAIProvider:
             api_key=model.api_key("OPENAI_API_KEY") or "unset",
             base_url=model.base_url,
             max_retries=0,
-            timeout=_TIMEOUT,
-            http_client=openai.DefaultAioHttpClient(timeout=_TIMEOUT),
+            timeout=TIMEOUT,
+            http_client=upstream_http_client(model.upstream_buffer_bytes),
         )
 
     def _split(self, body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
