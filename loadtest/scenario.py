@@ -113,6 +113,7 @@ class MockScenario:
 
 _FIELDS: Final[frozenset[str]] = frozenset(f.name for f in dataclasses.fields(MockScenario))
 HEADER_PREFIX: Final = "x-mock-"
+_ALIASES: Final[dict[str, str]] = {"retry_after": "retry_after_s"}
 
 
 def header_name(field: str) -> str:
@@ -162,7 +163,8 @@ def overrides_from_headers(headers: Mapping[str, str]) -> dict[str, str]:
     for name, value in headers.items():
         low = name.lower()
         if low.startswith(HEADER_PREFIX):
-            out[low[len(HEADER_PREFIX) :].replace("-", "_")] = value
+            key = low[len(HEADER_PREFIX) :].replace("-", "_")
+            out[_ALIASES.get(key, key)] = value
     return out
 
 
