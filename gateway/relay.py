@@ -118,7 +118,8 @@ async def relay(job: StreamJob) -> web.StreamResponse:
                     if gap is not None:
                         recorder.itl(gap)
             chunk = await _next(iterator)
-        await send(encoder.finish())
+        waited = await send(encoder.finish())
+        recorder.event(queued(), waited)
         await sse.finish()
         reason = Termination.COMPLETED
     except GatewayError as err:

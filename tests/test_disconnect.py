@@ -22,8 +22,8 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-async def _wait_closed(fake: FakeOpenAI, timeout: float = 5.0) -> float:
-    async with asyncio.timeout(timeout):
+async def _wait_closed(fake: FakeOpenAI) -> float:
+    async with asyncio.timeout(5.0):
         while fake.records[0].closed_at is None:
             await asyncio.sleep(0.005)
     closed_at = fake.records[0].closed_at
@@ -63,7 +63,7 @@ async def test_disconnect_before_first_token_closes_upstream(
 ) -> None:
     fake_openai.script = Script(events=[sse(chunk("late"))], ttft_s=30.0)
     client = await gateway(models=[openai_model(fake_openai)])
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    _, writer = await asyncio.open_connection(client.server.host, client.server.port)
     payload = b'{"model":"up","stream":true,"messages":[{"role":"user","content":"hi"}]}'
     writer.write(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
