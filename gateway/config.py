@@ -37,6 +37,8 @@ class ServerSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Largest accepted request body, bytes; larger bodies get 413."""
+    metrics_enabled: bool = True
+    """Record per-stream metrics. Turn off only to measure what they cost."""
 
 
 class StreamSettings(_Section):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from typing import Any
 
 import pytest
@@ -139,10 +138,13 @@ async def test_metrics_endpoint_passes_promtool(gateway: GatewayFactory) -> None
         "sluice_build_info",
     ):  # fmt: skip
         assert f"# TYPE {name} " in text, name
-    proc = subprocess.run(
-        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = await asyncio.create_subprocess_exec(
+        "promtool", "check", "metrics",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(text.encode()), 30)
+    assert proc.returncode == 0, out.decode()
 
 
 async def test_openmetrics_negotiation(gateway: GatewayFactory) -> None:

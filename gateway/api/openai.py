@@ -8,18 +8,13 @@ Streaming responses are SSE ``data: {chat.completion.chunk}`` events ending in
 
 from __future__ import annotations
 
-import time
-
 import orjson
 from aiohttp import web
 
-from ..dialects.openai import OpenAIPassthrough, parse_chat_request, usage_of
-from ..errors import ModelNotFound
-from ..recorder import StreamRecorder
-from ..relay import StreamJob, relay
-from ..state import ARRIVAL, METRICS, PROVIDERS, SETTINGS
-from ..timing import StreamClock
+from ..dialects.openai import parse_chat_request
+from ..state import SETTINGS
 from .body import read_json_object
+from .chat import ChatCall, serve
 
 CHAT_ROUTE = "/v1/chat/completions"
 
@@ -29,36 +24,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     body = await read_json_object(request, settings.server.max_body_bytes)
     chat = parse_chat_request(body)
-    model = settings.model(chat.model)
-    if model is None:
-        raise ModelNotFound(
-            f"The model '{chat.model}' does not exist; see GET /v1/models", param="model"
-        )
-    provider = request.app[PROVIDERS][model.name]
-    metrics = request.app[METRICS]
-    if not chat.stream:
-        payload = await provider.complete(body)
-        usage = usage_of(payload)
-        if usage is not None:
-            labels = (model.name, provider.kind)
-            if usage.output_tokens:
-                metrics.output_tokens.labels(*labels).inc(usage.output_tokens)
-            if usage.input_tokens:
-                metrics.input_tokens.labels(*labels).inc(usage.input_tokens)
-        return web.Response(body=orjson.dumps(payload), content_type="application/json")
-    job = StreamJob(
-        request=request,
-        provider=provider,
+    call = ChatCall(
+        client="openai",
+        route=CHAT_ROUTE,
+        model=chat.model,
+        stream=chat.stream,
+        include_usage=chat.include_usage,
         body=body,
-        encoder=OpenAIPassthrough(include_usage=chat.include_usage),
-        settings=settings.stream,
-        recorder=StreamRecorder(
-            metrics, model=model.name, provider=provider.kind, route=CHAT_ROUTE
-        ),
-        clock=StreamClock(request.get(ARRIVAL, time.perf_counter())),
-        model=model.name,
     )
-    return await relay(job)
+    return await serve(request, call)
 
 
 async def list_models(request: web.Request) -> web.Response:
