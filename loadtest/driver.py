@@ -39,6 +39,8 @@ class LoadSpec:
     max_requests: int | None = None
     max_in_flight: int = 10_000
     seed: int = 1
+    ramp_s: float = 0.0
+    """Closed loop: spread the workers' first requests over this many seconds."""
 
 
 @dataclass(slots=True)
@@ -112,7 +114,9 @@ async def _closed(
 ) -> None:
     loop = asyncio.get_running_loop()
 
-    async def worker(profile: Profile) -> None:
+    async def worker(profile: Profile, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
         while loop.time() < stop_at:
             cid = next_id()
             if cid is None:
@@ -120,7 +124,8 @@ async def _closed(
             await one(profile, cid)
 
     workers = assign_profiles(spec.profiles, spec.concurrency)
-    await asyncio.gather(*(worker(p) for p in workers))
+    step = spec.ramp_s / max(len(workers), 1)
+    await asyncio.gather(*(worker(p, i * step) for i, p in enumerate(workers)))
 
 
 async def _open(

@@ -23,6 +23,7 @@ from typing import IO, Final
 import aiohttp
 
 HOST: Final = "127.0.0.1"
+REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 API_KEY_ENV: Final = "SLUICE_LOADTEST_UPSTREAM_KEY"
 OPENAI_MODEL: Final = "mock-openai"
 ANTHROPIC_MODEL: Final = "mock-anthropic"
@@ -69,8 +70,15 @@ def _spawn(
     logdir.mkdir(parents=True, exist_ok=True)
     log = (logdir / f"{name}.log").open("ab")
     full_env = {**os.environ, **(env or {})}
+    # The repo root is the working directory, so ``-m loadtest`` / ``-m gateway`` resolve;
+    # a PYTHONPATH given in ``env`` comes first.
+    cwd = env.get("PYTHONPATH") if env else None
     proc = subprocess.Popen(
-        [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=full_env
+        [sys.executable, *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=cwd or REPO_ROOT,
     )
     return Managed(name, proc, port, log)
 
@@ -146,14 +154,20 @@ def start_gateway(
     send_timeout_s: float = 300.0,
     log_level: str = "warning",
     anthropic: bool = False,
+    src: Path | None = None,
 ) -> Managed:
+    """The gateway on the mock; ``src`` is a directory holding another build's
+    ``gateway`` package (e.g. ``git archive HEAD gateway | tar -x -C DIR``)."""
     port = port or free_port()
     cfg = logdir / "gateway.toml"
     logdir.mkdir(parents=True, exist_ok=True)
     write_gateway_config(cfg, mock_port, port, downstream_buffer_bytes, send_timeout_s, anthropic)
     args = ["-m", "gateway", "--config", str(cfg), "--host", HOST, "--port", str(port)]
     args += ["--log-level", log_level]
-    return _spawn("gateway", args, port, logdir, env={API_KEY_ENV: "loadtest-key"})
+    env = {API_KEY_ENV: "loadtest-key"}
+    if src is not None:
+        env["PYTHONPATH"] = str(src.resolve())
+    return _spawn("gateway", args, port, logdir, env=env)
 
 
 async def wait_ready(m: Managed, path: str, timeout_s: float = 20.0) -> None:

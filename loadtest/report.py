@@ -32,7 +32,7 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def _f(v: Any, unit: str = "", digits: int = 2) -> str:
+def fmt(v: Any, unit: str = "", digits: int = 2) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
@@ -41,10 +41,10 @@ def _f(v: Any, unit: str = "", digits: int = 2) -> str:
 
 
 def _p(stats: dict[str, Any] | None, key: str) -> str:
-    return "n/a" if not stats else _f(stats.get(key))
+    return "n/a" if not stats else fmt(stats.get(key))
 
 
-def _get(d: dict[str, Any] | None, *path: str) -> Any:
+def get_path(d: dict[str, Any] | None, *path: str) -> Any:
     cur: Any = d
     for key in path:
         if not isinstance(cur, dict):
@@ -63,21 +63,21 @@ def targets_table(result: dict[str, Any]) -> list[str]:
     lines = [
         "| target | goal | measured here |",
         "|---|---|---|",
-        f"| added TTFT p50 / p99 (c={_get(gw, 'concurrency')}; c=1 is in `make bench`) "
-        f"| <= 0.5 / 1 ms | {_f(_get(cmp_, 'added_ttft_ms', 'p50'), ' ms', 3)} / "
-        f"{_f(_get(cmp_, 'added_ttft_ms', 'p99'), ' ms', 3)} |",
+        f"| added TTFT p50 / p99 (c={get_path(gw, 'concurrency')}; c=1 is in `make bench`) "
+        f"| <= 0.5 / 1 ms | {fmt(get_path(cmp_, 'added_ttft_ms', 'p50'), ' ms', 3)} / "
+        f"{fmt(get_path(cmp_, 'added_ttft_ms', 'p99'), ' ms', 3)} |",
         f"| relayed events per gateway CPU-second | >= 40,000 "
-        f"| {_f(_get(gw, 'process', 'events_per_cpu_s'), '', 0)} |",
+        f"| {fmt(get_path(gw, 'process', 'events_per_cpu_s'), '', 0)} |",
         f"| frames lost / gaps > 2x pace (gateway phase, normal clients) | 0 / 0 "
-        f"| {_f(_get(gw, 'frames_lost'))} / {_f(_get(gw, 'normal', 'stalls'))} |",
+        f"| {fmt(get_path(gw, 'frames_lost'))} / {fmt(get_path(gw, 'normal', 'stalls'))} |",
         f"| RSS slope with slow + stalled clients | flat "
-        f"| {_f(_get(slow, 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} over "
-        f"{_f(_get(slow, 'rss_trend', 'window_s'), ' s', 0)} |",
+        f"| {fmt(get_path(slow, 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} over "
+        f"{fmt(get_path(slow, 'rss_trend', 'window_s'), ' s', 0)} |",
         f"| Sluice vs baseline RSS slope, stalled clients | flat vs growing "
-        f"| {_f(_get(bp, 'sluice', 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} vs "
-        f"{_f(_get(bp, 'baseline', 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} |",
+        f"| {fmt(get_path(bp, 'sluice', 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} vs "
+        f"{fmt(get_path(bp, 'baseline', 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} |",
         f"| client disconnect -> upstream close p99 | <= 10 ms "
-        f"| {_f(_get(slow, 'cancel', 'latency_ms', 'p99'), ' ms', 2)} |",
+        f"| {fmt(get_path(slow, 'cancel', 'latency_ms', 'p99'), ' ms', 2)} |",
     ]
     return lines
 
@@ -135,12 +135,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         out += [
             "## Gateway vs direct",
             "",
-            f"- added TTFT p50 {_f(cmp_['added_ttft_ms']['p50'], ' ms', 3)}, "
-            f"p99 {_f(cmp_['added_ttft_ms']['p99'], ' ms', 3)}",
-            f"- added ITL p50 {_f(cmp_['added_itl_ms']['p50'], ' ms', 3)}, "
-            f"p99 {_f(cmp_['added_itl_ms']['p99'], ' ms', 3)}",
+            f"- added TTFT p50 {fmt(cmp_['added_ttft_ms']['p50'], ' ms', 3)}, "
+            f"p99 {fmt(cmp_['added_ttft_ms']['p99'], ' ms', 3)}",
+            f"- added ITL p50 {fmt(cmp_['added_itl_ms']['p50'], ' ms', 3)}, "
+            f"p99 {fmt(cmp_['added_itl_ms']['p99'], ' ms', 3)}",
             f"- throughput ratio (events/s through the gateway / direct) "
-            f"{_f(cmp_['throughput_ratio'], '', 3)}",
+            f"{fmt(cmp_['throughput_ratio'], '', 3)}",
             "",
         ]
     slow = result.get("phases", {}).get("slow")
@@ -154,16 +154,17 @@ def render_markdown(result: dict[str, Any]) -> str:
             "",
             *profiles_table(slow),
             "",
-            f"- gateway RSS {_f(tr.get('first_mib'), ' MiB', 1)} -> "
-            f"{_f(tr.get('last_mib'), ' MiB', 1)} (max {_f(tr.get('max_mib'), ' MiB', 1)}), "
-            f"slope {_f(tr.get('slope_kib_per_s'), ' KiB/s')}",
+            f"- gateway RSS {fmt(tr.get('first_mib'), ' MiB', 1)} -> "
+            f"{fmt(tr.get('last_mib'), ' MiB', 1)} (max {fmt(tr.get('max_mib'), ' MiB', 1)}), "
+            f"slope {fmt(tr.get('slope_kib_per_s'), ' KiB/s')}",
             f"- max bytes buffered toward clients (sluice_write_buffer_bytes): "
-            f"{_f(max(bufs) if bufs else None, ' B', 0)}",
+            f"{fmt(max(bufs) if bufs else None, ' B', 0)}",
             f"- cancel latency (client disconnect -> upstream close), ms: "
-            f"{_fmt_pct(_get(slow, 'cancel', 'latency_ms'))}; not closed "
-            f"{_get(slow, 'cancel', 'not_closed')}, unmatched {_get(slow, 'cancel', 'unmatched')}",
-            f"- upstream (mock) outcomes: {_get(slow, 'upstream', 'outcomes')}, drain waits "
-            f"{_get(slow, 'upstream', 'drain_waits')}",
+            f"{_fmt_pct(get_path(slow, 'cancel', 'latency_ms'))}; not closed "
+            f"{get_path(slow, 'cancel', 'not_closed')}, "
+            f"unmatched {get_path(slow, 'cancel', 'unmatched')}",
+            f"- upstream (mock) outcomes: {get_path(slow, 'upstream', 'outcomes')}, drain waits "
+            f"{get_path(slow, 'upstream', 'drain_waits')}",
             "",
         ]
     bp = result.get("backpressure")
@@ -176,11 +177,11 @@ def render_markdown(result: dict[str, Any]) -> str:
             "",
             "| relay | RSS first -> last MiB | max MiB | slope KiB/s |",
             "|---|---|---|---|",
-            f"| baseline (no drain) | {_f(b.get('first_mib'), '', 1)} -> "
-            f"{_f(b.get('last_mib'), '', 1)} "
-            f"| {_f(b.get('max_mib'), '', 1)} | {_f(b.get('slope_kib_per_s'), '', 0)} |",
-            f"| Sluice | {_f(s.get('first_mib'), '', 1)} -> {_f(s.get('last_mib'), '', 1)} "
-            f"| {_f(s.get('max_mib'), '', 1)} | {_f(s.get('slope_kib_per_s'), '', 0)} |",
+            f"| baseline (no drain) | {fmt(b.get('first_mib'), '', 1)} -> "
+            f"{fmt(b.get('last_mib'), '', 1)} "
+            f"| {fmt(b.get('max_mib'), '', 1)} | {fmt(b.get('slope_kib_per_s'), '', 0)} |",
+            f"| Sluice | {fmt(s.get('first_mib'), '', 1)} -> {fmt(s.get('last_mib'), '', 1)} "
+            f"| {fmt(s.get('max_mib'), '', 1)} | {fmt(s.get('slope_kib_per_s'), '', 0)} |",
             "",
             f"Baseline stopped: {bp['baseline']['stopped']}.",
             "",

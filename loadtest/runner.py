@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +27,13 @@ from typing import Any
 
 from loadtest import procs
 from loadtest.backpressure import ProofSpec, run_proof
-from loadtest.driver import LoadSpec, run_phase
+from loadtest.driver import LoadSpec
+from loadtest.measure import measured_phase, say, series
 from loadtest.plots import make_plots
 from loadtest.profiles import Profile, Target
 from loadtest.report import machine_info, write_report
-from loadtest.sampler import ProcessSampler, Sample, fetch_records, reset_records
 from loadtest.scenario import MockScenario
-from loadtest.stats import compare, rss_trend, summarize
+from loadtest.stats import compare, rss_trend
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -75,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jitter-ms", type=float, default=0.0)
     p.add_argument("--dialect", choices=("openai", "anthropic"), default="openai")
     p.add_argument("--gateway-buffer-bytes", type=int, default=65536)
+    p.add_argument(
+        "--gateway-src",
+        type=Path,
+        default=None,
+        help="directory holding the gateway package to run (default: this checkout)",
+    )
     p.add_argument("--no-gateway", action="store_true", help="direct phase only")
     p.add_argument("--no-baseline", action="store_true", help="skip the backpressure proof")
     p.add_argument("--quick", action="store_true", help="a few seconds per phase (smoke)")
@@ -94,66 +99,10 @@ class Procs:
     gateway: procs.Managed | None = None
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-async def _measured_phase(
-    target: Target,
-    spec: LoadSpec,
-    label: str,
-    mock: procs.Managed,
-    watched: procs.Managed,
-    metrics_url: str | None,
-) -> tuple[dict[str, Any], list[Sample]]:
-    """One phase with the watched process sampled and the mock's records joined."""
-    await reset_records(mock.url)
-    sampler = ProcessSampler(watched.pid, metrics_url, 0.5)
-    sampler.start()
-    mock_s = ProcessSampler(mock.pid, None, 1.0)
-    mock_s.start()
-    _say(f"phase {label}: {spec.mode} loop, {spec.concurrency} clients, {spec.duration_s:.0f}s")
-    run = await run_phase(target, spec, label, sampler.status)
-    samples = await sampler.stop()
-    mock_samples = await mock_s.stop()
-    summary = summarize(run, await fetch_records(mock.url))
-    summary["process"] = _cpu_figures(samples, summary["events"], watched.name)
-    summary["mock_process"] = _cpu_figures(mock_samples, summary["events"], "mock_upstream")
-    return summary, samples
-
-
-def _cpu_figures(samples: list[Sample], events: int, name: str) -> dict[str, Any]:
-    if len(samples) < 2:
-        return {"name": name}
-    cpu = samples[-1].cpu_s - samples[0].cpu_s
-    wall = samples[-1].t - samples[0].t
-    return {
-        "name": name,
-        "cpu_s": cpu,
-        "cpu_util": cpu / wall if wall else None,
-        "events_per_cpu_s": events / cpu if cpu > 0 else None,
-        "rss_max_mib": max(s.rss_bytes for s in samples) / 2**20,
-    }
-
-
-def _series(samples: list[Sample]) -> list[dict[str, Any]]:
-    return [
-        {
-            "t": s.t,
-            "rss_bytes": s.rss_bytes,
-            "write_buffer_bytes": s.write_buffer_bytes,
-            "backpressure_waits": s.backpressure_waits,
-            "streams_active": s.streams_active,
-            "num_fds": s.num_fds,
-        }
-        for s in samples
-    ]
-
-
 async def run(args: argparse.Namespace) -> Path:
     """Run every phase; returns the report path."""
     procs.raise_nofile(16384)
-    out = args.out or RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S")
+    out = (args.out or RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     sc = MockScenario(
         ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, tokens=args.tokens, jitter_ms=args.jitter_ms
@@ -163,7 +112,7 @@ async def run(args: argparse.Namespace) -> Path:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": machine_info(),
             "args": {k: str(v) for k, v in vars(args).items()},
-            "scenario": sc.directive(),
+            "scenario": sc.full_directive(),
         },
         "phases": {},
     }
@@ -190,13 +139,14 @@ async def _start_gateway(
         mock.port,
         downstream_buffer_bytes=args.gateway_buffer_bytes,
         anthropic=args.dialect == "anthropic",
+        src=args.gateway_src,
     )
     try:
         await procs.wait_ready(gw, "/healthz")
     except RuntimeError as exc:
         procs.stop(gw)
         result["meta"]["gateway_error"] = str(exc)
-        _say(f"gateway unavailable: {exc}")
+        say(f"gateway unavailable: {exc}")
         return None
     return gw
 
@@ -219,13 +169,13 @@ async def _phases(
     )
     phases = result["phases"]
     direct = Target("direct", host, ps.mock.port, "mock", args.dialect)
-    phases["direct"], _ = await _measured_phase(direct, base, "direct", ps.mock, ps.mock, None)
+    phases["direct"], _ = await measured_phase(direct, base, "direct", ps.mock, ps.mock, None)
     gw = ps.gateway
     if gw is None:
         return
     metrics = f"{gw.url}/metrics"
     through = Target("gateway", host, gw.port, model, args.dialect)
-    phases["gateway"], gw_samples = await _measured_phase(
+    phases["gateway"], gw_samples = await measured_phase(
         through, base, "gateway", ps.mock, gw, metrics
     )
     result["comparison"] = compare(phases["direct"], phases["gateway"])
@@ -238,12 +188,10 @@ async def _phases(
         args.slow_duration,
         seed=args.seed,
     )
-    phases["slow"], slow_samples = await _measured_phase(
-        through, slow, "slow", ps.mock, gw, metrics
-    )
+    phases["slow"], slow_samples = await measured_phase(through, slow, "slow", ps.mock, gw, metrics)
     phases["slow"]["rss_trend"] = rss_trend(slow_samples)
-    phases["slow"]["samples"] = _series(slow_samples)
-    phases["gateway"]["samples"] = _series(gw_samples)
+    phases["slow"]["samples"] = series(slow_samples)
+    phases["gateway"]["samples"] = series(gw_samples)
     if not args.no_baseline:
         result["backpressure"] = await _proof(args, ps, gw, through, out)
 
@@ -254,7 +202,7 @@ async def _proof(
     bl = procs.start_baseline(out, ps.mock.url)
     try:
         await procs.wait_ready(bl, "/healthz")
-        _say(f"phase backpressure: {args.bp_clients} stalled clients each on baseline and Sluice")
+        say(f"phase backpressure: {args.bp_clients} stalled clients each on baseline and Sluice")
         baseline = Target("baseline", procs.HOST, bl.port, "mock", args.dialect)
         spec = ProofSpec(args.bp_clients, args.bp_duration, args.bp_rss_limit_mib << 20)
         return await run_proof(
@@ -268,5 +216,5 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     t0 = time.monotonic()
     path = asyncio.run(run(args))
-    _say(f"done in {time.monotonic() - t0:.0f}s")
+    say(f"done in {time.monotonic() - t0:.0f}s")
     print(f"report: {path}", flush=True)

@@ -1,0 +1,244 @@
+"""``python -m loadtest.bench`` (``make bench``): the comparison suite.
+
+Sections, each bounded in time, loopback only:
+
+1. ``ttft_c1``: added TTFT at concurrency 1 (one-token streams, many requests).
+2. ``latency``: direct vs gateway at concurrency 1, 32, 128, 512 with streams
+   paced at 50 events/s: added TTFT / ITL, frames lost, gaps over 2x pace.
+3. ``throughput``: an unpaced flood through the gateway: relayed events per
+   CPU-second of the gateway process (psutil ``cpu_times``), and the same
+   load direct: the mock upstream's own ceiling (events per CPU-second).
+4. ``rss_per_stream``: gateway RSS with 1,000 and 5,000 stalled streams open
+   (``RLIMIT_NOFILE`` raised first), per stream over the idle RSS.
+5. ``cancel``: client disconnect -> upstream close, mid-stream and during the
+   first-token wait.
+
+Results: ``loadtest/results/bench-<timestamp>/bench.json`` and ``bench.md``.
+Figures are reported against the issue's targets, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtest import procs
+from loadtest.bench_report import write_bench
+from loadtest.driver import LoadSpec, run_phase
+from loadtest.measure import measured_phase, say
+from loadtest.profiles import Profile, Target
+from loadtest.report import machine_info
+from loadtest.runner import RESULTS_DIR
+from loadtest.sampler import ProcessSampler
+from loadtest.scenario import MockScenario
+from loadtest.stats import compare
+
+NORMAL = (Profile("normal", "normal", 1.0),)
+PACED = MockScenario(ttft_ms=20, itl_ms=20, tokens=50)  # 50 events/s, 1 s streams
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 128, 512])
+    p.add_argument("--phase-s", type=float, default=8.0, help="seconds per latency phase")
+    p.add_argument("--ttft-requests", type=int, default=400)
+    p.add_argument("--streams", type=int, nargs="+", default=[1000, 5000])
+    p.add_argument("--hold-s", type=float, default=10.0, help="seconds to hold N open streams")
+    p.add_argument("--gateway-buffer-bytes", type=int, default=65536)
+    p.add_argument(
+        "--gateway-src",
+        type=Path,
+        default=None,
+        help="directory holding the gateway package to run (default: this checkout)",
+    )
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["ttft_c1", "latency", "throughput", "rss", "cancel"],
+    )
+    return p.parse_args(argv)
+
+
+async def _pair(
+    label: str, spec: LoadSpec, mock: procs.Managed, gw: procs.Managed
+) -> dict[str, Any]:
+    direct = Target("direct", procs.HOST, mock.port, "mock")
+    through = Target("gateway", procs.HOST, gw.port, procs.OPENAI_MODEL)
+    d, _ = await measured_phase(direct, spec, f"{label}-direct", mock, mock, None)
+    g, _ = await measured_phase(through, spec, f"{label}-gateway", mock, gw, f"{gw.url}/metrics")
+    return {
+        "concurrency": spec.concurrency,
+        "comparison": compare(d, g),
+        "direct": _brief(d),
+        "gateway": _brief(g),
+    }
+
+
+def _brief(ph: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "requests",
+        "events",
+        "events_per_s",
+        "frames_expected",
+        "frames_received",
+        "frames_lost",
+    )
+    out = {k: ph[k] for k in keys}
+    out["normal"] = ph["normal"]
+    out["process"] = ph.get("process")
+    out["mock_process"] = ph.get("mock_process")
+    errors: dict[str, int] = {}
+    for p in ph["profiles"].values():
+        for k, v in p["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    out["errors"] = errors
+    if "cancel" in ph:
+        out["cancel"] = ph["cancel"]
+    return out
+
+
+async def bench_ttft_c1(args: argparse.Namespace, mock: procs.Managed, gw: procs.Managed) -> Any:
+    sc = MockScenario(ttft_ms=2, itl_ms=1, tokens=2)
+    spec = LoadSpec(NORMAL, sc, concurrency=1, duration_s=60.0, max_requests=args.ttft_requests)
+    return await _pair("ttft-c1", spec, mock, gw)
+
+
+async def bench_latency(args: argparse.Namespace, mock: procs.Managed, gw: procs.Managed) -> Any:
+    out = []
+    for c in args.concurrency:
+        spec = LoadSpec(
+            NORMAL, PACED, concurrency=c, duration_s=args.phase_s, ramp_s=min(1.0, c / 500)
+        )
+        out.append(await _pair(f"c{c}", spec, mock, gw))
+    return out
+
+
+async def bench_throughput(args: argparse.Namespace, mock: procs.Managed, gw: procs.Managed) -> Any:
+    flood = MockScenario(ttft_ms=0, itl_ms=0, tokens=2000)
+    spec = LoadSpec(NORMAL, flood, concurrency=16, duration_s=args.phase_s)
+    pair = await _pair("flood", spec, mock, gw)
+    return {
+        "gateway_events_per_cpu_s": pair["gateway"]["process"].get("events_per_cpu_s"),
+        "gateway_cpu_util": pair["gateway"]["process"].get("cpu_util"),
+        "gateway_events_per_s": pair["gateway"]["events_per_s"],
+        "mock_events_per_cpu_s": pair["direct"]["mock_process"].get("events_per_cpu_s"),
+        "mock_cpu_util": pair["direct"]["mock_process"].get("cpu_util"),
+        "mock_events_per_s_direct": pair["direct"]["events_per_s"],
+        "detail": pair,
+    }
+
+
+async def bench_rss(args: argparse.Namespace, mock: procs.Managed, gw: procs.Managed) -> Any:
+    """Hold N stalled streams open; RSS over idle, per stream."""
+    slow_sc = MockScenario(ttft_ms=0, itl_ms=100, tokens=1_000_000, token_bytes=64)
+    stalled = (Profile("stalled", "stalled", 1.0, rcvbuf=4096),)
+    through = Target("gateway", procs.HOST, gw.port, procs.OPENAI_MODEL)
+    sampler = ProcessSampler(gw.pid, f"{gw.url}/metrics", 0.5)
+    sampler.start()
+    await asyncio.sleep(1.5)
+    idle = sampler.latest()
+    out: list[dict[str, Any]] = []
+    for n in args.streams:
+        ramp = max(2.0, n / 1000)
+        spec = LoadSpec(stalled, slow_sc, concurrency=n, duration_s=ramp + args.hold_s, ramp_s=ramp)
+        say(f"rss: {n} stalled streams ({ramp:.0f}s ramp, {args.hold_s:.0f}s hold)")
+        last = sampler.latest()
+        t_start = last.t if last else 0.0
+        await run_phase(through, spec, f"rss{n}", sampler.status)
+        window = [s for s in sampler.samples if s.t >= t_start + ramp + 1.0]
+        if not window or idle is None:
+            out.append({"streams": n, "error": "no samples"})
+            continue
+        rss = [s.rss_bytes for s in window]
+        active = [s.streams_active for s in window if s.streams_active is not None]
+        opened = max(active) if active else float(n)
+        out.append(
+            {
+                "streams": n,
+                "streams_active_max": max(active) if active else None,
+                "idle_rss_mib": idle.rss_bytes / 2**20,
+                "rss_mib_first": rss[0] / 2**20,
+                "rss_mib_last": rss[-1] / 2**20,
+                "rss_mib_max": max(rss) / 2**20,
+                "rss_per_stream_kib": (max(rss) - idle.rss_bytes) / max(opened, 1) / 1024,
+                "rss_drift_kib_over_hold": (rss[-1] - rss[0]) / 1024,
+                "write_buffer_bytes_max": max(
+                    (s.write_buffer_bytes or 0.0 for s in window), default=None
+                ),
+            }
+        )
+        await asyncio.sleep(2.0)  # let the gateway release the streams
+    await sampler.stop()
+    return out
+
+
+async def bench_cancel(args: argparse.Namespace, mock: procs.Managed, gw: procs.Managed) -> Any:
+    profiles = (
+        Profile("disconnect_mid", "disconnect_mid", 0.7, disconnect_after_tokens=(2, 20)),
+        Profile(
+            "disconnect_ttft",
+            "disconnect_ttft",
+            0.3,
+            disconnect_after_s=0.1,
+            scenario=MockScenario(ttft_ms=2000, itl_ms=10, tokens=10),
+        ),
+    )
+    spec = LoadSpec(
+        profiles,
+        MockScenario(ttft_ms=10, itl_ms=10, tokens=100),
+        concurrency=32,
+        duration_s=args.phase_s,
+    )
+    pair = await _pair("cancel", spec, mock, gw)
+    return {"direct": pair["direct"].get("cancel"), "gateway": pair["gateway"].get("cancel")}
+
+
+async def run(args: argparse.Namespace) -> Path:
+    procs.raise_nofile(20000)
+    out = (args.out or RESULTS_DIR / time.strftime("bench-%Y%m%d-%H%M%S")).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info()}
+    }
+    mock = procs.start_mock(out, extra=["--backlog", "8192"])
+    gw: procs.Managed | None = None
+    try:
+        await procs.wait_ready(mock, "/_mock/records")
+        gw = procs.start_gateway(
+            out, mock.port, downstream_buffer_bytes=args.gateway_buffer_bytes, src=args.gateway_src
+        )
+        await procs.wait_ready(gw, "/healthz")
+        sections = (
+            ("ttft_c1", bench_ttft_c1),
+            ("latency", bench_latency),
+            ("throughput", bench_throughput),
+            ("rss", bench_rss),
+            ("cancel", bench_cancel),
+        )
+        for name, fn in sections:
+            if name not in args.skip:
+                t0 = time.monotonic()
+                result[name] = await fn(args, mock, gw)
+                say(f"section {name} took {time.monotonic() - t0:.0f}s")
+    finally:
+        if gw is not None:
+            procs.stop(gw)
+        procs.stop(mock)
+    return write_bench(result, out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    t0 = time.monotonic()
+    path = asyncio.run(run(args))
+    say(f"bench done in {time.monotonic() - t0:.0f}s")
+    print(f"bench report: {path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

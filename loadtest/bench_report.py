@@ -1,0 +1,109 @@
+"""``bench.json`` and ``bench.md`` from a bench result, figures next to the targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtest.report import fmt as _f
+from loadtest.report import get_path as _get
+
+
+def _lat_rows(result: dict[str, Any]) -> list[str]:
+    rows = [
+        "| concurrency | added TTFT p50 / p99 ms | added ITL p50 / p99 ms | throughput ratio "
+        "| gateway frames lost | gaps > 2x pace (direct / gateway) | worst gap / pace (gateway) "
+        "| gateway events per CPU-s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    pairs = ([result["ttft_c1"]] if "ttft_c1" in result else []) + result.get("latency", [])
+    for i, pair in enumerate(pairs):
+        c = pair["comparison"]
+        label = (
+            f"{pair['concurrency']} (1-token streams)"
+            if i == 0 and "ttft_c1" in result
+            else str(pair["concurrency"])
+        )
+        g, d = pair["gateway"], pair["direct"]
+        rows.append(
+            f"| {label} | {_f(c['added_ttft_ms']['p50'], '', 3)} / "
+            f"{_f(c['added_ttft_ms']['p99'], '', 3)} "
+            f"| {_f(c['added_itl_ms']['p50'], '', 3)} / {_f(c['added_itl_ms']['p99'], '', 3)} "
+            f"| {_f(c['throughput_ratio'], '', 3)} | {g['frames_lost']} "
+            f"| {d['normal']['stalls']} / {g['normal']['stalls']} "
+            f"| {_f(g['normal']['worst_gap_over_pace'], '', 2)} "
+            f"| {_f(_get(g, 'process', 'events_per_cpu_s'), '', 0)} |"
+        )
+    return rows
+
+
+def render(result: dict[str, Any]) -> str:
+    m = result["meta"]["machine"]
+    out = [
+        "# Sluice bench",
+        "",
+        f"{result['meta']['started']}; {m['cpus']} CPUs ({m['cpu_model']}), {m['os']}, "
+        f"Python {m['python']}, aiohttp {m['aiohttp']}. Mock upstream, gateway and load "
+        "generator share the machine; figures are goals to compare, not assertions.",
+        "",
+        "## Added latency (gateway minus direct, normal clients)",
+        "",
+        *_lat_rows(result),
+        "",
+    ]
+    tp = result.get("throughput")
+    if tp:
+        out += [
+            "## Throughput (unpaced streams)",
+            "",
+            f"- gateway: {_f(tp['gateway_events_per_cpu_s'], '', 0)} relayed events per CPU-second "
+            f"(target >= 40,000) at {_f(tp['gateway_events_per_s'], '', 0)} events/s, "
+            f"CPU {_f(tp['gateway_cpu_util'], '', 2)} cores",
+            f"- mock upstream ceiling: {_f(tp['mock_events_per_cpu_s'], '', 0)} "
+            "events per CPU-second "
+            f"(ran at {_f(tp['mock_events_per_s_direct'], '', 0)} events/s direct, "
+            f"CPU {_f(tp['mock_cpu_util'], '', 2)} cores)",
+            "",
+        ]
+    rss = result.get("rss")
+    if rss:
+        out += [
+            "## RSS per open stalled stream",
+            "",
+            "| streams | active (gateway gauge) | idle RSS MiB | RSS max MiB | per stream KiB "
+            "| drift over hold KiB | max buffered bytes |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rss:
+            out.append(
+                f"| {r['streams']} | {_f(r.get('streams_active_max'), '', 0)} "
+                f"| {_f(r.get('idle_rss_mib'), '', 1)} | {_f(r.get('rss_mib_max'), '', 1)} "
+                f"| {_f(r.get('rss_per_stream_kib'), '', 1)} "
+                f"| {_f(r.get('rss_drift_kib_over_hold'), '', 0)} "
+                f"| {_f(r.get('write_buffer_bytes_max'), '', 0)} |"
+            )
+        out.append("")
+    cancel = result.get("cancel")
+    if cancel:
+        out += ["## Cancel latency (client disconnect -> upstream close), ms", ""]
+        for name in ("direct", "gateway"):
+            c = cancel.get(name) or {}
+            lat = c.get("latency_ms") or {}
+            out.append(
+                f"- {name}: p50 {_f(lat.get('p50'))}, p99 {_f(lat.get('p99'))}, "
+                f"max {_f(lat.get('max'))} "
+                f"(n={_f(lat.get('n'), '', 0)}); upstream not closed {c.get('not_closed')}, "
+                f"unmatched {c.get('unmatched')}"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def write_bench(result: dict[str, Any], out: Path) -> Path:
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    (out / "bench.json").write_bytes(orjson.dumps(result, option=opts, default=str))
+    path = out / "bench.md"
+    path.write_text(render(result))
+    return path
