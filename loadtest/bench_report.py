@@ -15,8 +15,9 @@ def _lat_rows(result: dict[str, Any]) -> list[str]:
     rows = [
         "| concurrency | added TTFT p50 / p99 ms | added ITL p50 / p99 ms | throughput ratio "
         "| gateway frames lost | gaps > 2x pace (direct / gateway) | worst gap / pace (gateway) "
-        "| gateway events per CPU-s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| gateway events per CPU-s | added before upstream p50 / p99 ms "
+        "| added first-token relay p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     pairs = ([result["ttft_c1"]] if "ttft_c1" in result else []) + result.get("latency", [])
     for i, pair in enumerate(pairs):
@@ -34,7 +35,11 @@ def _lat_rows(result: dict[str, Any]) -> list[str]:
             f"| {_f(c['throughput_ratio'], '', 3)} | {g['frames_lost']} "
             f"| {d['normal']['stalls']} / {g['normal']['stalls']} "
             f"| {_f(g['normal']['worst_gap_over_pace'], '', 2)} "
-            f"| {_f(_get(g, 'process', 'events_per_cpu_s'), '', 0)} |"
+            f"| {_f(_get(g, 'process', 'events_per_cpu_s'), '', 0)} "
+            f"| {_f(_get(c, 'added_to_upstream_ms', 'p50'), '', 3)} / "
+            f"{_f(_get(c, 'added_to_upstream_ms', 'p99'), '', 3)} "
+            f"| {_f(_get(c, 'added_first_token_relay_ms', 'p50'), '', 3)} / "
+            f"{_f(_get(c, 'added_first_token_relay_ms', 'p99'), '', 3)} |"
         )
     return rows
 

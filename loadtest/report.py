@@ -139,6 +139,12 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"p99 {fmt(cmp_['added_ttft_ms']['p99'], ' ms', 3)}",
             f"- added ITL p50 {fmt(cmp_['added_itl_ms']['p50'], ' ms', 3)}, "
             f"p99 {fmt(cmp_['added_itl_ms']['p99'], ' ms', 3)}",
+            "- where the added TTFT goes (p50 / p99): before the upstream sees the request "
+            f"{fmt(get_path(cmp_, 'added_to_upstream_ms', 'p50'), ' ms', 3)} / "
+            f"{fmt(get_path(cmp_, 'added_to_upstream_ms', 'p99'), ' ms', 3)}; "
+            "upstream first token -> client "
+            f"{fmt(get_path(cmp_, 'added_first_token_relay_ms', 'p50'), ' ms', 3)} / "
+            f"{fmt(get_path(cmp_, 'added_first_token_relay_ms', 'p99'), ' ms', 3)}",
             f"- throughput ratio (events/s through the gateway / direct) "
             f"{fmt(cmp_['throughput_ratio'], '', 3)}",
             "",

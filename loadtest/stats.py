@@ -109,6 +109,7 @@ def summarize(run: PhaseRun, records: list[dict[str, Any]] | None = None) -> dic
     if records is not None:
         out["cancel"] = cancel_latency(run.results, records)
         out["upstream"] = upstream_summary(records)
+        out["ttft_split"] = ttft_split(normal, records)
     return out
 
 
@@ -150,6 +151,22 @@ def cancel_latency(
     }
 
 
+def ttft_split(results: Iterable[StreamResult], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """TTFT in two parts, matched by client id: request start -> the upstream
+    handler starts (connect + request forwarding), and the upstream writes its
+    first token -> the client reads it (first-token relay)."""
+    by_client = {r["client_id"]: r for r in records if r.get("client_id")}
+    to_upstream: list[float] = []
+    relay: list[float] = []
+    for r in results:
+        rec = by_client.get(r.client_id)
+        if rec is None or r.first_token_at is None or rec.get("first_token_mono") is None:
+            continue
+        to_upstream.append(float(rec["started_mono"]) - r.start)
+        relay.append(r.first_token_at - float(rec["first_token_mono"]))
+    return {"to_upstream_ms": pct(to_upstream), "first_token_relay_ms": pct(relay)}
+
+
 def upstream_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """What the mock saw: outcomes, bytes written and drained, drain waits."""
     return {
@@ -173,8 +190,18 @@ def compare(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, Any]:
         "added_ttft_ms": {"p50": delta("ttft_ms", "p50"), "p99": delta("ttft_ms", "p99")},
         "added_itl_ms": {"p50": delta("itl_ms", "p50"), "p99": delta("itl_ms", "p99")},
         "added_e2e_ms": {"p50": delta("e2e_ms", "p50"), "p99": delta("e2e_ms", "p99")},
+        "added_to_upstream_ms": _split_delta(direct, gateway, "to_upstream_ms"),
+        "added_first_token_relay_ms": _split_delta(direct, gateway, "first_token_relay_ms"),
         "throughput_ratio": ratio,
     }
+
+
+def _split_delta(direct: dict[str, Any], gateway: dict[str, Any], key: str) -> dict[str, Any]:
+    a = (direct.get("ttft_split") or {}).get(key)
+    b = (gateway.get("ttft_split") or {}).get(key)
+    if not a or not b:
+        return {"p50": None, "p99": None}
+    return {"p50": b["p50"] - a["p50"], "p99": b["p99"] - a["p99"]}
 
 
 def rss_trend(samples: Sequence[Any], skip_s: float = 5.0) -> dict[str, float] | None:
