@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         host=host,
         port=port,
         handler_cancellation=True,  # cancel a handler the moment its client disconnects
+        keepalive_timeout=settings.server.keepalive_timeout_s,
+        # Our on_shutdown hook ends streams after the grace; aiohttp's own
+        # timeout is only the backstop for anything left after that.
+        shutdown_timeout=settings.server.shutdown_grace_s + 10.0,
         access_log=None,
         print=lambda msg: print(msg, flush=True),
     )

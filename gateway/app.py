@@ -8,13 +8,15 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from .admission import Admission
+from .api import anthropic as anthropic_api
 from .api import openai as openai_api
 from .config import Settings
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.registry import build_provider
-from .state import METRICS, PROVIDERS, SETTINGS
+from .state import ADMISSION, METRICS, PROVIDERS, SETTINGS
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -23,10 +25,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: providers are built and the gateway takes traffic."""
+    """Readiness: 200 while the gateway takes traffic; 503 while starting,
+    draining (shutdown) or saturated (admission would turn requests away)."""
+    admission = request.app[ADMISSION]
     if PROVIDERS not in request.app:
-        return web.json_response({"status": "starting"}, status=503)
-    return web.json_response({"status": "ready"})
+        status = "starting"
+    elif admission.draining:
+        status = "draining"
+    elif admission.saturated:
+        status = "saturated"
+    else:
+        return web.json_response({"status": "ready", "open_streams": admission.open_streams})
+    return web.json_response({"status": status, "open_streams": admission.open_streams}, status=503)
+
+
+async def _drain_on_shutdown(app: web.Application) -> None:
+    """``on_shutdown``: the listening sockets are closed; let open streams end."""
+    await app[ADMISSION].drain(app[SETTINGS].server.shutdown_grace_s)
 
 
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -56,9 +71,14 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    app[ADMISSION] = Admission(
+        settings.server.max_streams, settings.server.max_queued_bytes, metrics
+    )
     app.on_response_prepare.append(add_request_id)
+    app.on_shutdown.append(_drain_on_shutdown)
     app.cleanup_ctx.append(_providers_ctx)
     openai_api.add_routes(app)
+    anthropic_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))

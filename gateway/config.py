@@ -39,15 +39,48 @@ class ServerSettings(_Section):
     """Largest accepted request body, bytes; larger bodies get 413."""
     metrics_enabled: bool = True
     """Record per-stream metrics. Turn off only to measure what they cost."""
+    max_streams: int = Field(default=1024, ge=1)
+    """Streams open at once; over it, new requests get 429 with ``Retry-After``."""
+    max_queued_bytes: int = Field(default=256 << 20, ge=65536)
+    """Cap on bytes queued toward all clients together; over it, new requests get 429."""
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM/SIGINT, how long open streams may go on before a ``shutdown`` error."""
+    keepalive_timeout_s: float = Field(default=30.0, gt=0)
+    """Idle connection lifetime; also bounds a client that sends headers very slowly."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """Time allowed to receive a request body (slow-body clients get 408)."""
 
 
 class StreamSettings(_Section):
-    """``[stream]``: the per-connection backpressure bound and client timeouts."""
+    """``[stream]``: backpressure bound, timeouts and heartbeats (seconds)."""
 
     downstream_buffer_bytes: int = Field(default=65536, ge=4096, le=64 << 20)
     """Bound on bytes queued toward one client (asyncio buffer + kernel send queue)."""
     send_timeout_s: float = Field(default=30.0, gt=0)
     """A client that takes no bytes for this long is dropped (reason ``slow_client``)."""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    """Connecting to the upstream."""
+    ttft_timeout_s: float = Field(default=120.0, gt=0)
+    """Upstream request sent -> first content chunk (reason ``upstream_stalled``)."""
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    """Longest silence between upstream chunks mid-stream (``upstream_stalled``)."""
+    deadline_s: float = Field(default=900.0, gt=0)
+    """Whole stream, arrival to last event (reason ``deadline``)."""
+    heartbeat_interval_s: float = Field(default=15.0, gt=0)
+    """Upstream silence after which the headers are committed and ``: ping``
+    comments are sent, every this many seconds, until the next chunk."""
+
+
+class StreamOverrides(_Section):
+    """``[models.stream]``: any ``[stream]`` key, for one model."""
+
+    downstream_buffer_bytes: int | None = Field(default=None, ge=4096, le=64 << 20)
+    send_timeout_s: float | None = Field(default=None, gt=0)
+    connect_timeout_s: float | None = Field(default=None, gt=0)
+    ttft_timeout_s: float | None = Field(default=None, gt=0)
+    idle_timeout_s: float | None = Field(default=None, gt=0)
+    deadline_s: float | None = Field(default=None, gt=0)
+    heartbeat_interval_s: float | None = Field(default=None, gt=0)
 
 
 class _ModelBase(_Section):
@@ -55,6 +88,17 @@ class _ModelBase(_Section):
     """The model name clients send."""
     upstream_model: str | None = None
     """The model name sent upstream; defaults to ``name``."""
+    stream: StreamOverrides = StreamOverrides()
+    """Per-model overrides of ``[stream]``."""
+    retries: int = Field(default=0, ge=0, le=10)
+    """Retries of a retryable failure before the first token (connect errors, 429,
+    500, 502, 503, 504, 529, TTFT timeout), with exponential backoff and jitter."""
+    retry_backoff_s: float = Field(default=0.25, gt=0)
+    """First backoff; doubles per retry, with jitter, up to ``retry_max_backoff_s``."""
+    retry_max_backoff_s: float = Field(default=5.0, gt=0)
+    """Longest wait before a retry; a ``Retry-After`` beyond it skips to the fallbacks."""
+    fallbacks: tuple[str, ...] = ()
+    """Models (by name) tried in order once this one's retries are spent."""
 
     @property
     def target_model(self) -> str:
@@ -110,12 +154,23 @@ class Settings(_Section):
     models: tuple[ModelSettings, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> Settings:
+    def _check_models(self) -> Settings:
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate model names: {', '.join(dupes)}")
+        for i, m in enumerate(self.models):
+            for fallback in m.fallbacks:
+                if fallback not in names or fallback == m.name:
+                    raise ValueError(
+                        f"models[{i}].fallbacks: {fallback!r} is not another configured model"
+                    )
         return self
+
+    def stream_for(self, model: ModelSettings) -> StreamSettings:
+        """``[stream]`` with ``model``'s overrides applied."""
+        overrides = model.stream.model_dump(exclude_none=True)
+        return self.stream.model_copy(update=overrides) if overrides else self.stream
 
     def model(self, name: str) -> ModelSettings | None:
         """The configured model a client calls ``name``, or None."""

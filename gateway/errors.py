@@ -8,15 +8,22 @@ in both client dialects, and the stream termination reason it records.
     │   ├── InvalidRequest               400 invalid_request_error
     │   ├── ModelNotFound                404 model_not_found
     │   ├── RouteNotFound                404 / MethodNotAllowed 405
+    │   ├── RequestTimeout               408 the body arrived too slowly
     │   ├── PayloadTooLarge              413 request_too_large
     │   └── UnsupportedMediaType         415
+    ├── Unavailable                      the gateway turns the request away
+    │   ├── AtCapacity                   429 + Retry-After (admission control)
+    │   └── ShuttingDown                 503, or a ``shutdown`` error event
+    ├── DeadlineExceeded                 504 deadline_exceeded (the whole stream)
     └── UpstreamError                    502: the provider is at fault
         ├── UpstreamConnectError         502 could not reach the provider
         ├── UpstreamProtocolError        502 the provider sent something unparseable
+        ├── UpstreamAuthError            502 the gateway's upstream credentials are wrong
         ├── UpstreamRejected             the provider's own 4xx, relayed
         ├── UpstreamRateLimited          429, keeps Retry-After
         ├── UpstreamOverloaded           503 (also Anthropic's 529)
-        └── UpstreamTimeout              504
+        ├── UpstreamTimeout              504 no first token in time
+        └── UpstreamStalled              504 the upstream went silent mid-stream
 
 Rendering follows the two public error formats: OpenAI
 ``{"error": {"message", "type", "param", "code"}}`` and Anthropic
@@ -41,6 +48,8 @@ class GatewayError(Exception):
     code: ClassVar[str | None] = None
     reason: ClassVar[str] = "upstream_error"
     """Termination reason recorded when this error ends a stream."""
+    retryable: ClassVar[bool] = False
+    """Whether a retry or fallback may help (only before the first token)."""
 
     def __init__(
         self,
@@ -103,12 +112,36 @@ class MethodNotAllowed(ClientError):
     status, code = 405, "method_not_allowed"
 
 
+class RequestTimeout(ClientError):
+    status, code = 408, "request_timeout"
+
+
 class PayloadTooLarge(ClientError):
     status, code, anthropic_type = 413, "request_too_large", "request_too_large"
 
 
 class UnsupportedMediaType(ClientError):
     status, code = 415, "unsupported_media_type"
+
+
+class Unavailable(GatewayError):
+    """The gateway itself turns the request away."""
+
+    status, type, anthropic_type, code = 503, "unavailable", "overloaded_error", "unavailable"
+    reason = "shutdown"
+
+
+class AtCapacity(Unavailable):
+    status, type, anthropic_type, code = 429, "rate_limit_error", "rate_limit_error", "at_capacity"
+
+
+class ShuttingDown(Unavailable):
+    code = "shutting_down"
+
+
+class DeadlineExceeded(GatewayError):
+    status, type, anthropic_type = 504, "deadline_exceeded", "timeout_error"
+    code, reason = "deadline_exceeded", "deadline"
 
 
 class UpstreamError(GatewayError):
@@ -119,6 +152,7 @@ class UpstreamError(GatewayError):
     anthropic_type = "api_error"
     code = "upstream_error"
     reason = "upstream_error"
+    retryable = True
 
 
 class UpstreamConnectError(UpstreamError):
@@ -129,6 +163,14 @@ class UpstreamProtocolError(UpstreamError):
     """The provider's response could not be parsed (bad JSON, not SSE, cut mid-event)."""
 
     code = "upstream_protocol_error"
+    retryable = False
+
+
+class UpstreamAuthError(UpstreamError):
+    """The provider rejected the gateway's own credentials (401/403)."""
+
+    code = "upstream_auth_error"
+    retryable = False
 
 
 class UpstreamRejected(UpstreamError):
@@ -138,6 +180,7 @@ class UpstreamRejected(UpstreamError):
     type = "invalid_request_error"
     anthropic_type = "invalid_request_error"
     code = "upstream_rejected"
+    retryable = False
 
 
 class UpstreamRateLimited(UpstreamError):
@@ -149,9 +192,14 @@ class UpstreamOverloaded(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    status, type, anthropic_type, code = (
-        504,
-        "upstream_timeout",
-        "timeout_error",
-        "upstream_timeout",
-    )
+    """No first chunk within ``ttft_timeout_s`` (or the SDK's own timeout)."""
+
+    status, type, anthropic_type = 504, "upstream_timeout", "timeout_error"
+    code, reason = "upstream_timeout", "upstream_stalled"
+
+
+class UpstreamStalled(UpstreamError):
+    """The upstream went silent for ``idle_timeout_s`` mid-stream."""
+
+    status, type, anthropic_type = 504, "upstream_stalled", "timeout_error"
+    code, reason, retryable = "upstream_stalled", "upstream_stalled", False

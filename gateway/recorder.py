@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from .admission import Admission
 from .dialects.frames import Usage
 from .metrics import Metrics
 from .timing import StreamClock
@@ -18,6 +19,7 @@ class StreamRecorder:
     """Records one stream into :class:`~gateway.metrics.Metrics` (or nowhere if None)."""
 
     __slots__ = (
+        "_admission",
         "_bp_wait_s",
         "_bp_waits",
         "_buffer",
@@ -34,8 +36,17 @@ class StreamRecorder:
         "backpressure_waits",
     )
 
-    def __init__(self, metrics: Metrics | None, *, model: str, provider: str, route: str) -> None:
+    def __init__(
+        self,
+        metrics: Metrics | None,
+        *,
+        model: str,
+        provider: str,
+        route: str,
+        admission: Admission | None = None,
+    ) -> None:
         self._metrics = metrics
+        self._admission = admission
         self._model, self._provider, self._route = model, provider, route
         self._last_queued = 0
         self._started = False
@@ -49,6 +60,25 @@ class StreamRecorder:
         self._bp_wait_s: Histogram = metrics.backpressure_wait_seconds.labels(route)
         self._total_buffer: Gauge = metrics.write_buffer
 
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def provider(self) -> str:
+        return self._provider
+
+    def relabel(self, model: str, provider: str) -> None:
+        """A fallback serves the stream: record under its model and provider."""
+        self._model, self._provider = model, provider
+        if self._metrics is not None:
+            self._itl = self._metrics.itl.labels(model, provider)
+
+    def retry(self, provider: str, reason: str) -> None:
+        """A retry (``reason`` = the error code) or ``fallback`` before the first token."""
+        if self._metrics is not None:
+            self._metrics.upstream_retries.labels(provider, reason).inc()
+
     def started(self) -> None:
         """The stream is open (counted in ``streams_active`` until :meth:`finished`)."""
         self._started = True
@@ -60,12 +90,16 @@ class StreamRecorder:
         if waited_s > 0.0:
             self.backpressure_waits += 1
             self.backpressure_wait_s += waited_s
+        delta = queued_bytes - self._last_queued
+        if delta:
+            self._last_queued = queued_bytes
+            if self._admission is not None:
+                self._admission.queued_bytes += delta
         if self._metrics is None:
             return
         self._buffer.observe(queued_bytes)
-        if queued_bytes != self._last_queued:
-            self._total_buffer.inc(queued_bytes - self._last_queued)
-            self._last_queued = queued_bytes
+        if delta:
+            self._total_buffer.inc(delta)
         if waited_s > 0.0:
             self._bp_waits.inc()
             self._bp_wait_s.observe(waited_s)
@@ -85,12 +119,14 @@ class StreamRecorder:
     ) -> None:  # fmt: skip
         """Record the stream's end: timings, tokens, termination reason."""
         m = self._metrics
+        last_queued, self._last_queued = self._last_queued, 0
+        if last_queued and self._admission is not None:
+            self._admission.queued_bytes -= last_queued
         if m is None:
             return
         labels = (self._model, self._provider)
-        if self._last_queued:
-            self._total_buffer.dec(self._last_queued)
-            self._last_queued = 0
+        if last_queued:
+            self._total_buffer.dec(last_queued)
         if self._started:
             m.streams_active.labels(self._route).dec()
         m.terminations.labels(*labels, reason).inc()

@@ -5,33 +5,38 @@ One loop serves every route and dialect. Its rules:
 - **Backpressure.** The next upstream chunk is pulled only after the client's
   socket took the previous event (:meth:`SSEStream.send` drains), so a slow
   client pauses the upstream iterator; nothing between the two is a queue.
-- **Commit late.** The HTTP status is held until the first upstream chunk
-  arrives, so an upstream failure before it is still a proper HTTP error.
-  After that, failures become an error event in the client's dialect; a
-  failure is never disguised as a clean end of stream.
-- **Always close the upstream** (``finally``), so a client that leaves, a slow
-  client that is dropped, or an error closes the upstream connection at once.
-  With ``handler_cancellation`` aiohttp cancels the handler the moment the
-  client disconnects, also while we wait for the first token.
+- **Commit late.** The HTTP status is held until the first upstream chunk, so
+  an upstream failure before it is still a proper HTTP error and may be
+  retried (:mod:`gateway.attempts`); if the upstream stays silent for
+  ``heartbeat_interval_s`` the headers go out with ``: ping`` heartbeats
+  (:mod:`gateway.heartbeat`). Once committed, failures become an error event
+  in the client's dialect; a failure is never disguised as a clean end.
+- **Timeouts.** ``ttft_timeout_s`` to the first chunk, ``idle_timeout_s``
+  between chunks, ``deadline_s`` for the whole stream, ``send_timeout_s`` for
+  a client that takes nothing. One ``asyncio.Timeout`` per stream is
+  rescheduled per chunk; graceful shutdown fires it early through the
+  :class:`~gateway.admission.StreamHandle`.
+- **Always close the upstream** (``finally``): a client that leaves, a slow
+  client that is dropped, a timeout or an error closes it at once. With
+  ``handler_cancellation`` aiohttp cancels the handler the moment the client
+  disconnects, also while we wait for the first token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import structlog
 from aiohttp import web
 
-from .config import StreamSettings
+from .admission import StreamHandle
+from .attempts import OpenUpstream, Target, open_first
 from .dialects.frames import StreamEncoder, Usage
-from .errors import GatewayError, UpstreamProtocolError
-from .providers.base import Provider, UpstreamChunk
+from .errors import DeadlineExceeded, GatewayError, ShuttingDown, UpstreamStalled
+from .heartbeat import Heartbeat
 from .recorder import StreamRecorder
 from .sse import SlowClientError, SSEStream
 from .timing import StreamClock
@@ -56,82 +61,107 @@ _REASONS = {t.value: t for t in Termination}
 
 @dataclass(frozen=True, slots=True)
 class StreamJob:
-    """Everything one streaming request needs."""
+    """Everything one streaming request needs. ``targets[0]`` is the primary."""
 
     request: web.Request
-    provider: Provider
-    body: dict[str, Any]
-    encoder: StreamEncoder
-    settings: StreamSettings
+    targets: tuple[Target, ...]
     recorder: StreamRecorder
     clock: StreamClock
-    model: str
+    handle: StreamHandle
 
 
-async def _next(iterator: AsyncIterator[UpstreamChunk]) -> UpstreamChunk | None:
-    try:
-        return await anext(iterator)
-    except StopAsyncIteration:
-        return None
+def _timeout_error(handle: StreamHandle, deadline_at: float, idle_s: float) -> GatewayError:
+    if handle.stop_reason == "shutdown":
+        return ShuttingDown("The gateway is shutting down")
+    if asyncio.get_running_loop().time() >= deadline_at - 0.001:
+        return DeadlineExceeded("The stream exceeded its deadline")
+    return UpstreamStalled(f"Upstream sent nothing for {idle_s} s mid-stream")
 
 
 async def relay(job: StreamJob) -> web.StreamResponse:
-    """Stream one upstream response to the client.
+    """Stream one request to the client.
 
     Returns the (finished) SSE response. Raises ``GatewayError`` only before
     the response is committed (the caller renders it as an HTTP error), and
     re-raises ``asyncio.CancelledError``.
     """
-    clock, recorder, encoder = job.clock, job.recorder, job.encoder
+    clock, recorder, handle = job.clock, job.recorder, job.handle
+    primary = job.targets[0].settings
     sse = SSEStream(
         job.request,
-        buffer_bytes=job.settings.downstream_buffer_bytes,
-        send_timeout_s=job.settings.send_timeout_s,
+        buffer_bytes=primary.downstream_buffer_bytes,
+        send_timeout_s=primary.send_timeout_s,
     )
+    loop = asyncio.get_running_loop()
+    deadline_at = loop.time() + primary.deadline_s - (time.perf_counter() - clock.arrival)
+    heartbeat = Heartbeat(sse, handle, primary.heartbeat_interval_s)
     reason = Termination.UPSTREAM_ERROR
     error: GatewayError | None = None
     usage: Usage | None = None
     gone_at: float | None = None
-    upstream = None
-    iterator: AsyncIterator[UpstreamChunk] | None = None
+    opened: OpenUpstream | None = None
     recorder.started()
+    heartbeat.start()
     try:
-        clock.mark_upstream_sent()
-        upstream = await job.provider.open_stream(job.body)
-        iterator = aiter(upstream)
-        chunk = await _next(iterator)
-        if chunk is None:
-            raise UpstreamProtocolError("upstream stream ended before its first event")
+        async with asyncio.timeout_at(deadline_at) as deadline:
+            handle.timeout = deadline
+            if handle.stop_reason is not None:
+                deadline.reschedule(loop.time())
+            heartbeat.waiting = True
+            opened = await open_first(job.targets, clock, recorder)
+            heartbeat.waiting = False
+        target = opened.target
+        encoder, iterator, chunk = target.encoder, opened.iterator, opened.first
+        idle_s = target.settings.idle_timeout_s
         await sse.prepare()
         perf_counter, send, queued = time.perf_counter, sse.send, sse.queued_bytes
-        while chunk is not None:
-            frame = encoder.encode(chunk)
-            if frame.content:
-                clock.content_received(perf_counter())
-            if frame.usage is not None:
-                usage = frame.usage
-            if frame.data:
-                waited = await send(frame.data)
-                recorder.event(queued(), waited)
+        async with asyncio.timeout_at(deadline_at) as timer:
+            handle.timeout = timer
+            if handle.stop_reason is not None:
+                timer.reschedule(loop.time())
+            while True:
+                frame = encoder.encode(chunk)
                 if frame.content:
-                    gap = clock.content_written(perf_counter())
-                    if gap is not None:
-                        recorder.itl(gap)
-            chunk = await _next(iterator)
-        waited = await send(encoder.finish())
-        recorder.event(queued(), waited)
-        await sse.finish()
+                    clock.content_received(perf_counter())
+                if frame.usage is not None:
+                    usage = frame.usage
+                if frame.data:
+                    waited = await send(frame.data)
+                    recorder.event(queued(), waited)
+                    if frame.content:
+                        gap = clock.content_written(perf_counter())
+                        if gap is not None:
+                            recorder.itl(gap)
+                # Silence from the upstream is bounded by idle_s; a slow
+                # client by send_timeout_s (inside send), not by idle_s.
+                timer.reschedule(min(loop.time() + idle_s, deadline_at))
+                heartbeat.waiting = True
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                heartbeat.waiting = False
+                timer.reschedule(deadline_at)
+            heartbeat.waiting = False
+            timer.reschedule(deadline_at)
+            waited = await send(encoder.finish())
+            recorder.event(queued(), waited)
         reason = Termination.COMPLETED
+    except TimeoutError:
+        error = _timeout_error(handle, deadline_at, job.targets[0].settings.idle_timeout_s)
+        reason = _REASONS.get(error.reason, Termination.UPSTREAM_ERROR)
+        if handle.stop_reason == "client_disconnected":
+            reason, gone_at = Termination.CLIENT_DISCONNECTED, time.perf_counter()
+        elif not sse.prepared:
+            raise error from None
+        else:
+            await _send_error(sse, error, _encoder(job, opened))
     except GatewayError as err:
         error = err
         reason = _REASONS.get(err.reason, reason)
         if not sse.prepared:
             raise
-        try:
-            await sse.send(encoder.error(err))
-            await sse.finish()
-        except (ConnectionError, SlowClientError):
-            pass
+        await _send_error(sse, err, _encoder(job, opened))
     except SlowClientError:
         reason = Termination.SLOW_CLIENT
         sse.abort()
@@ -143,9 +173,12 @@ async def relay(job: StreamJob) -> web.StreamResponse:
         reason = Termination.CLIENT_DISCONNECTED
         raise
     finally:
-        await _close_upstream(iterator, upstream)
+        handle.timeout = None
+        await heartbeat.stop()
+        if opened is not None:
+            await opened.aclose()
         end = time.perf_counter()
-        if gone_at is not None and upstream is not None:
+        if gone_at is not None and opened is not None:
             recorder.upstream_cancelled(end - gone_at)
         output_tokens = (
             usage.output_tokens
@@ -153,18 +186,26 @@ async def relay(job: StreamJob) -> web.StreamResponse:
             else clock.content_events
         )
         recorder.finished(reason, clock, output_tokens, usage, committed=sse.prepared, end=end)
-        _log_summary(job, reason, error, sse, clock, output_tokens, usage)
+        _log_summary(job, reason, error, sse, clock, output_tokens, usage, heartbeat.pings)
+    # The terminating chunk goes out after the bookkeeping, so a client that
+    # saw the end of the stream also sees it in /metrics.
+    await sse.finish()
     return sse.response
 
 
-async def _close_upstream(iterator: AsyncIterator[UpstreamChunk] | None, upstream: Any) -> None:
-    if upstream is not None:
-        await upstream.aclose()
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        # The generator may re-raise the error that ended it; it is closed either way.
-        with contextlib.suppress(Exception):
-            await aclose()
+def _encoder(job: StreamJob, opened: OpenUpstream | None) -> StreamEncoder:
+    # Before any target served a chunk, the primary's encoder speaks the
+    # client's dialect as well as any other would.
+    return (opened.target if opened is not None else job.targets[0]).encoder
+
+
+async def _send_error(sse: SSEStream, err: GatewayError, encoder: StreamEncoder) -> None:
+    """The error event in the client's dialect (the caller ends the response)."""
+    try:
+        async with asyncio.timeout(5.0):
+            await sse.send(encoder.error(err))
+    except (ConnectionError, SlowClientError, TimeoutError):
+        sse.abort()
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -179,12 +220,13 @@ def _log_summary(
     clock: StreamClock,
     output_tokens: int,
     usage: Usage | None,
+    pings: int,
 ) -> None:
     itl = clock.itl_percentiles()
     log.info(
         "stream_end",
-        model=job.model,
-        provider=job.provider.kind,
+        model=job.recorder.model,
+        provider=job.recorder.provider,
         outcome=str(reason),
         error_type=error.type if error else None,
         error=error.message if error else None,
@@ -201,4 +243,5 @@ def _log_summary(
         max_buffered_bytes=sse.max_queued,
         backpressure_waits=job.recorder.backpressure_waits,
         backpressure_wait_ms=_ms(job.recorder.backpressure_wait_s),
+        heartbeats=pings,
     )

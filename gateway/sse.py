@@ -84,6 +84,7 @@ class SSEStream:
 
     __slots__ = (
         "_fd",
+        "_prepare_lock",
         "_protocol",
         "_request",
         "_response",
@@ -92,6 +93,7 @@ class SSEStream:
         "_writer",
         "bytes_sent",
         "events_sent",
+        "last_write",
         "max_queued",
     )
 
@@ -106,6 +108,8 @@ class SSEStream:
         self.bytes_sent = 0
         self.events_sent = 0
         self.max_queued = 0
+        self.last_write = time.perf_counter()
+        self._prepare_lock = asyncio.Lock()
         self._bound(buffer_bytes)
 
     def _bound(self, buffer_bytes: int) -> None:
@@ -124,12 +128,31 @@ class SSEStream:
         return self._writer is not None
 
     async def prepare(self) -> None:
-        """Send the status line and SSE headers. Raises ``ConnectionError`` if gone."""
-        writer = await self._response.prepare(self._request)
-        if not isinstance(writer, StreamWriter):  # pragma: no cover - aiohttp internals
-            raise TypeError(f"unexpected payload writer {type(writer)!r}")
-        self._writer = writer
-        writer.send_headers()
+        """Send the status line and SSE headers, once (the relay and the heartbeat
+        may both ask). Raises ``ConnectionError`` if the client is gone."""
+        async with self._prepare_lock:
+            if self._writer is not None:
+                return
+            writer = await self._response.prepare(self._request)
+            if not isinstance(writer, StreamWriter):  # pragma: no cover - aiohttp internals
+                raise TypeError(f"unexpected payload writer {type(writer)!r}")
+            writer.send_headers()
+            self._writer = writer
+            self.last_write = time.perf_counter()
+
+    async def ping(self) -> bool:
+        """Send a ``: ping`` comment unless the client's buffer is full.
+
+        Does not wait for drain: a client that is not reading gains nothing
+        from a ping. Returns whether it was written; raises ``ConnectionError``
+        if the client is gone.
+        """
+        writer = self._writer
+        if writer is None or self._protocol.writing_paused:
+            return False
+        await writer.write(HEARTBEAT, drain=False)
+        self.last_write = time.perf_counter()
+        return True
 
     async def send(self, data: bytes) -> float:
         """Write ``data`` and wait until the client's socket took it.
@@ -144,6 +167,7 @@ class SSEStream:
         self.bytes_sent += len(data)
         self.events_sent += 1
         if not self._protocol.writing_paused:
+            self.last_write = time.perf_counter()
             return 0.0
         started = time.perf_counter()
         try:
@@ -151,7 +175,8 @@ class SSEStream:
                 await writer.drain()
         except TimeoutError:
             raise SlowClientError(f"client took nothing for {self._send_timeout} s") from None
-        return time.perf_counter() - started
+        self.last_write = now = time.perf_counter()
+        return now - started
 
     def queued_bytes(self) -> int:
         """Bytes written but not yet acknowledged toward this client.

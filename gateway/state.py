@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .admission import Admission
 from .config import Settings
 from .metrics import Metrics
 from .providers.base import Provider
@@ -11,6 +12,7 @@ from .providers.base import Provider
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 PROVIDERS = web.AppKey("providers", dict[str, Provider])
+ADMISSION = web.AppKey("admission", Admission)
 ARRIVAL = web.RequestKey("arrival", float)
 """``time.perf_counter()`` when the middleware first saw the request."""
 REQUEST_ID = web.RequestKey("request_id", str)

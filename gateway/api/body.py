@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from ..errors import InvalidRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 # curl -d sends application/x-www-form-urlencoded; accepting it keeps the
 # README's one-line curl example working. Anything else that is not JSON is 415.
 _ACCEPTED = {"application/json", "application/x-www-form-urlencoded", "text/plain", ""}
 
 
-async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, Any]:
+async def read_json_object(
+    request: web.Request, max_bytes: int, timeout_s: float = 30.0
+) -> dict[str, Any]:
     """The request body as a JSON object.
 
     Raises :class:`PayloadTooLarge` (413) over ``max_bytes``,
     :class:`UnsupportedMediaType` (415) for a non-JSON content type, and
     :class:`InvalidRequest` (400) for invalid UTF-8 or JSON (RFC 8259; orjson
-    also rejects nesting deeper than 1024) or a body that is not an object.
+    also rejects nesting deeper than 1024) or a body that is not an object,
+    and :class:`RequestTimeout` (408) for a body that takes over ``timeout_s``.
     """
     ctype = request.content_type
     if ctype not in _ACCEPTED and not ctype.endswith("+json"):
@@ -29,7 +33,10 @@ async def read_json_object(request: web.Request, max_bytes: int) -> dict[str, An
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"Request body is {length} bytes; the limit is {max_bytes}")
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"Request body not received within {timeout_s} s") from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes") from None
     if len(raw) > max_bytes:

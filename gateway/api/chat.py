@@ -1,9 +1,10 @@
-"""The one path every chat route takes once its body is validated:
-model lookup, dialect bridging, then the relay (streaming) or one upstream
-call (non-streaming)."""
+"""The one path every chat route takes once its body is validated: model
+lookup, admission, dialect bridging for the primary and each fallback, then
+the relay (streaming) or one upstream call with retries (non-streaming)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,13 +12,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..attempts import Target, with_fallbacks
+from ..config import ModelSettings, Settings
 from ..dialects import bridge
+from ..dialects.frames import Usage
 from ..dialects.openai import usage_of
-from ..errors import ModelNotFound
-from ..providers.base import Dialect
+from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown
+from ..providers.base import Dialect, Provider
 from ..recorder import StreamRecorder
 from ..relay import StreamJob, relay
-from ..state import ARRIVAL, METRICS, PROVIDERS, SETTINGS
+from ..state import ADMISSION, ARRIVAL, METRICS, PROVIDERS, SETTINGS
 from ..timing import StreamClock
 
 
@@ -33,43 +37,89 @@ class ChatCall:
     body: dict[str, Any]
 
 
-async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
-    """Serve ``call``. Raises ``GatewayError`` (rendered by the middleware)."""
+def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: Provider) -> Target:
+    return Target(
+        model=model.name,
+        provider=provider,
+        body=bridge.upstream_body(call.client, provider.dialect, call.body),
+        encoder=bridge.stream_encoder(
+            call.client, provider.dialect, include_usage=call.include_usage, model=call.model
+        ),
+        settings=settings.stream_for(model),
+        retries=model.retries,
+        backoff_s=model.retry_backoff_s,
+        max_backoff_s=model.retry_max_backoff_s,
+    )
+
+
+def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
     settings = request.app[SETTINGS]
     model = settings.model(call.model)
     if model is None:
         raise ModelNotFound(
             f"The model '{call.model}' does not exist; see GET /v1/models", param="model"
         )
-    provider = request.app[PROVIDERS][model.name]
+    providers = request.app[PROVIDERS]
+    chain = [model, *(m for name in model.fallbacks if (m := settings.model(name)) is not None)]
+    return tuple(_target(call, settings, m, providers[m.name]) for m in chain)
+
+
+def _usage(dialect: Dialect, payload: dict[str, Any]) -> Usage | None:
+    if dialect == "openai":
+        return usage_of(payload)
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return Usage(usage.get("input_tokens"), usage.get("output_tokens"))
+
+
+async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
+    """Serve ``call``. Raises ``GatewayError`` (rendered by the middleware)."""
+    settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
-    body = bridge.upstream_body(call.client, provider.dialect, call.body)
-    if not call.stream:
-        payload = await provider.complete(body)
-        usage = usage_of(payload) if provider.dialect == "openai" else None
-        if usage is not None:
-            labels = (model.name, provider.kind)
-            if usage.output_tokens:
-                metrics.output_tokens.labels(*labels).inc(usage.output_tokens)
-            if usage.input_tokens:
-                metrics.input_tokens.labels(*labels).inc(usage.input_tokens)
-        out = bridge.response_body(call.client, provider.dialect, payload, model=call.model)
-        return web.Response(body=orjson.dumps(out), content_type="application/json")
-    job = StreamJob(
-        request=request,
-        provider=provider,
-        body=body,
-        encoder=bridge.stream_encoder(
-            call.client, provider.dialect, include_usage=call.include_usage, model=call.model
-        ),
-        settings=settings.stream,
-        recorder=StreamRecorder(
-            metrics if settings.server.metrics_enabled else None,
-            model=model.name,
-            provider=provider.kind,
-            route=call.route,
-        ),
-        clock=StreamClock(request.get(ARRIVAL, time.perf_counter())),
-        model=model.name,
+    targets = _targets(request, call)
+    primary = targets[0]
+    admission = request.app[ADMISSION]
+    handle = admission.admit()
+    recorder = StreamRecorder(
+        metrics if settings.server.metrics_enabled else None,
+        model=primary.model,
+        provider=primary.provider.kind,
+        route=call.route,
+        admission=admission,
     )
-    return await relay(job)
+    try:
+        if call.stream:
+            clock = StreamClock(request.get(ARRIVAL, time.perf_counter()))
+            return await relay(StreamJob(request, targets, recorder, clock, handle))
+        return await _complete(call, targets, recorder, handle, metrics)
+    finally:
+        admission.release(handle)
+
+
+async def _complete(
+    call: ChatCall, targets: tuple[Target, ...], recorder: StreamRecorder, handle: Any,
+    metrics: Any,
+) -> web.Response:  # fmt: skip
+    async def attempt(target: Target) -> tuple[Target, dict[str, Any]]:
+        return target, await target.provider.complete(target.body)
+
+    try:
+        async with asyncio.timeout(targets[0].settings.deadline_s) as timer:
+            handle.timeout = timer
+            target, payload = await with_fallbacks(targets, attempt, recorder)
+    except TimeoutError:
+        if handle.stop_reason == "shutdown":
+            raise ShuttingDown("The gateway is shutting down") from None
+        raise DeadlineExceeded("The request exceeded its deadline") from None
+    finally:
+        handle.timeout = None
+    usage = _usage(target.provider.dialect, payload)
+    if usage is not None:
+        labels = (target.model, target.provider.kind)
+        if usage.output_tokens:
+            metrics.output_tokens.labels(*labels).inc(usage.output_tokens)
+        if usage.input_tokens:
+            metrics.input_tokens.labels(*labels).inc(usage.input_tokens)
+    out = bridge.response_body(call.client, target.provider.dialect, payload, model=call.model)
+    return web.Response(body=orjson.dumps(out), content_type="application/json")

@@ -12,6 +12,7 @@ from time import time
 
 from ..errors import (
     GatewayError,
+    UpstreamAuthError,
     UpstreamError,
     UpstreamOverloaded,
     UpstreamRateLimited,
@@ -45,7 +46,7 @@ def error_for_status(status: int, message: str, retry_after: str | None = None) 
         return UpstreamTimeout(text)
     if status in (401, 403):
         # The gateway's own credentials are wrong: the client cannot fix that.
-        return UpstreamError(f"upstream rejected the gateway's credentials ({status})")
+        return UpstreamAuthError(f"upstream rejected the gateway's credentials ({status})")
     if 400 <= status < 500:
         return UpstreamRejected(text, status=status)
     return UpstreamError(text)

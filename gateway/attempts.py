@@ -1,0 +1,177 @@
+"""Opening the upstream: retries with backoff, then fallbacks, until a first chunk.
+
+Before the first chunk nothing has reached the client but (maybe) headers and
+heartbeats, so a retryable failure (``GatewayError.retryable``: connect
+errors, 429, 500, 502, 503, 504, 529, TTFT timeout) may be retried on the same
+target with exponential backoff and jitter (tenacity's
+``wait_exponential_jitter``), never shorter than the upstream's
+``Retry-After``. A ``Retry-After`` beyond ``retry_max_backoff_s`` or spent
+retries move on to the next fallback, possibly another provider and dialect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+
+from .config import StreamSettings
+from .dialects.frames import StreamEncoder
+from .errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
+from .providers.base import Provider, UpstreamChunk, UpstreamStream
+from .recorder import StreamRecorder
+from .timing import StreamClock
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One model that may serve the request: the primary or a fallback."""
+
+    model: str
+    provider: Provider
+    body: dict[str, Any]
+    """The request body in the provider's dialect."""
+    encoder: StreamEncoder
+    """Encodes this provider's chunks in the client's dialect."""
+    settings: StreamSettings
+    retries: int = 0
+    backoff_s: float = 0.25
+    max_backoff_s: float = 5.0
+
+
+@dataclass(slots=True)
+class OpenUpstream:
+    """A target whose upstream has produced its first chunk."""
+
+    target: Target
+    upstream: UpstreamStream
+    iterator: AsyncIterator[UpstreamChunk]
+    first: UpstreamChunk
+
+    async def aclose(self) -> None:
+        await close_upstream(self.iterator, self.upstream)
+
+
+async def close_upstream(
+    iterator: AsyncIterator[UpstreamChunk] | None, upstream: UpstreamStream | None
+) -> None:
+    """Close the upstream connection, then the iterator over it (never raises)."""
+    if upstream is not None:
+        await upstream.aclose()
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        # The generator may re-raise the error that ended it; it is closed either way.
+        with contextlib.suppress(Exception):
+            await aclose()
+
+
+async def _first_chunk(target: Target, clock: StreamClock) -> OpenUpstream:
+    clock.mark_upstream_sent()
+    upstream: UpstreamStream | None = None
+    iterator: AsyncIterator[UpstreamChunk] | None = None
+    try:
+        try:
+            async with asyncio.timeout(target.settings.ttft_timeout_s):
+                upstream = await target.provider.open_stream(target.body)
+                iterator = aiter(upstream)
+                first = await anext(iterator)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"no first token from upstream within {target.settings.ttft_timeout_s} s"
+            ) from None
+        except StopAsyncIteration:
+            raise UpstreamProtocolError("upstream stream ended before its first event") from None
+    except BaseException:
+        await close_upstream(iterator, upstream)
+        raise
+    return OpenUpstream(target, upstream, iterator, first)
+
+
+def _wait(target: Target) -> Any:
+    jitter = wait_exponential_jitter(
+        multiplier=target.backoff_s, max=target.max_backoff_s, jitter=target.backoff_s
+    )
+
+    def wait(state: RetryCallState) -> float:
+        delay = float(jitter(state))
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, GatewayError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    return wait
+
+
+def _stop(target: Target) -> Any:
+    def stop(state: RetryCallState) -> bool:
+        if state.attempt_number > target.retries:
+            return True
+        exc = state.outcome.exception() if state.outcome else None
+        return (
+            isinstance(exc, GatewayError)
+            and exc.retry_after is not None
+            and exc.retry_after > target.max_backoff_s
+        )
+
+    return stop
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, GatewayError) and exc.retryable
+
+
+T = TypeVar("T")
+
+
+async def open_first(
+    targets: tuple[Target, ...], clock: StreamClock, recorder: StreamRecorder
+) -> OpenUpstream:
+    """The first target (after retries) whose upstream yields a first chunk."""
+
+    async def attempt(target: Target) -> OpenUpstream:
+        return await _first_chunk(target, clock)
+
+    return await with_fallbacks(targets, attempt, recorder)
+
+
+async def with_fallbacks(
+    targets: tuple[Target, ...],
+    attempt: Callable[[Target], Awaitable[T]],
+    recorder: StreamRecorder,
+) -> T:
+    """``attempt`` on each target in turn, with retries, until one succeeds.
+
+    Raises the last target's ``GatewayError`` when all fail, or at once for
+    one that is not retryable (a 400 from the upstream would fail anywhere).
+    """
+    last: GatewayError | None = None
+    for index, target in enumerate(targets):
+        if index:
+            recorder.retry(targets[index - 1].provider.kind, "fallback")
+            recorder.relabel(target.model, target.provider.kind)
+
+        def before_sleep(state: RetryCallState, target: Target = target) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            code = exc.code if isinstance(exc, GatewayError) and exc.code else "upstream_error"
+            recorder.retry(target.provider.kind, code)
+
+        retrying = AsyncRetrying(
+            stop=_stop(target),
+            wait=_wait(target),
+            retry=retry_if_exception(_retryable),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            result: T = await retrying(attempt, target)
+            return result
+        except GatewayError as err:
+            if not err.retryable:
+                raise
+            last = err
+    assert last is not None
+    raise last
