@@ -138,3 +138,12 @@ def test_every_alert_unit_tested_firing_and_quiet(alert_rules: list[dict[str, An
 )
 def test_split_threshold(kit: Any, expr: str, signal: str, threshold: str | None) -> None:
     assert kit.split_threshold(expr) == (signal, threshold)
+
+
+def test_alert_descriptions_name_real_panels(
+    alert_rule: dict[str, Any], kit: Any, dashboard: dict[str, Any]
+) -> None:
+    # "Check first the X panel" is useless if X was renamed.
+    titles = {p.title for p in kit.dashboard_panels(dashboard)}
+    quoted = re.findall(r'"([^"]+)"', alert_rule["annotations"]["description"])
+    assert set(quoted) <= titles
