@@ -2,43 +2,61 @@
 encoders and non-streaming responses. Same-dialect paths are passthrough.
 
 Every function takes ``client`` (the dialect the client speaks) and
-``upstream`` (the dialect of the provider that serves the request).
+``upstream`` (the dialect of the provider that serves the request). The
+cross-dialect translations live in ``translate_request``,
+``translate_stream`` and ``translate_response``; docs/anthropic.md lists the
+fields that do not survive them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidRequest
 from ..providers.base import Dialect
+from .anthropic import AnthropicPassthrough
 from .frames import StreamEncoder
 from .openai import OpenAIPassthrough
-
-
-def _unsupported(client: Dialect, upstream: Dialect) -> InvalidRequest:
-    return InvalidRequest(f"no translation from the {client} dialect to a {upstream} upstream")
+from .translate_request import anthropic_from_openai, openai_from_anthropic
+from .translate_response import anthropic_from_openai_completion, openai_from_anthropic_message
+from .translate_stream import AnthropicFromOpenAI, OpenAIFromAnthropic
 
 
 def upstream_body(client: Dialect, upstream: Dialect, body: dict[str, Any]) -> dict[str, Any]:
-    """The request body to send upstream (the provider sets ``model``/``stream``)."""
+    """The request body to send upstream (the provider sets ``model``/``stream``).
+
+    Raises :class:`~gateway.errors.InvalidRequest` for content the upstream's
+    dialect cannot express.
+    """
     if client == upstream:
         return body
-    raise _unsupported(client, upstream)
+    if client == "openai":
+        return anthropic_from_openai(body)
+    return openai_from_anthropic(body)
 
 
 def stream_encoder(
     client: Dialect, upstream: Dialect, *, include_usage: bool, model: str
 ) -> StreamEncoder:
     """A fresh encoder for one stream; ``model`` is the name the client asked for."""
-    if client == upstream == "openai":
-        return OpenAIPassthrough(include_usage=include_usage)
-    raise _unsupported(client, upstream)
+    if client == "openai":
+        if upstream == "openai":
+            return OpenAIPassthrough(include_usage=include_usage)
+        return OpenAIFromAnthropic(model=model, include_usage=include_usage)
+    if upstream == "anthropic":
+        return AnthropicPassthrough()
+    return AnthropicFromOpenAI(model=model)
 
 
 def response_body(
     client: Dialect, upstream: Dialect, payload: dict[str, Any], *, model: str
 ) -> dict[str, Any]:
-    """A non-streaming upstream response in the client's dialect."""
+    """A non-streaming upstream response in the client's dialect.
+
+    Raises :class:`~gateway.errors.UpstreamProtocolError` for a response that
+    cannot be expressed in the client's dialect.
+    """
     if client == upstream:
         return payload
-    raise _unsupported(client, upstream)
+    if client == "openai":
+        return openai_from_anthropic_message(payload, model=model)
+    return anthropic_from_openai_completion(payload, model=model)

@@ -14,61 +14,35 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import httpx2
 import openai
 import orjson
 
 from ..config import OpenAIModel
-from ..errors import (
-    GatewayError,
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamTimeout,
-)
+from ..errors import GatewayError, UpstreamError, UpstreamProtocolError
 from .base import Dialect, UpstreamChunk
+from .sdk_errors import SDKErrors, map_sdk_error
 from .status import error_for_status
 from .transport import TIMEOUT, upstream_http_client
 
 _DONE = "[DONE]"
 
 
-def _transport_cause(exc: BaseException) -> BaseException | None:
-    """The aiohttp exception behind an SDK error, if any.
+def _from_status(exc: openai.APIStatusError) -> GatewayError:
+    return error_for_status(exc.status_code, exc.message, exc.response.headers.get("retry-after"))
 
-    The vendored aiohttp transport maps every ``ClientConnectionError`` (a
-    refused connection included) to ``httpx2.ConnectTimeout``; the original
-    exception on the cause chain says what really happened.
-    """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, aiohttp.ClientError | OSError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+
+_SDK_ERRORS = SDKErrors(
+    status=openai.APIStatusError,
+    timeout=openai.APITimeoutError,
+    connection=openai.APIConnectionError,
+    from_status=_from_status,
+)
 
 
 def map_error(exc: BaseException) -> GatewayError:
     """An SDK or transport exception as a GatewayError (by type, not text)."""
-    if isinstance(exc, GatewayError):
-        return exc
-    cause = _transport_cause(exc)
-    if cause is not None and not isinstance(
-        cause, aiohttp.ServerTimeoutError | aiohttp.SocketTimeoutError | TimeoutError
-    ):
-        return UpstreamConnectError(f"upstream connection failed: {type(cause).__name__}: {cause}")
-    if isinstance(exc, openai.APIStatusError):
-        return error_for_status(
-            exc.status_code, exc.message, exc.response.headers.get("retry-after")
-        )
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
-        return UpstreamTimeout(f"upstream timed out: {type(exc).__name__}")
-    if isinstance(exc, httpx2.SSEError):
-        return UpstreamProtocolError(f"upstream response is not an SSE stream: {exc}")
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError | aiohttp.ClientError):
-        return UpstreamConnectError(f"upstream connection failed: {type(exc).__name__}: {exc}")
-    return UpstreamError(f"upstream failed: {type(exc).__name__}")
+    return map_sdk_error(exc, _SDK_ERRORS)
 
 
 class OpenAIStream:

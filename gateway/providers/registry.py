@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..config import ModelSettings, OpenAIModel, SimModel
+from ..config import AnthropicModel, ModelSettings, OpenAIModel, SimModel
+from .anthropic import AnthropicProvider
 from .base import Provider
 from .openai import OpenAIProvider
 from .sim import SimProvider
@@ -14,4 +15,6 @@ def build_provider(model: ModelSettings) -> Provider:
         return SimProvider(model)
     if isinstance(model, OpenAIModel):
         return OpenAIProvider(model)
+    if isinstance(model, AnthropicModel):
+        return AnthropicProvider(model)
     raise ValueError(f"provider {model.provider!r} is not available in this build")

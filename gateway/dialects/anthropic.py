@@ -1,0 +1,165 @@
+"""The Anthropic Messages dialect: request validation, usage, SSE encoding.
+
+Request shape: https://docs.anthropic.com/en/api/messages. As with the OpenAI
+dialect, only what the gateway relies on is validated; every other field is
+kept as sent and passed upstream unchanged on the Anthropic-to-Anthropic path.
+Stream format: https://docs.anthropic.com/en/api/messages-streaming (named
+events, each ``event: <type>`` + ``data: <json>``). Errors:
+https://docs.anthropic.com/en/api/errors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import GatewayError
+from ..providers.base import UpstreamChunk
+from .frames import EMPTY, Frame, Usage
+from .openai import MAX_MESSAGES, MAX_TOKENS_LIMIT, invalid_from
+
+_Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT, strict=True)]
+_Unit = Annotated[float, Field(ge=0, le=1, strict=False)]
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class ContentBlock(_Loose):
+    """One content block (``text``, ``image``, ``tool_use``, ``tool_result``, ...)."""
+
+    type: str = Field(min_length=1)
+
+
+class MessageParam(_Loose):
+    role: Literal["user", "assistant"]
+    content: str | list[ContentBlock]
+
+
+class MessagesRequest(_Loose):
+    """The validated view of a Messages request body."""
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[MessageParam] = Field(min_length=1, max_length=MAX_MESSAGES)
+    max_tokens: _Tokens
+    system: str | list[ContentBlock] | None = None
+    stream: bool = False
+    stop_sequences: list[str] | None = None
+    temperature: _Unit | None = None
+    top_p: _Unit | None = None
+    top_k: Annotated[int, Field(ge=0)] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    thinking: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def parse_messages_request(body: dict[str, Any]) -> MessagesRequest:
+    """Validate ``body``. Raises :class:`~gateway.errors.InvalidRequest` (400)."""
+    try:
+        return MessagesRequest.model_validate(body)
+    except ValidationError as err:
+        raise invalid_from(err) from None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def input_tokens_of(usage: dict[str, Any]) -> int | None:
+    """All prompt tokens of an Anthropic ``usage``: ``input_tokens`` excludes
+    the cached ones (``cache_read_input_tokens``, ``cache_creation_input_tokens``)."""
+    base = _int(usage.get("input_tokens"))
+    if base is None:
+        return None
+    cached = (_int(usage.get(k)) or 0 for k in ("cache_read_input_tokens",
+                                                "cache_creation_input_tokens"))  # fmt: skip
+    return base + sum(cached)
+
+
+def usage_of(payload: dict[str, Any]) -> Usage | None:
+    """``usage`` of a Message object, if it carries one."""
+    usage = payload.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    return Usage(
+        input_tokens=input_tokens_of(usage), output_tokens=_int(usage.get("output_tokens"))
+    )
+
+
+def is_content_delta(payload: dict[str, Any]) -> bool:
+    """Whether a ``content_block_delta`` carries content: a non-empty
+    ``text_delta``, ``input_json_delta`` or ``thinking_delta``."""
+    delta = payload.get("delta")
+    if not isinstance(delta, dict):
+        return False
+    kind = delta.get("type")
+    if kind == "text_delta":
+        return bool(delta.get("text"))
+    if kind == "input_json_delta":
+        return bool(delta.get("partial_json"))
+    if kind == "thinking_delta":
+        return bool(delta.get("thinking"))
+    return False
+
+
+def event_bytes(name: str, payload: dict[str, Any]) -> bytes:
+    """One named SSE event: ``event: <name>\\ndata: <compact json>\\n\\n``."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def error_event(err: GatewayError) -> bytes:
+    """``event: error`` with ``{"type": "error", "error": {"type", "message"}}``."""
+    return event_bytes("error", err.anthropic_body())
+
+
+MESSAGE_STOP = event_bytes("message_stop", {"type": "message_stop"})
+
+
+class AnthropicPassthrough:
+    """Anthropic upstream events to an Anthropic client, data bytes unchanged.
+
+    ``ping`` never arrives (the provider drops it). ``message_stop`` is held
+    back and written by :meth:`finish`, so a stream the relay ends on an
+    error never carries it. Usage: input tokens from ``message_start``,
+    output tokens from ``message_delta`` (cumulative, per the stream docs).
+    """
+
+    __slots__ = ("_input_tokens", "_stop")
+
+    def __init__(self) -> None:
+        self._input_tokens: int | None = None
+        self._stop = MESSAGE_STOP
+
+    def encode(self, chunk: UpstreamChunk) -> Frame:
+        payload = chunk.payload
+        name = chunk.event or str(payload.get("type", ""))
+        if name == "message_stop":
+            self._stop = b"event: message_stop\ndata: " + chunk.data + b"\n\n"
+            return EMPTY
+        data = b"event: " + name.encode() + b"\ndata: " + chunk.data + b"\n\n"
+        if name == "content_block_delta":
+            return Frame(data, is_content_delta(payload))
+        if name == "message_start":
+            message = payload.get("message")
+            usage = message.get("usage") if isinstance(message, dict) else None
+            if isinstance(usage, dict):
+                self._input_tokens = input_tokens_of(usage)
+                return Frame(data, usage=Usage(input_tokens=self._input_tokens))
+        elif name == "message_delta":
+            usage = payload.get("usage")
+            if isinstance(usage, dict):
+                if _int(usage.get("input_tokens")) is not None:
+                    self._input_tokens = input_tokens_of(usage)
+                output = _int(usage.get("output_tokens"))
+                return Frame(data, usage=Usage(self._input_tokens, output))
+        return Frame(data)
+
+    def finish(self) -> bytes:
+        return self._stop
+
+    def error(self, err: GatewayError) -> bytes:
+        return error_event(err)
