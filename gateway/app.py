@@ -10,7 +10,6 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from .admission import Admission
 from .api import anthropic as anthropic_api
-from .api import anthropic as anthropic_api
 from .api import openai as openai_api
 from .config import Settings
 from .metrics import Metrics, multiprocess_enabled
@@ -79,7 +78,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app.on_shutdown.append(_drain_on_shutdown)
     app.cleanup_ctx.append(_providers_ctx)
     openai_api.add_routes(app)
-    anthropic_api.add_routes(app)
     anthropic_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
