@@ -470,6 +470,14 @@ def stack(
             )
         s.eval_time = time.time()
         s.exposition = http_get(f"{s.gateway}/metrics", accept="text/plain")[1].decode()
+    except BaseException:
+        for p in s.procs:  # pytest shows this with the setup error
+            tail = p.log.read_text(errors="replace")[-2000:] if p.log.exists() else ""
+            print(f"----- {p.name} log (tail) -----\n{tail}", file=sys.stderr)
+        for p in reversed(s.procs):
+            p.stop()
+        raise
+    try:
         yield s
     finally:
         for p in reversed(s.procs):
