@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
 from gateway.metrics import Metrics
+from tests.fake_anthropic import FakeAnthropic
 from tests.fakes import FakeOpenAI
 from tests.helpers import SIM_FAST, GatewayFactory, settings_from
 
@@ -54,4 +55,13 @@ async def fake_openai(aiohttp_server: Any) -> FakeOpenAI:
     fake = FakeOpenAI()
     server: TestServer = await aiohttp_server(fake.app)
     fake.base_url = str(server.make_url("/v1"))
+    return fake
+
+
+@pytest.fixture
+async def fake_anthropic(aiohttp_server: Any) -> FakeAnthropic:
+    """A fake Anthropic Messages upstream on loopback (tests/fake_anthropic.py)."""
+    fake = FakeAnthropic()
+    server: TestServer = await aiohttp_server(fake.app)
+    fake.base_url = str(server.make_url(""))
     return fake
