@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,7 @@ def _brief(ph: dict[str, Any]) -> dict[str, Any]:
     out["normal"] = ph["normal"]
     out["process"] = ph.get("process")
     out["mock_process"] = ph.get("mock_process")
+    out["client_process"] = ph.get("client_process")
     errors: dict[str, int] = {}
     for p in ph["profiles"].values():
         for k, v in p["errors"].items():
@@ -144,22 +146,25 @@ async def bench_rss(args: argparse.Namespace, mock: procs.Managed, gw: procs.Man
     idle = sampler.latest()
     out: list[dict[str, Any]] = []
     for n in args.streams:
-        ramp = max(2.0, n / 1000)
+        ramp = max(2.0, n / 500)  # the gateway's accept backlog is aiohttp's default, 128
         spec = LoadSpec(stalled, slow_sc, concurrency=n, duration_s=ramp + args.hold_s, ramp_s=ramp)
         say(f"rss: {n} stalled streams ({ramp:.0f}s ramp, {args.hold_s:.0f}s hold)")
         last = sampler.latest()
         t_start = last.t if last else 0.0
-        await run_phase(through, spec, f"rss{n}", sampler.status)
+        run = await run_phase(through, spec, f"rss{n}", sampler.status)
+        opened = sum(1 for r in run.results if r.error is None)
         window = [s for s in sampler.samples if s.t >= t_start + ramp + 1.0]
         if not window or idle is None:
             out.append({"streams": n, "error": "no samples"})
             continue
         rss = [s.rss_bytes for s in window]
         active = [s.streams_active for s in window if s.streams_active is not None]
-        opened = max(active) if active else float(n)
         out.append(
             {
                 "streams": n,
+                "streams_opened": opened,
+                "client_errors": dict(Counter(r.error for r in run.results if r.error)),
+                "metric_scrapes": len(active),
                 "streams_active_max": max(active) if active else None,
                 "idle_rss_mib": idle.rss_bytes / 2**20,
                 "rss_mib_first": rss[0] / 2**20,

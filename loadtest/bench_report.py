@@ -16,8 +16,8 @@ def _lat_rows(result: dict[str, Any]) -> list[str]:
         "| concurrency | added TTFT p50 / p99 ms | added ITL p50 / p99 ms | throughput ratio "
         "| gateway frames lost | gaps > 2x pace (direct / gateway) | worst gap / pace (gateway) "
         "| gateway events per CPU-s | added before upstream p50 / p99 ms "
-        "| added first-token relay p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| added first-token relay p50 / p99 ms | CPU cores: client / mock / gateway |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     pairs = ([result["ttft_c1"]] if "ttft_c1" in result else []) + result.get("latency", [])
     for i, pair in enumerate(pairs):
@@ -39,7 +39,10 @@ def _lat_rows(result: dict[str, Any]) -> list[str]:
             f"| {_f(_get(c, 'added_to_upstream_ms', 'p50'), '', 3)} / "
             f"{_f(_get(c, 'added_to_upstream_ms', 'p99'), '', 3)} "
             f"| {_f(_get(c, 'added_first_token_relay_ms', 'p50'), '', 3)} / "
-            f"{_f(_get(c, 'added_first_token_relay_ms', 'p99'), '', 3)} |"
+            f"{_f(_get(c, 'added_first_token_relay_ms', 'p99'), '', 3)} "
+            f"| {_f(_get(g, 'client_process', 'cpu_util'), '', 2)} / "
+            f"{_f(_get(g, 'mock_process', 'cpu_util'), '', 2)} / "
+            f"{_f(_get(g, 'process', 'cpu_util'), '', 2)} |"
         )
     return rows
 
@@ -77,18 +80,21 @@ def render(result: dict[str, Any]) -> str:
         out += [
             "## RSS per open stalled stream",
             "",
-            "| streams | active (gateway gauge) | idle RSS MiB | RSS max MiB | per stream KiB "
-            "| drift over hold KiB | max buffered bytes |",
-            "|---|---|---|---|---|---|---|",
+            "| streams | opened (client side) | active (gateway gauge) | idle RSS MiB "
+            "| RSS max MiB | per stream KiB | drift over hold KiB | max buffered bytes |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in rss:
             out.append(
-                f"| {r['streams']} | {_f(r.get('streams_active_max'), '', 0)} "
+                f"| {r['streams']} | {r.get('streams_opened')} "
+                f"| {_f(r.get('streams_active_max'), '', 0)} "
                 f"| {_f(r.get('idle_rss_mib'), '', 1)} | {_f(r.get('rss_mib_max'), '', 1)} "
                 f"| {_f(r.get('rss_per_stream_kib'), '', 1)} "
                 f"| {_f(r.get('rss_drift_kib_over_hold'), '', 0)} "
                 f"| {_f(r.get('write_buffer_bytes_max'), '', 0)} |"
             )
+        out.append("")
+        out.append("Per stream = (max RSS - idle RSS) / streams opened.")
         out.append("")
     cancel = result.get("cancel")
     if cancel:

@@ -3,6 +3,7 @@ the mock upstream's records are joined to the client results."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -32,13 +33,17 @@ async def measured_phase(
     sampler.start()
     mock_s = ProcessSampler(mock.pid, None, 1.0)
     mock_s.start()
+    self_s = ProcessSampler(os.getpid(), None, 1.0)  # is the load generator the bottleneck?
+    self_s.start()
     say(f"phase {label}: {spec.mode} loop, {spec.concurrency} clients, {spec.duration_s:.0f}s")
     run = await run_phase(target, spec, label, sampler.status)
     samples = await sampler.stop()
     mock_samples = await mock_s.stop()
+    self_samples = await self_s.stop()
     summary = summarize(run, await fetch_records(mock.url))
     summary["process"] = cpu_figures(samples, summary["events"], watched.name)
     summary["mock_process"] = cpu_figures(mock_samples, summary["events"], "mock_upstream")
+    summary["client_process"] = cpu_figures(self_samples, summary["events"], "load_generator")
     return summary, samples
 
 
