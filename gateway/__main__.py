@@ -13,7 +13,7 @@ import sys
 
 from aiohttp import web
 
-from .app import create_app
+from .app import create_app, server_options
 from .config import ConfigError, load_settings
 from .log import configure_logging
 
@@ -41,13 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         create_app(settings),
         host=host,
         port=port,
-        handler_cancellation=True,  # cancel a handler the moment its client disconnects
-        keepalive_timeout=settings.server.keepalive_timeout_s,
-        # Our on_shutdown hook ends streams after the grace; aiohttp's own
-        # timeout is only the backstop for anything left after that.
-        shutdown_timeout=settings.server.shutdown_grace_s + 10.0,
         access_log=None,
         print=lambda msg: print(msg, flush=True),
+        **server_options(settings),
     )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -60,6 +61,22 @@ def _metrics_registry(metrics: Metrics) -> CollectorRegistry:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for aiohttp's runner (``web.run_app``, ``AppRunner``,
+    ``TestServer``) that the gateway's behaviour depends on."""
+    return {
+        # Cancel a handler the moment its client disconnects, so the upstream
+        # closes at once, also while waiting for the first token.
+        "handler_cancellation": True,
+        # Idle connections close after this; it also bounds a client that
+        # sends its headers very slowly (aiohttp starts the timer on connect).
+        "keepalive_timeout": settings.server.keepalive_timeout_s,
+        # Our on_shutdown hook ends streams after the grace period; aiohttp's
+        # own timeout is only the backstop for anything left after that.
+        "shutdown_timeout": settings.server.shutdown_grace_s + 10.0,
+    }
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:

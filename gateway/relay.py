@@ -174,19 +174,26 @@ async def relay(job: StreamJob) -> web.StreamResponse:
         raise
     finally:
         handle.timeout = None
-        await heartbeat.stop()
-        if opened is not None:
-            await opened.aclose()
-        end = time.perf_counter()
-        if gone_at is not None and opened is not None:
-            recorder.upstream_cancelled(end - gone_at)
-        output_tokens = (
-            usage.output_tokens
-            if usage is not None and usage.output_tokens is not None
-            else clock.content_events
-        )
-        recorder.finished(reason, clock, output_tokens, usage, committed=sse.prepared, end=end)
-        _log_summary(job, reason, error, sse, clock, output_tokens, usage, heartbeat.pings)
+
+        async def cleanup() -> None:
+            await heartbeat.stop()
+            if opened is not None:
+                await opened.aclose()
+            end = time.perf_counter()
+            if gone_at is not None and opened is not None:
+                recorder.upstream_cancelled(end - gone_at)
+            output_tokens = (
+                usage.output_tokens
+                if usage is not None and usage.output_tokens is not None
+                else clock.content_events
+            )
+            recorder.finished(reason, clock, output_tokens, usage, committed=sse.prepared, end=end)
+            _log_summary(job, reason, error, sse, clock, output_tokens, usage, heartbeat.pings)
+
+        # Shielded: aiohttp cancels the handler when the client's connection
+        # drops, which may happen while we close the upstream; the upstream
+        # must still close and the stream must still be recorded.
+        await asyncio.shield(loop.create_task(cleanup()))
     # The terminating chunk goes out after the bookkeeping, so a client that
     # saw the end of the stream also sees it in /metrics.
     await sse.finish()

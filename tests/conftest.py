@@ -11,7 +11,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from gateway.app import create_app
+from gateway.app import create_app, server_options
 from gateway.metrics import Metrics
 from tests.fake_anthropic import FakeAnthropic
 from tests.fakes import FakeOpenAI
@@ -43,8 +43,15 @@ async def gateway(aiohttp_client: Any, metrics: Metrics) -> GatewayFactory:
 
     async def make(**sections: Any) -> TestClient[Any, Any]:
         sections.setdefault("models", [SIM_FAST])
-        app = create_app(settings_from(**sections), metrics=metrics)
-        client: TestClient[Any, Any] = await aiohttp_client(app)
+        settings = settings_from(**sections)
+        app = create_app(settings, metrics=metrics)
+        # TestServer drops constructor kwargs; runner options go to
+        # start_server (which already sets handler_cancellation=True).
+        server = TestServer(app)
+        options = server_options(settings)
+        assert options.pop("handler_cancellation") is True
+        await server.start_server(**options)
+        client: TestClient[Any, Any] = await aiohttp_client(server)
         return client
 
     return make

@@ -70,6 +70,8 @@ class FakeOpenAI:
 
     def __init__(self) -> None:
         self.script = Script(events=[sse(chunk("hi")), sse("[DONE]")])
+        self.queue: list[Script] = []
+        """Scripts for the next requests, in order; then ``script`` for the rest."""
         self.records: list[Record] = []
         self.base_url = ""
         self.app = web.Application()
@@ -78,7 +80,7 @@ class FakeOpenAI:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         record = Record(body=await request.json())
         self.records.append(record)
-        script = self.script
+        script = self.queue.pop(0) if self.queue else self.script
         if script.status != 200:
             return web.json_response(
                 script.error_body or {"error": {"message": "fake failure", "type": "server_error"}},

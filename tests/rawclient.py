@@ -40,11 +40,17 @@ class RawSSEClient:
         )
         await writer.drain()
         client = cls(reader, writer)
-        await client._read_head()
+        try:
+            await client._read_head()
+        except BaseException:
+            writer.close()
+            raise
         return client
 
     async def _read_head(self) -> None:
         status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("connection closed before the response")
         self.status = int(status_line.split()[1])
         while True:
             line = (await self.reader.readline()).decode().strip()

@@ -1,0 +1,95 @@
+"""Graceful shutdown of the real process: SIGTERM with streams open."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from tests.rawclient import RawSSEClient
+
+CONFIG = """
+[server]
+shutdown_grace_s = 1.5
+[[models]]
+name = "short"
+provider = "sim"
+ttft_ms = 10
+itl_ms = 40
+output_tokens = 20
+[[models]]
+name = "long"
+provider = "sim"
+ttft_ms = 10
+itl_ms = 40
+output_tokens = 1000
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _wait_ready(port: int) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+
+
+def _body(model: str) -> dict[str, object]:
+    return {"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+
+
+async def test_sigterm_drains_then_ends_long_streams_and_exits_0(tmp_path: Path) -> None:
+    config = tmp_path / "sluice.toml"
+    config.write_text(CONFIG)
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "--config", str(config), "--port", str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        await _wait_ready(port)
+        short = await RawSSEClient.open("127.0.0.1", port, "/v1/chat/completions", _body("short"))
+        long = await RawSSEClient.open("127.0.0.1", port, "/v1/chat/completions", _body("long"))
+        assert (short.status, long.status) == (200, 200)
+        await short.events(limit=2)
+        await long.events(limit=2)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        refused = False
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+        except OSError:
+            refused = True
+        assert refused, "new connections must be refused while draining"
+        async with asyncio.timeout(10):
+            short_rest = await short.events()
+            long_rest = await long.events()
+            code = await proc.wait()
+        short.close()
+        long.close()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert short_rest[-1] == b"data: [DONE]"  # finished within the grace period
+    assert b'"code":"shutting_down"' in long_rest[-1]  # ended by the shutdown
+    assert b"data: [DONE]" not in b"".join(long_rest)
+    assert code == 0
+    assert proc.stdout is not None
+    log = (await proc.stdout.read()).decode()
+    assert '"outcome":"shutdown"' in log
