@@ -1,6 +1,7 @@
 """``python -m gateway`` / ``sluice``: load settings and serve.
 
-Usage: ``sluice [--config PATH] [--host HOST] [--port PORT] [--log-level LEVEL]``.
+Usage: ``sluice [--config PATH] [--host HOST] [--port PORT] [--log-level LEVEL]
+[--workers N]``.
 Without ``--config`` (or ``SLUICE_CONFIG``) it serves the built-in simulator.
 Exit status 2 for a bad configuration, with the bad key named on stderr.
 """
@@ -24,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="listen address (overrides [server] host)")
     p.add_argument("--port", type=int, help="listen port (overrides [server] port)")
     p.add_argument("--log-level", default=os.environ.get("SLUICE_LOG_LEVEL", "info"))
+    p.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (SO_REUSEPORT)"
+    )
     return p
 
 
@@ -34,9 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"sluice: {err}", file=sys.stderr)
         return 2
-    configure_logging(args.log_level)
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
+    if args.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(args.config, host, port, args.workers, args.log_level)
+    configure_logging(args.log_level)
     web.run_app(
         create_app(settings),
         host=host,

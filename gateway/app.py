@@ -46,7 +46,10 @@ async def _drain_on_shutdown(app: web.Application) -> None:
 
 
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
-    providers: dict[str, Provider] = {m.name: build_provider(m) for m in app[SETTINGS].models}
+    settings = app[SETTINGS]
+    providers: dict[str, Provider] = {
+        m.name: build_provider(m, settings.stream_for(m).connect_timeout_s) for m in settings.models
+    }
     app[PROVIDERS] = providers
     yield
     for provider in providers.values():

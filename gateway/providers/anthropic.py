@@ -31,7 +31,7 @@ from ..errors import GatewayError, UpstreamError, UpstreamProtocolError
 from .base import Dialect, UpstreamChunk
 from .sdk_errors import SDKErrors, map_sdk_error
 from .status import error_for_status
-from .transport import TIMEOUT, upstream_http_client
+from .transport import sdk_timeout, upstream_http_client
 
 _STATUS_OF_TYPE = MappingProxyType(
     {
@@ -151,14 +151,15 @@ class AnthropicProvider:
     kind = "anthropic"
     dialect: Dialect = "anthropic"
 
-    def __init__(self, model: AnthropicModel) -> None:
+    def __init__(self, model: AnthropicModel, connect_timeout_s: float = 10.0) -> None:
+        timeout = sdk_timeout(connect_timeout_s)
         self._model = model
         self._client = anthropic.AsyncAnthropic(
             api_key=model.api_key("ANTHROPIC_API_KEY") or "unset",
             base_url=model.base_url,
             max_retries=0,
-            timeout=TIMEOUT,
-            http_client=upstream_http_client(model.upstream_buffer_bytes),
+            timeout=timeout,
+            http_client=upstream_http_client(model.upstream_buffer_bytes, timeout),
         )
 
     def _split(self, body: dict[str, Any]) -> tuple[Any, int, dict[str, Any]]:

@@ -23,7 +23,7 @@ from ..errors import GatewayError, UpstreamError, UpstreamProtocolError
 from .base import Dialect, UpstreamChunk
 from .sdk_errors import SDKErrors, map_sdk_error
 from .status import error_for_status
-from .transport import TIMEOUT, upstream_http_client
+from .transport import sdk_timeout, upstream_http_client
 
 _DONE = "[DONE]"
 
@@ -92,14 +92,15 @@ class OpenAIProvider:
     kind = "openai"
     dialect: Dialect = "openai"
 
-    def __init__(self, model: OpenAIModel) -> None:
+    def __init__(self, model: OpenAIModel, connect_timeout_s: float = 10.0) -> None:
+        timeout = sdk_timeout(connect_timeout_s)
         self._model = model
         self._client = openai.AsyncOpenAI(
             api_key=model.api_key("OPENAI_API_KEY") or "unset",
             base_url=model.base_url,
             max_retries=0,
-            timeout=TIMEOUT,
-            http_client=upstream_http_client(model.upstream_buffer_bytes),
+            timeout=timeout,
+            http_client=upstream_http_client(model.upstream_buffer_bytes, timeout),
         )
 
     def _split(self, body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

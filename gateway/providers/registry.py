@@ -9,12 +9,12 @@ from .openai import OpenAIProvider
 from .sim import SimProvider
 
 
-def build_provider(model: ModelSettings) -> Provider:
+def build_provider(model: ModelSettings, connect_timeout_s: float = 10.0) -> Provider:
     """The provider serving ``model``. Raises ``ValueError`` for an unknown kind."""
     if isinstance(model, SimModel):
         return SimProvider(model)
     if isinstance(model, OpenAIModel):
-        return OpenAIProvider(model)
+        return OpenAIProvider(model, connect_timeout_s)
     if isinstance(model, AnthropicModel):
-        return AnthropicProvider(model)
+        return AnthropicProvider(model, connect_timeout_s)
     raise ValueError(f"provider {model.provider!r} is not available in this build")

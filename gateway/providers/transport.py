@@ -23,6 +23,12 @@ from openai._vendor.httpx_aiohttp import AiohttpTransport
 READ_BUFSIZE = 16384
 """aiohttp pauses reading an upstream socket once about twice this is buffered."""
 TIMEOUT = httpx2.Timeout(connect=10.0, read=600.0, write=30.0, pool=10.0)
+"""SDK-level backstops; the relay's ttft/idle/deadline timers are the real bounds."""
+
+
+def sdk_timeout(connect_timeout_s: float) -> httpx2.Timeout:
+    """:data:`TIMEOUT` with the configured ``connect_timeout_s``."""
+    return httpx2.Timeout(connect=connect_timeout_s, read=600.0, write=30.0, pool=connect_timeout_s)
 
 
 def _socket_factory(rcvbuf: int) -> aiohttp.connector.SocketFactoryType:

@@ -1,0 +1,82 @@
+"""Several worker processes on one port (``--workers N``), metrics aggregated.
+
+Each worker is a fresh interpreter (multiprocessing "spawn") serving the app
+on the same port with ``SO_REUSEPORT``; the kernel spreads connections over
+them. prometheus-client's multiprocess mode aggregates their metrics: the
+directory in ``PROMETHEUS_MULTIPROC_DIR`` (created empty if unset) must be
+in the environment before a worker imports prometheus_client, and any worker's
+/metrics reports all of them (prometheus-client docs, "Multiprocess Mode").
+SIGTERM/SIGINT to the parent is forwarded to every worker, each of which
+drains gracefully; the parent exits with the worst worker status.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+from types import FrameType
+
+
+def _worker(config: str | None, host: str, port: int, log_level: str) -> None:
+    from aiohttp import web
+
+    from .app import create_app, server_options
+    from .config import load_settings
+    from .log import configure_logging
+
+    settings = load_settings(config)
+    configure_logging(log_level)
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        reuse_port=True,
+        access_log=None,
+        print=None,
+        **server_options(settings),
+    )
+
+
+def serve_workers(config: str | None, host: str, port: int, workers: int, log_level: str) -> int:
+    """Run ``workers`` processes until they exit; returns the exit status."""
+    own_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_dir = tempfile.mkdtemp(prefix="sluice-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    else:
+        # Stale files from a previous run would be counted again.
+        directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.remove(os.path.join(directory, name))
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(config, host, port, log_level), name=f"sluice-{i}")
+        for i in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    print(f"======== {workers} workers on http://{host}:{port} ========", flush=True)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    from prometheus_client import multiprocess
+
+    status = 0
+    for proc in procs:
+        proc.join()
+        if proc.pid is not None:
+            multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+        status = max(status, proc.exitcode or 0)
+    if own_dir is not None:
+        shutil.rmtree(own_dir, ignore_errors=True)
+    return status
