@@ -82,6 +82,15 @@ def test_compose_gateway_config_routes_to_the_mock_upstream(kit: Any) -> None:
     assert asked <= set(models)
 
 
+def test_compose_gateway_config_is_valid(kit: Any) -> None:
+    # the gateway's own loader: unknown keys and bad values are errors there
+    from gateway.config import load_settings
+
+    settings = load_settings(kit.grafana / "compose-gateway.toml")
+    assert {m.name for m in settings.models} == {"sim", "mock"}
+    assert settings.stream.downstream_buffer_bytes == 65536  # what the alert threshold assumes
+
+
 def test_grafana_provisioning_matches_compose(kit: Any, dashboard: dict[str, Any]) -> None:
     compose = load_yaml(kit.repo / "docker-compose.yml")
     grafana = compose["services"]["grafana"]

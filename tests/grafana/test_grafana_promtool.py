@@ -147,3 +147,11 @@ def test_alert_descriptions_name_real_panels(
     titles = {p.title for p in kit.dashboard_panels(dashboard)}
     quoted = re.findall(r'"([^"]+)"', alert_rule["annotations"]["description"])
     assert set(quoted) <= titles
+
+
+def test_write_buffer_alert_tracks_the_default_bound(alert_rules: list[dict[str, Any]]) -> None:
+    from gateway.config import StreamSettings
+
+    (rule,) = [r for r in alert_rules if r["alert"] == "SluiceWriteBufferNearBound"]
+    threshold = float(re.search(r">\s*([0-9.]+)\s*$", rule["expr"]).group(1))
+    assert threshold == pytest.approx(0.8 * StreamSettings().downstream_buffer_bytes)
