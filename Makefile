@@ -54,6 +54,7 @@ loadtest: $(VENV)/.synced
 
 ## bench: the comparison suite (added latency, events per CPU-second, RSS per stream)
 bench: $(VENV)/.synced
+	$(PY) -m loadtest.relay_cpu
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
 
 ## prometheus: a local Prometheus (Debian package) scraping a running gateway
