@@ -88,3 +88,16 @@ def test_cli_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert "models[0].output_tokens" in proc.stderr
+
+
+def test_readme_config_example_is_valid() -> None:
+    import re
+    import tomllib
+
+    from gateway.config import parse_settings
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert blocks
+    for block in blocks:
+        assert parse_settings(tomllib.loads(block)).models
