@@ -50,7 +50,14 @@ def test_template_variables(dashboard: dict[str, Any]) -> None:
         m = re.fullmatch(r"label_values\((\w+)(\{[^}]*\})?,\s*(\w+)\)", var["definition"])
         assert m, var["definition"]
         assert m.group(3) == label
-        assert var["query"]["query"] == var["definition"]
+        # Grafana rebuilds a label-values query from these fields, not from
+        # "query": check they say the same thing as the definition.
+        q = var["query"]
+        assert q["query"] == var["definition"]
+        assert q["qryType"] == 1
+        assert (q["metric"], q["label"]) == (m.group(1), m.group(3))
+        filters = ", ".join(f'{f["label"]}{f["op"]}"{f["value"]}"' for f in q["labelFilters"])
+        assert (m.group(2) or "") == (f"{{{filters}}}" if filters else "")
     # provider choices follow the chosen model
     assert '$model"' in variables["provider"]["definition"]
 
