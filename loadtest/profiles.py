@@ -153,12 +153,27 @@ async def _run_slow(
     except OSError:
         sock.close()
         raise
-    reader, writer = await asyncio.open_connection(sock=sock, limit=profile.read_chunk)
+    # A small limit keeps the client's own buffer small (it pauses reading at 2x limit);
+    # the response head of a stalled client must still fit.
+    limit = profile.read_chunk if profile.kind == "slow" else 4096
+    reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
     try:
         writer.write(req)
         await writer.drain()
         if profile.kind == "stalled":
-            # Never read: hold the connection until the phase ends.
+            # Read the response head only (a rejection must not pass for an open
+            # stream), then never read again: hold the connection until the phase ends.
+            try:
+                async with asyncio.timeout(max(stop_at - loop.time(), 0.0) + _GRACE_S):
+                    head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                head = exc.partial
+            except asyncio.LimitOverrunError:
+                head = b""
+            parser.feed(head, loop.time())
+            if res.status != 200:
+                res.error = f"http_{res.status}" if res.status else "no_response"
+                return
             await asyncio.sleep(max(stop_at - loop.time(), 0.0))
             res.disconnected_at = loop.time()
             return
