@@ -91,6 +91,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    metrics.write_buffer_limit.set(settings.stream.downstream_buffer_bytes)
     app[ADMISSION] = Admission(
         settings.server.max_streams, settings.server.max_queued_bytes, metrics
     )

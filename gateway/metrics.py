@@ -122,6 +122,7 @@ class Metrics:
     terminations: Counter
     connection_write_buffer: Histogram
     write_buffer: Gauge
+    write_buffer_limit: Gauge
     backpressure_waits: Counter
     backpressure_wait_seconds: Histogram
     upstream_cancel: Histogram
@@ -205,6 +206,11 @@ class Metrics:
                 "write_buffer_bytes",
                 "Bytes queued toward all clients now, as of each connection's last sample.",
                 namespace=ns, registry=reg, multiprocess_mode="livesum",
+            ),
+            write_buffer_limit=Gauge(
+                "connection_write_buffer_limit_bytes",
+                "Configured bound on bytes queued toward one client (downstream_buffer_bytes).",
+                namespace=ns, registry=reg, multiprocess_mode="max",
             ),
             backpressure_waits=Counter(
                 "backpressure_waits", "Events whose drain had to wait for the client's socket.",

@@ -135,7 +135,7 @@ async def test_metrics_endpoint_passes_promtool(gateway: GatewayFactory) -> None
         "sluice_write_buffer_bytes", "sluice_backpressure_waits_total",
         "sluice_backpressure_wait_seconds", "sluice_upstream_cancel_seconds",
         "sluice_upstream_retries_total", "sluice_admission_rejections_total",
-        "sluice_build_info",
+        "sluice_build_info", "sluice_connection_write_buffer_limit_bytes",
     ):  # fmt: skip
         assert f"# TYPE {name} " in text, name
     proc = await asyncio.create_subprocess_exec(
