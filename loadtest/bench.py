@@ -170,7 +170,10 @@ async def bench_rss(args: argparse.Namespace, mock: procs.Managed, gw: procs.Man
                 "rss_mib_first": rss[0] / 2**20,
                 "rss_mib_last": rss[-1] / 2**20,
                 "rss_mib_max": max(rss) / 2**20,
-                "rss_per_stream_kib": (max(rss) - idle.rss_bytes) / max(opened, 1) / 1024,
+                # The gateway's gauge, when scraped, is the truth (admission may cap it).
+                "rss_per_stream_kib": (max(rss) - idle.rss_bytes)
+                / max(min(opened, max(active)) if active and max(active) > 0 else opened, 1)
+                / 1024,
                 "rss_drift_kib_over_hold": (rss[-1] - rss[0]) / 1024,
                 "write_buffer_bytes_max": max(
                     (s.write_buffer_bytes or 0.0 for s in window), default=None

@@ -94,7 +94,10 @@ def render(result: dict[str, Any]) -> str:
                 f"| {_f(r.get('write_buffer_bytes_max'), '', 0)} |"
             )
         out.append("")
-        out.append("Per stream = (max RSS - idle RSS) / streams opened.")
+        out.append(
+            "Per stream = (max RSS - idle RSS) / open streams (the gateway's "
+            "sluice_streams_active when scraped, else streams opened client side)."
+        )
         out.append("")
     cancel = result.get("cancel")
     if cancel:
