@@ -119,6 +119,9 @@ def write_gateway_config(
 [server]
 host = "{HOST}"
 port = {port}
+# The load test opens thousands of streams on purpose: no admission cap.
+max_streams = 100000
+max_queued_bytes = 17179869184
 
 [stream]
 downstream_buffer_bytes = {downstream_buffer_bytes}
