@@ -139,7 +139,14 @@ class StreamRecorder:
             m.tpot.labels(*labels).observe(tpot)
         if committed:
             m.stream_duration.labels(*labels).observe(end - clock.arrival)
+        self.tokens(output_tokens, usage.input_tokens if usage is not None else None)
+
+    def tokens(self, output_tokens: int | None, input_tokens: int | None) -> None:
+        """Count a request's tokens under the model and provider that served it."""
+        m = self._metrics
+        if m is None:
+            return
         if output_tokens:
-            m.output_tokens.labels(*labels).inc(output_tokens)
-        if usage is not None and usage.input_tokens:
-            m.input_tokens.labels(*labels).inc(usage.input_tokens)
+            m.output_tokens.labels(self._model, self._provider).inc(output_tokens)
+        if input_tokens:
+            m.input_tokens.labels(self._model, self._provider).inc(input_tokens)

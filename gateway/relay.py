@@ -114,7 +114,7 @@ async def relay(job: StreamJob) -> web.StreamResponse:
         encoder, iterator, chunk = target.encoder, opened.iterator, opened.first
         idle_s = target.settings.idle_timeout_s
         await sse.prepare()
-        perf_counter, send, queued = time.perf_counter, sse.send, sse.queued_bytes
+        send, queued = sse.send, sse.queued_bytes
         async with asyncio.timeout_at(deadline_at) as timer:
             handle.timeout = timer
             if handle.stop_reason is not None:
@@ -122,14 +122,15 @@ async def relay(job: StreamJob) -> web.StreamResponse:
             while True:
                 frame = encoder.encode(chunk)
                 if frame.content:
-                    clock.content_received(perf_counter())
+                    clock.content_received()
                 if frame.usage is not None:
                     usage = frame.usage
                 if frame.data:
                     waited = await send(frame.data)
                     recorder.event(queued(), waited)
                     if frame.content:
-                        gap = clock.content_written(perf_counter())
+                        # send() stamped last_write once the client took it.
+                        gap = clock.content_written(sse.last_write)
                         if gap is not None:
                             recorder.itl(gap)
                 # Silence from the upstream is bounded by idle_s; a slow
@@ -148,20 +149,20 @@ async def relay(job: StreamJob) -> web.StreamResponse:
             recorder.event(queued(), waited)
         reason = Termination.COMPLETED
     except TimeoutError:
-        error = _timeout_error(handle, deadline_at, job.targets[0].settings.idle_timeout_s)
+        error = _timeout_error(handle, deadline_at, _target(job, opened).settings.idle_timeout_s)
         reason = _REASONS.get(error.reason, Termination.UPSTREAM_ERROR)
         if handle.stop_reason == "client_disconnected":
             reason, gone_at = Termination.CLIENT_DISCONNECTED, time.perf_counter()
         elif not sse.prepared:
             raise error from None
         else:
-            await _send_error(sse, error, _encoder(job, opened))
+            await _send_error(sse, error, _target(job, opened).encoder)
     except GatewayError as err:
         error = err
         reason = _REASONS.get(err.reason, reason)
         if not sse.prepared:
             raise
-        await _send_error(sse, err, _encoder(job, opened))
+        await _send_error(sse, err, _target(job, opened).encoder)
     except SlowClientError:
         reason = Termination.SLOW_CLIENT
         sse.abort()
@@ -200,10 +201,10 @@ async def relay(job: StreamJob) -> web.StreamResponse:
     return sse.response
 
 
-def _encoder(job: StreamJob, opened: OpenUpstream | None) -> StreamEncoder:
-    # Before any target served a chunk, the primary's encoder speaks the
-    # client's dialect as well as any other would.
-    return (opened.target if opened is not None else job.targets[0]).encoder
+def _target(job: StreamJob, opened: OpenUpstream | None) -> Target:
+    # Before any target served a chunk, the primary stands for them all: its
+    # encoder speaks the client's dialect as well as any other would.
+    return opened.target if opened is not None else job.targets[0]
 
 
 async def _send_error(sse: SSEStream, err: GatewayError, encoder: StreamEncoder) -> None:

@@ -21,7 +21,6 @@ import struct
 import sys
 import termios
 import time
-from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.http_writer import StreamWriter
@@ -40,37 +39,6 @@ _INT = struct.Struct("i")
 
 class SlowClientError(Exception):
     """The client took no bytes for ``send_timeout_s`` while its buffer was full."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
-    """One SSE event. ``data`` may span lines; each becomes its own ``data:`` line."""
-
-    data: str
-    event: str | None = None
-    id: str | None = None
-
-    def encode(self) -> bytes:
-        """The event's bytes, UTF-8, terminated by a blank line."""
-        parts = []
-        if self.event is not None:
-            parts.append(f"event: {self.event}\n")
-        if self.id is not None:
-            parts.append(f"id: {self.id}\n")
-        for line in self.data.splitlines() or [""]:
-            parts.append(f"data: {line}\n")
-        parts.append("\n")
-        return "".join(parts).encode()
-
-
-def data_event(payload: bytes, event: bytes | None = None) -> bytes:
-    """Fast path for single-line JSON payloads: ``[event: E\\n]data: P\\n\\n``.
-
-    ``payload`` must not contain a newline (compact JSON never does).
-    """
-    if event is None:
-        return b"data: " + payload + b"\n\n"
-    return b"event: " + event + b"\ndata: " + payload + b"\n\n"
 
 
 class SSEStream:

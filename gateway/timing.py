@@ -44,9 +44,10 @@ class StreamClock:
     def mark_upstream_sent(self) -> None:
         self.upstream_sent = time.perf_counter()
 
-    def content_received(self, now: float) -> None:
+    def content_received(self) -> None:
+        """A content chunk arrived from upstream (only the first is timed)."""
         if self.first_received is None:
-            self.first_received = now
+            self.first_received = time.perf_counter()
 
     def content_written(self, now: float) -> float | None:
         """Record a content event written at ``now``; returns the ITL gap, if any."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import sys
 import tempfile
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+
+from .procs import free_port
 
 CONFIG = """
 [server]
@@ -33,12 +34,6 @@ ttft_ms = 0
 itl_ms = 0
 output_tokens = {tokens}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_ready(port: int) -> None:
@@ -57,7 +52,7 @@ async def measure(metrics: bool, streams: int, tokens: int) -> tuple[float, int]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "sluice.toml"
         config.write_text(CONFIG.format(metrics=str(metrics).lower(), tokens=tokens))
-        port = _free_port()
+        port = free_port()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", "--config", str(config), "--port", str(port),
             "--log-level", "warning", stdout=asyncio.subprocess.DEVNULL,

@@ -57,12 +57,23 @@ async def gateway(aiohttp_client: Any, metrics: Metrics) -> GatewayFactory:
     return make
 
 
-@pytest.fixture
-async def fake_openai(aiohttp_server: Any) -> FakeOpenAI:
+async def start_fake_openai(aiohttp_server: Any) -> FakeOpenAI:
+    """A :class:`FakeOpenAI` serving on loopback, ``base_url`` set."""
     fake = FakeOpenAI()
     server: TestServer = await aiohttp_server(fake.app)
     fake.base_url = str(server.make_url("/v1"))
     return fake
+
+
+@pytest.fixture
+async def fake_openai(aiohttp_server: Any) -> FakeOpenAI:
+    return await start_fake_openai(aiohttp_server)
+
+
+@pytest.fixture
+async def second_fake(aiohttp_server: Any) -> FakeOpenAI:
+    """Another fake OpenAI upstream, e.g. for fallbacks."""
+    return await start_fake_openai(aiohttp_server)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,3 +36,15 @@ def openai_model(fake: FakeOpenAI, **extra: Any) -> dict[str, Any]:
 def sdk(client: TestClient[Any, Any]) -> openai.AsyncOpenAI:
     """The official SDK pointed at the gateway under test."""
     return openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key="k", max_retries=0)
+
+
+async def wait_listening(port: int, timeout_s: float = 20.0) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:``port``."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)

@@ -6,7 +6,6 @@ from typing import Any
 
 import openai
 import pytest
-from aiohttp.test_utils import TestServer
 
 from gateway.metrics import Metrics
 from tests.fakes import FakeOpenAI, Script, chunk, sse
@@ -14,14 +13,6 @@ from tests.helpers import GatewayFactory, openai_model, sdk
 
 MSGS: list[Any] = [{"role": "user", "content": "hi"}]
 OK = Script(events=[sse(chunk("", role="assistant")), sse(chunk("served")), sse("[DONE]")])
-
-
-@pytest.fixture
-async def second_fake(aiohttp_server: Any) -> FakeOpenAI:
-    fake = FakeOpenAI()
-    server: TestServer = await aiohttp_server(fake.app)
-    fake.base_url = str(server.make_url("/v1"))
-    return fake
 
 
 def _value(metrics: Metrics, name: str, **labels: str) -> float:

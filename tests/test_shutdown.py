@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
+from loadtest.procs import free_port
+from tests.helpers import wait_listening
 from tests.rawclient import RawSSEClient
 
 CONFIG = """
@@ -29,24 +30,6 @@ output_tokens = 1000
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def _wait_ready(port: int) -> None:
-    async with asyncio.timeout(20):
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-
-
 def _body(model: str) -> dict[str, object]:
     return {"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]}
 
@@ -54,14 +37,14 @@ def _body(model: str) -> dict[str, object]:
 async def test_sigterm_drains_then_ends_long_streams_and_exits_0(tmp_path: Path) -> None:
     config = tmp_path / "sluice.toml"
     config.write_text(CONFIG)
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "--config", str(config), "--port", str(port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
-        await _wait_ready(port)
+        await wait_listening(port)
         short = await RawSSEClient.open("127.0.0.1", port, "/v1/chat/completions", _body("short"))
         long = await RawSSEClient.open("127.0.0.1", port, "/v1/chat/completions", _body("long"))
         assert (short.status, long.status) == (200, 200)

@@ -11,11 +11,12 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_shutdown import _free_port, _wait_ready
+from loadtest.procs import free_port
+from tests.helpers import wait_listening
 
 
 async def test_two_workers_aggregate_metrics(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "--workers", "2", "--port", str(port),
@@ -23,7 +24,7 @@ async def test_two_workers_aggregate_metrics(tmp_path: Path) -> None:
     )  # fmt: skip
     n = 12
     try:
-        await _wait_ready(port)
+        await wait_listening(port)
         await asyncio.sleep(1.0)  # both workers listening
         body = {"model": "sim", "stream": True, "max_tokens": 2,
                 "messages": [{"role": "user", "content": "x"}]}  # fmt: skip

@@ -12,11 +12,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..admission import StreamHandle
 from ..attempts import Target, with_fallbacks
 from ..config import ModelSettings, Settings
 from ..dialects import bridge
-from ..dialects.frames import Usage
-from ..dialects.openai import usage_of
+from ..dialects.anthropic import usage_of as anthropic_usage_of
+from ..dialects.openai import usage_of as openai_usage_of
 from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown
 from ..providers.base import Dialect, Provider
 from ..recorder import StreamRecorder
@@ -64,15 +65,6 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
     return tuple(_target(call, settings, m, providers[m.name]) for m in chain)
 
 
-def _usage(dialect: Dialect, payload: dict[str, Any]) -> Usage | None:
-    if dialect == "openai":
-        return usage_of(payload)
-    usage = payload.get("usage")
-    if not isinstance(usage, dict):
-        return None
-    return Usage(usage.get("input_tokens"), usage.get("output_tokens"))
-
-
 async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
     """Serve ``call``. Raises ``GatewayError`` (rendered by the middleware)."""
     settings = request.app[SETTINGS]
@@ -92,15 +84,14 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
         if call.stream:
             clock = StreamClock(request.get(ARRIVAL, time.perf_counter()))
             return await relay(StreamJob(request, targets, recorder, clock, handle))
-        return await _complete(call, targets, recorder, handle, metrics)
+        return await _complete(call, targets, recorder, handle)
     finally:
         admission.release(handle)
 
 
 async def _complete(
-    call: ChatCall, targets: tuple[Target, ...], recorder: StreamRecorder, handle: Any,
-    metrics: Any,
-) -> web.Response:  # fmt: skip
+    call: ChatCall, targets: tuple[Target, ...], recorder: StreamRecorder, handle: StreamHandle
+) -> web.Response:
     async def attempt(target: Target) -> tuple[Target, dict[str, Any]]:
         return target, await target.provider.complete(target.body)
 
@@ -114,12 +105,9 @@ async def _complete(
         raise DeadlineExceeded("The request exceeded its deadline") from None
     finally:
         handle.timeout = None
-    usage = _usage(target.provider.dialect, payload)
+    usage_of = openai_usage_of if target.provider.dialect == "openai" else anthropic_usage_of
+    usage = usage_of(payload)
     if usage is not None:
-        labels = (target.model, target.provider.kind)
-        if usage.output_tokens:
-            metrics.output_tokens.labels(*labels).inc(usage.output_tokens)
-        if usage.input_tokens:
-            metrics.input_tokens.labels(*labels).inc(usage.input_tokens)
+        recorder.tokens(usage.output_tokens, usage.input_tokens)
     out = bridge.response_body(call.client, target.provider.dialect, payload, model=call.model)
     return web.Response(body=orjson.dumps(out), content_type="application/json")

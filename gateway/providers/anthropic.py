@@ -17,19 +17,17 @@ event raises the GatewayError for its ``error.type``
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from types import MappingProxyType
 from typing import Any
 
 import anthropic
 import httpx2
-import orjson
 
 from ..config import AnthropicModel
-from ..errors import GatewayError, UpstreamError, UpstreamProtocolError
+from ..errors import GatewayError, UpstreamError
 from .base import Dialect, UpstreamChunk
 from .sdk_errors import SDKErrors, map_sdk_error
+from .sse_stream import SDKEventStream, json_object
 from .status import error_for_status
 from .transport import sdk_timeout, upstream_http_client
 
@@ -90,53 +88,26 @@ def map_error(exc: BaseException) -> GatewayError:
     return map_sdk_error(exc, _SDK_ERRORS)
 
 
-def _object(data: str) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamProtocolError(
-            f"upstream sent an event that is not JSON: {data[:80]!r}"
-        ) from None
-    if not isinstance(payload, dict):
-        raise UpstreamProtocolError("upstream sent an event that is not a JSON object")
-    return payload
-
-
-class AnthropicStream:
+class AnthropicStream(SDKEventStream):
     """Events of one upstream Messages stream; ends after ``message_stop``."""
 
+    terminal = "message_stop"
+
     def __init__(self, response: Any) -> None:
-        self._response = response
-        self._closed = False
+        super().__init__(response, map_error)
 
-    async def __aiter__(self) -> AsyncIterator[UpstreamChunk]:
-        try:
-            async for sse in httpx2.EventSource(self._response.http_response):
-                data = sse.data
-                if not data:
-                    continue
-                payload = _object(data)
-                name = sse.event if sse.event and sse.event != "message" else payload.get("type")
-                if name == "ping":
-                    continue
-                if name == "error":
-                    raise error_for_type(payload.get("error"))
-                yield UpstreamChunk(data=data.encode(), payload=payload, event=name)
-                if name == "message_stop":
-                    return
-        except GatewayError:
-            raise
-        except Exception as exc:
-            raise map_error(exc) from exc
-        raise UpstreamProtocolError("upstream stream ended before message_stop")
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        # Closing a broken connection may raise; it is closed either way.
-        with contextlib.suppress(Exception):
-            await self._response.close()
+    def decode(self, sse: httpx2.ServerSentEvent) -> UpstreamChunk | None:
+        data = sse.data
+        if not data:
+            return None
+        payload = json_object(data)
+        name = sse.event if sse.event and sse.event != "message" else payload.get("type")
+        if name == "ping":
+            return None
+        if name == "error":
+            raise error_for_type(payload.get("error"))
+        self.finished = name == "message_stop"
+        return UpstreamChunk(data=data.encode(), payload=payload, event=name)
 
 
 class AnthropicProvider:
@@ -192,14 +163,9 @@ class AnthropicProvider:
                 stream=False,
                 extra_body=extra,
             )
-            payload = orjson.loads(raw.http_response.content)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("upstream response is not JSON") from None
         except Exception as exc:
             raise map_error(exc) from exc
-        if not isinstance(payload, dict):
-            raise UpstreamProtocolError("upstream response is not a JSON object")
-        return payload
+        return json_object(raw.http_response.content, "a response")
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -10,18 +10,16 @@ Stream format: https://platform.openai.com/docs/api-reference/chat-streaming
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
 import openai
-import orjson
 
 from ..config import OpenAIModel
-from ..errors import GatewayError, UpstreamError, UpstreamProtocolError
+from ..errors import GatewayError, UpstreamError
 from .base import Dialect, UpstreamChunk
 from .sdk_errors import SDKErrors, map_sdk_error
+from .sse_stream import SDKEventStream, json_object
 from .status import error_for_status
 from .transport import sdk_timeout, upstream_http_client
 
@@ -45,45 +43,25 @@ def map_error(exc: BaseException) -> GatewayError:
     return map_sdk_error(exc, _SDK_ERRORS)
 
 
-class OpenAIStream:
+class OpenAIStream(SDKEventStream):
     """Chunks of one upstream response; ends at ``[DONE]``."""
 
+    terminal = _DONE
+
     def __init__(self, response: Any) -> None:
-        self._response = response
-        self._closed = False
+        super().__init__(response, map_error)
 
-    async def __aiter__(self) -> AsyncIterator[UpstreamChunk]:
-        try:
-            async for sse in httpx2.EventSource(self._response.http_response):
-                data = sse.data
-                if data == _DONE:
-                    return
-                try:
-                    payload = orjson.loads(data)
-                except orjson.JSONDecodeError:
-                    raise UpstreamProtocolError(
-                        f"upstream sent an event that is not JSON: {data[:80]!r}"
-                    ) from None
-                if not isinstance(payload, dict):
-                    raise UpstreamProtocolError("upstream sent an event that is not a JSON object")
-                error = payload.get("error")
-                if error:
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise UpstreamError(f"upstream error mid-stream: {message}")
-                yield UpstreamChunk(data=data.encode(), payload=payload)
-        except GatewayError:
-            raise
-        except Exception as exc:
-            raise map_error(exc) from exc
-        raise UpstreamProtocolError("upstream stream ended before [DONE]")
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        # Closing a broken connection may raise; it is closed either way.
-        with contextlib.suppress(Exception):
-            await self._response.close()
+    def decode(self, sse: httpx2.ServerSentEvent) -> UpstreamChunk | None:
+        data = sse.data
+        if data == _DONE:
+            self.finished = True
+            return None
+        payload = json_object(data)
+        error = payload.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamError(f"upstream error mid-stream: {message}")
+        return UpstreamChunk(data=data.encode(), payload=payload)
 
 
 class OpenAIProvider:
@@ -129,14 +107,9 @@ class OpenAIProvider:
             raw = await self._client.chat.completions.with_raw_response.create(
                 model=self._model.target_model, messages=messages, stream=False, extra_body=extra
             )
-            payload = orjson.loads(raw.http_response.content)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("upstream response is not JSON") from None
         except Exception as exc:
             raise map_error(exc) from exc
-        if not isinstance(payload, dict):
-            raise UpstreamProtocolError("upstream response is not a JSON object")
-        return payload
+        return json_object(raw.http_response.content, "a response")
 
     async def aclose(self) -> None:
         await self._client.close()
