@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .termination import Termination
+
 
 class GatewayError(Exception):
     """Base of every error the gateway reports to a client."""
@@ -46,7 +48,7 @@ class GatewayError(Exception):
     anthropic_type: ClassVar[str] = "api_error"
     """Anthropic-dialect ``error.type``."""
     code: ClassVar[str | None] = None
-    reason: ClassVar[str] = "upstream_error"
+    reason: ClassVar[Termination] = Termination.UPSTREAM_ERROR
     """Termination reason recorded when this error ends a stream."""
     retryable: ClassVar[bool] = False
     """Whether a retry or fallback may help (only before the first token)."""
@@ -58,9 +60,13 @@ class GatewayError(Exception):
         param: str | None = None,
         retry_after: float | None = None,
         status: int | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        """What the client is told: short, with no internal address or class name."""
+        self.detail = detail
+        """What the log is told (the underlying exception, an upstream's body)."""
         self.param = param
         self.retry_after = retry_after
         self.http_status = status or self.status
@@ -93,7 +99,7 @@ class ClientError(GatewayError):
     status = 400
     type = "invalid_request_error"
     anthropic_type = "invalid_request_error"
-    reason = "client_error"
+    reason = Termination.REJECTED
 
 
 class InvalidRequest(ClientError):
@@ -128,7 +134,7 @@ class Unavailable(GatewayError):
     """The gateway itself turns the request away."""
 
     status, type, anthropic_type, code = 503, "unavailable", "overloaded_error", "unavailable"
-    reason = "shutdown"
+    reason = Termination.REJECTED
 
 
 class AtCapacity(Unavailable):
@@ -136,12 +142,12 @@ class AtCapacity(Unavailable):
 
 
 class ShuttingDown(Unavailable):
-    code = "shutting_down"
+    code, reason = "shutting_down", Termination.SHUTDOWN
 
 
 class DeadlineExceeded(GatewayError):
     status, type, anthropic_type = 504, "deadline_exceeded", "timeout_error"
-    code, reason = "deadline_exceeded", "deadline"
+    code, reason = "deadline_exceeded", Termination.DEADLINE
 
 
 class UpstreamError(GatewayError):
@@ -151,7 +157,7 @@ class UpstreamError(GatewayError):
     type = "upstream_error"
     anthropic_type = "api_error"
     code = "upstream_error"
-    reason = "upstream_error"
+    reason = Termination.UPSTREAM_ERROR
     retryable = True
 
 
@@ -195,11 +201,11 @@ class UpstreamTimeout(UpstreamError):
     """No first chunk within ``ttft_timeout_s`` (or the SDK's own timeout)."""
 
     status, type, anthropic_type = 504, "upstream_timeout", "timeout_error"
-    code, reason = "upstream_timeout", "upstream_stalled"
+    code, reason = "upstream_timeout", Termination.UPSTREAM_TIMEOUT
 
 
 class UpstreamStalled(UpstreamError):
     """The upstream went silent for ``idle_timeout_s`` mid-stream."""
 
     status, type, anthropic_type = 504, "upstream_stalled", "timeout_error"
-    code, reason, retryable = "upstream_stalled", "upstream_stalled", False
+    code, reason, retryable = "upstream_stalled", Termination.UPSTREAM_STALLED, False

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from . import __version__
+from .termination import Termination
 
 TTFT_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
@@ -85,15 +86,7 @@ HTTP_BUCKETS = (
     300.0,
 )
 
-TERMINATION_REASONS = (
-    "completed",
-    "client_disconnected",
-    "upstream_error",
-    "upstream_stalled",
-    "slow_client",
-    "deadline",
-    "shutdown",
-)
+TERMINATION_REASONS = tuple(t.value for t in Termination)
 
 _MODEL = ("model", "provider")
 

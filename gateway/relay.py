@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 
 import structlog
 from aiohttp import web
@@ -39,24 +38,10 @@ from .errors import DeadlineExceeded, GatewayError, ShuttingDown, UpstreamStalle
 from .heartbeat import Heartbeat
 from .recorder import StreamRecorder
 from .sse import SlowClientError, SSEStream
+from .termination import Termination
 from .timing import StreamClock
 
 log = structlog.get_logger("gateway.relay")
-
-
-class Termination(StrEnum):
-    """Why a stream ended; the ``reason`` label of ``sluice_stream_terminations_total``."""
-
-    COMPLETED = "completed"
-    CLIENT_DISCONNECTED = "client_disconnected"
-    UPSTREAM_ERROR = "upstream_error"
-    UPSTREAM_STALLED = "upstream_stalled"
-    SLOW_CLIENT = "slow_client"
-    DEADLINE = "deadline"
-    SHUTDOWN = "shutdown"
-
-
-_REASONS = {t.value: t for t in Termination}
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +135,7 @@ async def relay(job: StreamJob) -> web.StreamResponse:
         reason = Termination.COMPLETED
     except TimeoutError:
         error = _timeout_error(handle, deadline_at, _target(job, opened).settings.idle_timeout_s)
-        reason = _REASONS.get(error.reason, Termination.UPSTREAM_ERROR)
+        reason = error.reason
         if handle.stop_reason == "client_disconnected":
             reason, gone_at = Termination.CLIENT_DISCONNECTED, time.perf_counter()
         elif not sse.prepared:
@@ -159,7 +144,7 @@ async def relay(job: StreamJob) -> web.StreamResponse:
             await _send_error(sse, error, _target(job, opened).encoder)
     except GatewayError as err:
         error = err
-        reason = _REASONS.get(err.reason, reason)
+        reason = err.reason
         if not sse.prepared:
             raise
         await _send_error(sse, err, _target(job, opened).encoder)

@@ -48,7 +48,7 @@ async def test_ttft_timeout_before_commit_is_504(
     assert (await resp.json())["error"]["type"] == "upstream_timeout"
     await closed(fake_openai)
     assert value(metrics.registry, "sluice_stream_terminations_total",
-                 reason="upstream_stalled", **LAB) == 1  # fmt: skip
+                 reason="upstream_timeout", **LAB) == 1  # fmt: skip
 
 
 async def test_ttft_timeout_after_heartbeats_is_an_error_event(
