@@ -12,9 +12,7 @@ import argparse
 import os
 import sys
 
-from aiohttp import web
-
-from .app import create_app, server_options
+from .app import run
 from .config import ConfigError, load_settings
 from .log import configure_logging
 
@@ -45,14 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_workers(args.config, host, port, args.workers, args.log_level)
     configure_logging(args.log_level)
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=None,
-        print=lambda msg: print(msg, flush=True),
-        **server_options(settings),
-    )
+    run(settings, host, port, print=lambda msg: print(msg, flush=True))
     return 0
 
 

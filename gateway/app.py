@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
@@ -16,8 +19,11 @@ from .config import Settings
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_request_id, gateway_middleware
 from .providers.base import Provider
+from .providers.http import UpstreamSessions
 from .providers.registry import build_provider
 from .state import ADMISSION, METRICS, PROVIDERS, SETTINGS
+
+log = structlog.get_logger("gateway.app")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -47,13 +53,16 @@ async def _drain_on_shutdown(app: web.Application) -> None:
 
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    sessions = UpstreamSessions()
     providers: dict[str, Provider] = {
-        m.name: build_provider(m, settings.stream_for(m).connect_timeout_s) for m in settings.models
+        m.name: build_provider(m, sessions, settings.stream_for(m).connect_timeout_s)
+        for m in settings.models
     }
     app[PROVIDERS] = providers
     yield
     for provider in providers.values():
         await provider.aclose()
+    await sessions.aclose()
 
 
 def _metrics_registry(metrics: Metrics) -> CollectorRegistry:
@@ -80,6 +89,41 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # own timeout is only the backstop for anything left after that.
         "shutdown_timeout": settings.server.shutdown_grace_s + 10.0,
     }
+
+
+def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when ``[server] uvloop`` is on and it is installed
+    (a Linux/macOS dependency), else asyncio's default loop."""
+    if settings.server.uvloop:
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+            log.warning("uvloop_unavailable")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run(settings: Settings, host: str, port: int, **options: Any) -> None:
+    """Serve until SIGINT/SIGTERM (``web.run_app``) on :func:`new_event_loop`.
+
+    ``gc.freeze()`` first: what import and start-up left behind (~100k
+    objects) moves out of the collector's way, so full collections stop
+    walking it on every stream (DESIGN.md, "Where a stream's CPU goes").
+    """
+    app = create_app(settings)
+    loop = new_event_loop(settings)
+    gc.collect()
+    gc.freeze()
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        loop=loop,
+        access_log=None,
+        **server_options(settings),
+        **options,
+    )
 
 
 def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:

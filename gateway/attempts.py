@@ -12,8 +12,7 @@ retries move on to the next fallback, possibly another provider and dialect.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,7 +22,7 @@ from .config import StreamSettings
 from .dialects.frames import StreamEncoder
 from .errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
 from .providers.base import Provider, UpstreamChunk, UpstreamStream
-from .recorder import StreamRecorder
+from .recorder import Recorder
 from .timing import StreamClock
 
 
@@ -43,52 +42,36 @@ class Target:
     max_backoff_s: float = 5.0
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class OpenUpstream:
     """A target whose upstream has produced its first chunk."""
 
     target: Target
     upstream: UpstreamStream
-    iterator: AsyncIterator[UpstreamChunk]
     first: UpstreamChunk
-
-    async def aclose(self) -> None:
-        await close_upstream(self.iterator, self.upstream)
-
-
-async def close_upstream(
-    iterator: AsyncIterator[UpstreamChunk] | None, upstream: UpstreamStream | None
-) -> None:
-    """Close the upstream connection, then the iterator over it (never raises)."""
-    if upstream is not None:
-        await upstream.aclose()
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        # The generator may re-raise the error that ended it; it is closed either way.
-        with contextlib.suppress(Exception):
-            await aclose()
 
 
 async def _first_chunk(target: Target, clock: StreamClock) -> OpenUpstream:
     clock.mark_upstream_sent()
     upstream: UpstreamStream | None = None
-    iterator: AsyncIterator[UpstreamChunk] | None = None
     try:
-        try:
-            async with asyncio.timeout(target.settings.ttft_timeout_s):
-                upstream = await target.provider.open_stream(target.body)
-                iterator = aiter(upstream)
-                first = await anext(iterator)
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"no first token from upstream within {target.settings.ttft_timeout_s} s"
-            ) from None
-        except StopAsyncIteration:
-            raise UpstreamProtocolError("upstream stream ended before its first event") from None
+        async with asyncio.timeout(target.settings.ttft_timeout_s):
+            upstream = await target.provider.open_stream(target.body)
+            first = await upstream.next()
+    except TimeoutError:
+        if upstream is not None:
+            upstream.close()
+        raise UpstreamTimeout(
+            f"No first token from the upstream provider within {target.settings.ttft_timeout_s} s"
+        ) from None
     except BaseException:
-        await close_upstream(iterator, upstream)
+        if upstream is not None:
+            upstream.close()
         raise
-    return OpenUpstream(target, upstream, iterator, first)
+    if first is None:
+        upstream.close()
+        raise UpstreamProtocolError("The upstream stream ended before its first event")
+    return OpenUpstream(target, upstream, first)
 
 
 def _wait(target: Target) -> Any:
@@ -128,7 +111,7 @@ T = TypeVar("T")
 
 
 async def open_first(
-    targets: tuple[Target, ...], clock: StreamClock, recorder: StreamRecorder
+    targets: tuple[Target, ...], clock: StreamClock, recorder: Recorder
 ) -> OpenUpstream:
     """The first target (after retries) whose upstream yields a first chunk."""
 
@@ -141,7 +124,7 @@ async def open_first(
 async def with_fallbacks(
     targets: tuple[Target, ...],
     attempt: Callable[[Target], Awaitable[T]],
-    recorder: StreamRecorder,
+    recorder: Recorder,
 ) -> T:
     """``attempt`` on each target in turn, with retries, until one succeeds.
 

@@ -49,6 +49,8 @@ class ServerSettings(_Section):
     """Idle connection lifetime; also bounds a client that sends headers very slowly."""
     body_timeout_s: float = Field(default=30.0, gt=0)
     """Time allowed to receive a request body (slow-body clients get 408)."""
+    uvloop: bool = True
+    """Run on uvloop's event loop when it is installed (off: asyncio's own loop)."""
 
 
 class StreamSettings(_Section):

@@ -5,10 +5,13 @@ Wire format: the WHATWG HTML "Server-sent events" section
 ``event:``/``id:``/``data:`` lines and a blank line; a comment line starts with
 ``:``.
 
-The drain is the backpressure: :meth:`SSEStream.send` returns only once the
-connection's write buffer is below its low-water mark, so the relay pulls the
-next upstream chunk only after the client took this one. aiohttp's own
+The drain is the backpressure: :meth:`SSEResponse.send` returns only once the
+connection's write buffer is below its low-water mark, so the stream pulls
+the next upstream chunk only after the client took this one. aiohttp's own
 ``write()`` awaits drain only every 64 KiB, which is why we drain ourselves.
+
+One writer: only the stream that owns the response writes to it (events and
+``: ping`` heartbeats alike), so nothing here is locked.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ SSE_HEADERS = {
 }
 HEARTBEAT = b": ping\n\n"
 
+KERNEL_PROBE_EVERY = 16
+"""Read the kernel send queue (``TIOCOUTQ``) on every this-many-th event, and
+on every event while asyncio's buffer is non-empty (the client is behind)."""
+
 _TIOCOUTQ = getattr(termios, "TIOCOUTQ", None) if sys.platform.startswith("linux") else None
 _INT = struct.Struct("i")
 
@@ -41,21 +48,25 @@ class SlowClientError(Exception):
     """The client took no bytes for ``send_timeout_s`` while its buffer was full."""
 
 
-class SSEStream:
+class SSEResponse:
     """An SSE response whose :meth:`send` waits for the client's socket.
 
     ``buffer_bytes`` bounds what may sit queued toward this client: half goes to
     the kernel send buffer (``SO_SNDBUF``; Linux doubles the requested value for
     bookkeeping), a quarter to asyncio's transport high-water mark. Without
     this, loopback lets a stalled client fall ~4 MB behind unseen (DESIGN.md).
+    The connection's previous settings come back in :meth:`finish`, so a
+    keep-alive connection's next request does not inherit this stream's bound.
     """
 
     __slots__ = (
         "_fd",
-        "_prepare_lock",
+        "_kernel",
+        "_probe_in",
         "_protocol",
         "_request",
         "_response",
+        "_restore",
         "_send_timeout",
         "_transport",
         "_writer",
@@ -63,6 +74,7 @@ class SSEStream:
         "events_sent",
         "last_write",
         "max_queued",
+        "pings",
     )
 
     def __init__(self, request: web.Request, *, buffer_bytes: int, send_timeout_s: float) -> None:
@@ -70,14 +82,17 @@ class SSEStream:
         self._send_timeout = send_timeout_s
         self._response = web.StreamResponse(status=200, headers=SSE_HEADERS)
         self._fd = -1
+        self._kernel = 0
+        self._probe_in = 0
         self._transport: asyncio.Transport | None = None
         self._writer: StreamWriter | None = None
         self._protocol = request.protocol
+        self._restore: tuple[int, int, int] | None = None
         self.bytes_sent = 0
         self.events_sent = 0
+        self.pings = 0
         self.max_queued = 0
         self.last_write = time.perf_counter()
-        self._prepare_lock = asyncio.Lock()
         self._bound(buffer_bytes)
 
     def _bound(self, buffer_bytes: int) -> None:
@@ -85,42 +100,58 @@ class SSEStream:
         if not isinstance(transport, asyncio.Transport):
             return
         self._transport = transport
-        transport.set_write_buffer_limits(high=max(1024, buffer_bytes // 4))
+        low, high = transport.get_write_buffer_limits()
+        sndbuf = -1
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(2048, buffer_bytes // 2))
             self._fd = sock.fileno()
+        self._restore = (low, high, sndbuf)
+        transport.set_write_buffer_limits(high=max(1024, buffer_bytes // 4))
+
+    def release(self) -> None:
+        """Give the connection its previous buffer settings back (idempotent)."""
+        transport, restore = self._transport, self._restore
+        if transport is None or restore is None or transport.is_closing():
+            return
+        self._restore = None
+        low, high, sndbuf = restore
+        transport.set_write_buffer_limits(high=high, low=low)
+        sock = transport.get_extra_info("socket")
+        if sndbuf > 0 and sock is not None:
+            # getsockopt reports the doubled value; setting half of it gives it back.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf // 2)
 
     @property
     def prepared(self) -> bool:
         return self._writer is not None
 
     async def prepare(self) -> None:
-        """Send the status line and SSE headers, once (the relay and the heartbeat
-        may both ask). Raises ``ConnectionError`` if the client is gone."""
-        async with self._prepare_lock:
-            if self._writer is not None:
-                return
-            writer = await self._response.prepare(self._request)
-            if not isinstance(writer, StreamWriter):  # pragma: no cover - aiohttp internals
-                raise TypeError(f"unexpected payload writer {type(writer)!r}")
-            writer.send_headers()
-            self._writer = writer
-            self.last_write = time.perf_counter()
-
-    async def ping(self) -> bool:
-        """Send a ``: ping`` comment unless the client's buffer is full.
-
-        Does not wait for drain: a client that is not reading gains nothing
-        from a ping. Returns whether it was written; raises ``ConnectionError``
-        if the client is gone.
-        """
-        writer = self._writer
-        if writer is None or self._protocol.writing_paused:
-            return False
-        await writer.write(HEARTBEAT, drain=False)
+        """Send the status line and SSE headers (commits the response; once).
+        Raises ``ConnectionError`` if the client is gone."""
+        if self._writer is not None:
+            return
+        writer = await self._response.prepare(self._request)
+        if not isinstance(writer, StreamWriter):  # pragma: no cover - aiohttp internals
+            raise TypeError(f"unexpected payload writer {type(writer)!r}")
+        writer.send_headers()
+        self._writer = writer
         self.last_write = time.perf_counter()
-        return True
+
+    async def ping(self) -> None:
+        """Commit the response if needed and send a ``: ping`` comment, unless
+        the client's buffer is full (a client that is not reading gains
+        nothing from a ping). Does not wait for drain. Raises
+        ``ConnectionError`` if the client is gone."""
+        await self.prepare()
+        writer = self._writer
+        assert writer is not None
+        if not self._protocol.writing_paused:
+            await writer.write(HEARTBEAT, drain=False)
+            self.pings += 1
+        self.last_write = time.perf_counter()
 
     async def send(self, data: bytes) -> float:
         """Write ``data`` and wait until the client's socket took it.
@@ -150,28 +181,39 @@ class SSEStream:
         """Bytes written but not yet acknowledged toward this client.
 
         asyncio's transport buffer plus the kernel send queue (``TIOCOUTQ``,
-        Linux); elsewhere only the transport buffer. Tracks the maximum seen.
+        Linux; elsewhere only the transport buffer). The kernel figure is
+        re-read every :data:`KERNEL_PROBE_EVERY` events, and on every event
+        while asyncio's buffer is non-empty; in between its last reading
+        stands. Tracks the maximum seen.
         """
         transport = self._transport
         if transport is None or transport.is_closing():
             return 0
         queued = transport.get_write_buffer_size()
         if self._fd >= 0 and _TIOCOUTQ is not None:
-            with contextlib.suppress(OSError):
-                queued += _INT.unpack(fcntl.ioctl(self._fd, _TIOCOUTQ, b"\0\0\0\0"))[0]
+            self._probe_in -= 1
+            if queued or self._probe_in <= 0:
+                self._probe_in = KERNEL_PROBE_EVERY
+                try:
+                    self._kernel = _INT.unpack(fcntl.ioctl(self._fd, _TIOCOUTQ, b"\0\0\0\0"))[0]
+                except OSError:
+                    self._kernel = 0
+            queued += self._kernel
         if queued > self.max_queued:
             self.max_queued = queued
         return queued
 
     async def finish(self) -> None:
-        """End the response (terminating chunk). Ignores a client already gone."""
+        """End the response (terminating chunk) and give the connection its
+        previous buffer settings back. Ignores a client already gone."""
+        self.release()
         if self._writer is None:
             return
         with contextlib.suppress(ConnectionError):
             await self._response.write_eof()
 
     def abort(self) -> None:
-        """Drop the connection at once (a slow client we give up on)."""
+        """Drop the connection at once (a client we give up on)."""
         if self._transport is not None:
             self._transport.abort()
 

@@ -21,23 +21,13 @@ from types import FrameType
 
 
 def _worker(config: str | None, host: str, port: int, log_level: str) -> None:
-    from aiohttp import web
-
-    from .app import create_app, server_options
+    from .app import run
     from .config import load_settings
     from .log import configure_logging
 
     settings = load_settings(config)
     configure_logging(log_level)
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        reuse_port=True,
-        access_log=None,
-        print=None,
-        **server_options(settings),
-    )
+    run(settings, host, port, reuse_port=True, print=None)
 
 
 def serve_workers(config: str | None, host: str, port: int, workers: int, log_level: str) -> int:

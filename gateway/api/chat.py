@@ -1,6 +1,7 @@
 """The one path every chat route takes once its body is validated: model
 lookup, admission, dialect bridging for the primary and each fallback, then
-the relay (streaming) or one upstream call with retries (non-streaming)."""
+the stream (:class:`~gateway.stream.Stream`) or one upstream call with
+retries (non-streaming)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import structlog
 from aiohttp import web
 
-from ..admission import StreamHandle
 from ..attempts import Target, with_fallbacks
 from ..config import ModelSettings, Settings
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
 from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown
+from ..interrupts import Interrupter
 from ..providers.base import Dialect, Provider
-from ..recorder import StreamRecorder
-from ..relay import StreamJob, relay
+from ..recorder import Recorder, make_recorder
 from ..state import ADMISSION, ARRIVAL, METRICS, PROVIDERS, SETTINGS
+from ..stream import Stream
 from ..timing import StreamClock
+
+log = structlog.get_logger("gateway.stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,43 +72,57 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
 async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
     """Serve ``call``. Raises ``GatewayError`` (rendered by the middleware)."""
     settings = request.app[SETTINGS]
-    metrics = request.app[METRICS]
     targets = _targets(request, call)
     primary = targets[0]
     admission = request.app[ADMISSION]
-    handle = admission.admit()
-    recorder = StreamRecorder(
-        metrics if settings.server.metrics_enabled else None,
+    recorder = make_recorder(
+        request.app[METRICS] if settings.server.metrics_enabled else None,
         model=primary.model,
         provider=primary.provider.kind,
         route=call.route,
-        admission=admission,
     )
+    if call.stream:
+        clock = StreamClock(request.get(ARRIVAL, time.perf_counter()))
+        stream = Stream(request, targets, clock, recorder, admission)
+        admission.admit(stream)
+        try:
+            return await stream.run()
+        finally:
+            admission.release(stream)
+            if stream.outcome is not None:
+                log.info("stream_end", **stream.outcome.log_fields())
+    interrupter = Interrupter(_current_task())
+    admission.admit(interrupter)
     try:
-        if call.stream:
-            clock = StreamClock(request.get(ARRIVAL, time.perf_counter()))
-            return await relay(StreamJob(request, targets, recorder, clock, handle))
-        return await _complete(call, targets, recorder, handle)
+        return await _complete(call, targets, recorder, interrupter)
     finally:
-        admission.release(handle)
+        admission.release(interrupter)
+
+
+def _current_task() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    assert task is not None
+    return task
 
 
 async def _complete(
-    call: ChatCall, targets: tuple[Target, ...], recorder: StreamRecorder, handle: StreamHandle
+    call: ChatCall, targets: tuple[Target, ...], recorder: Recorder, interrupter: Interrupter
 ) -> web.Response:
     async def attempt(target: Target) -> tuple[Target, dict[str, Any]]:
         return target, await target.provider.complete(target.body)
 
     try:
-        async with asyncio.timeout(targets[0].settings.deadline_s) as timer:
-            handle.timeout = timer
-            target, payload = await with_fallbacks(targets, attempt, recorder)
+        async with asyncio.timeout(targets[0].settings.deadline_s):
+            try:
+                target, payload = await with_fallbacks(targets, attempt, recorder)
+            except asyncio.CancelledError:
+                if interrupter.take() is None:
+                    raise
+                raise ShuttingDown("The gateway is shutting down") from None
     except TimeoutError:
-        if handle.stop_reason == "shutdown":
-            raise ShuttingDown("The gateway is shutting down") from None
         raise DeadlineExceeded("The request exceeded its deadline") from None
     finally:
-        handle.timeout = None
+        interrupter.disarm()
     usage_of = openai_usage_of if target.provider.dialect == "openai" else anthropic_usage_of
     usage = usage_of(payload)
     if usage is not None:

@@ -5,12 +5,11 @@ Chat Completions ``chat.completion.chunk`` objects, ``anthropic`` for Messages
 stream events). It receives a request body already in that dialect and yields
 :class:`UpstreamChunk` values, each the JSON ``data`` of one upstream SSE event,
 parsed once. Errors are :class:`gateway.errors.GatewayError` subclasses, mapped
-from SDK and transport exceptions by type.
+from aiohttp exceptions and HTTP statuses by type (:mod:`gateway.providers.http`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -32,17 +31,22 @@ class UpstreamChunk:
 
 
 class UpstreamStream(Protocol):
-    """An open upstream response. Iterate for chunks; always :meth:`aclose`.
+    """An open upstream response. Call :meth:`next` until it returns None;
+    always :meth:`close`.
 
-    Iteration ends after the upstream's terminal marker (``[DONE]`` or
-    ``message_stop``) and raises ``GatewayError`` on failure, including a
-    stream cut before its terminal marker.
+    :meth:`next` ends (None) after the upstream's terminal marker (``[DONE]``
+    or ``message_stop``) and raises ``GatewayError`` on failure, including a
+    stream cut before its terminal marker. It must be cancel-safe: a call
+    cancelled while it waits loses no chunk, so the stream core can interrupt
+    a wait to send a heartbeat and then wait again.
     """
 
-    def __aiter__(self) -> AsyncIterator[UpstreamChunk]: ...
+    async def next(self) -> UpstreamChunk | None:
+        """The next chunk, or None at the end of the stream."""
+        ...
 
-    async def aclose(self) -> None:
-        """Close the upstream connection (idempotent, never raises)."""
+    def close(self) -> None:
+        """Close the upstream connection now (synchronous, idempotent, never raises)."""
         ...
 
 

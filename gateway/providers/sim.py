@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Generator
 from typing import Any
 
 import orjson
@@ -43,7 +43,12 @@ def _prompt_tokens(body: dict[str, Any]) -> int:
 
 
 class SimStream:
-    """A paced chat.completion.chunk sequence; see the module docstring."""
+    """A paced chat.completion.chunk sequence; see the module docstring.
+
+    :meth:`_script` lays out ``(due, chunk)`` pairs (``due`` in seconds after
+    the start); :meth:`next` sleeps until each is due. It is cancel-safe: a
+    cancelled sleep leaves the chunk in place for the next call.
+    """
 
     def __init__(self, model: SimModel, body: dict[str, Any]) -> None:
         self._model = model
@@ -52,7 +57,9 @@ class SimStream:
         self._prompt_tokens = _prompt_tokens(body)
         self._id = f"chatcmpl-sim-{uuid.uuid4().hex[:24]}"
         self._created = int(time.time())
-        self._closed = False
+        self._start = asyncio.get_running_loop().time()
+        self._steps = self._script()
+        self._next: tuple[float, UpstreamChunk] | None = None
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> UpstreamChunk:
         payload: dict[str, Any] = {
@@ -64,20 +71,14 @@ class SimStream:
         }
         return UpstreamChunk(data=orjson.dumps(payload), payload=payload)
 
-    async def __aiter__(self) -> AsyncIterator[UpstreamChunk]:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+    def _script(self) -> Generator[tuple[float, UpstreamChunk], None, None]:
         ttft, itl = self._model.ttft_ms / 1000, self._model.itl_ms / 1000
-        await asyncio.sleep(ttft)
-        yield self._chunk({"role": "assistant", "content": ""})
+        yield ttft, self._chunk({"role": "assistant", "content": ""})
         for i in range(self._n):
-            if self._closed:
-                return
-            delay = start + ttft + i * itl - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            yield self._chunk({"content": sim_token(i)})
-        yield self._chunk({}, finish="length" if self._n < self._model.output_tokens else "stop")
+            yield ttft + i * itl, self._chunk({"content": sim_token(i)})
+        last = ttft + max(0, self._n - 1) * itl
+        finish = "length" if self._n < self._model.output_tokens else "stop"
+        yield last, self._chunk({}, finish=finish)
         if self._usage:
             usage = {
                 "prompt_tokens": self._prompt_tokens,
@@ -92,10 +93,24 @@ class SimStream:
                 "choices": [],
                 "usage": usage,
             }
-            yield UpstreamChunk(data=orjson.dumps(payload), payload=payload)
+            yield last, UpstreamChunk(data=orjson.dumps(payload), payload=payload)
 
-    async def aclose(self) -> None:
-        self._closed = True
+    async def next(self) -> UpstreamChunk | None:
+        step = self._next
+        if step is None:
+            step = self._next = next(self._steps, None)
+            if step is None:
+                return None
+        loop = asyncio.get_running_loop()
+        delay = self._start + step[0] - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._next = None
+        return step[1]
+
+    def close(self) -> None:
+        self._steps.close()
+        self._next = None
 
 
 class SimProvider:

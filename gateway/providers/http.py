@@ -1,0 +1,278 @@
+"""Upstream HTTP on aiohttp directly: sessions, requests, errors, SSE bodies.
+
+Why not the SDKs: request setup through ``openai`` -> ``httpx2`` -> the SDK's
+aiohttp transport costs ~1.3 ms of CPU per request, and the layers add work
+per chunk (DESIGN.md, "SDK cost per request and per chunk"). Here a request
+is one ``orjson.dumps`` and one ``ClientSession.post``; the body is read with
+:class:`~gateway.providers.sse_decoder.SSEDecoder`.
+
+- **Sessions** (:class:`UpstreamSessions`): one ``aiohttp.ClientSession`` per
+  upstream origin and receive bound. Upstream sockets get ``SO_RCVBUF``
+  (``upstream_buffer_bytes``): otherwise Linux autotunes the receive queue (up
+  to ``net.ipv4.tcp_rmem`` max, often 6-32 MiB) and a stalled client lets the
+  upstream run megabytes ahead into our kernel buffer, where backpressure
+  cannot see it. aiohttp pauses reading once about twice ``READ_BUFSIZE`` is
+  buffered.
+- **Errors** are mapped by exception type and HTTP status
+  (:func:`error_for_exception`, :func:`error_for_response`): what the client
+  is told is one short sentence; the upstream's address, the exception class
+  and the upstream's body go to :attr:`GatewayError.detail`, for the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from ..errors import (
+    GatewayError,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from .base import UpstreamChunk
+from .sse_decoder import SSEDecoder, SSEEvent
+from .status import error_for_status
+
+READ_BUFSIZE = 16384
+"""aiohttp's read buffer for upstream bodies (it pauses the socket at ~2x)."""
+ERROR_BODY_LIMIT = 65536
+"""At most this much of an upstream's error body is read (for its message)."""
+ERROR_BODY_TIMEOUT_S = 5.0
+
+
+class UpstreamSessions:
+    """The aiohttp sessions toward upstreams, shared by every provider.
+
+    Keyed by ``(origin, rcvbuf_bytes, connect_timeout_s)``; closed by
+    :meth:`aclose` when the app stops.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, int, float], aiohttp.ClientSession] = {}
+
+    def get(self, url: str, rcvbuf_bytes: int, connect_timeout_s: float) -> aiohttp.ClientSession:
+        """The session for ``url``'s origin (created on first use)."""
+        origin = str(URL(url).origin())
+        key = (origin, rcvbuf_bytes, connect_timeout_s)
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0, keepalive_timeout=30.0, socket_factory=_socket_factory(rcvbuf_bytes)
+            )
+            # No total or read timeout here: the stream's own TTFT, idle and
+            # deadline timers bound every wait; connect is bounded here.
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=connect_timeout_s, sock_connect=connect_timeout_s
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=timeout,
+                read_bufsize=READ_BUFSIZE,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent",),
+            )
+            self._sessions[key] = session
+        return session
+
+    async def aclose(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+def _socket_factory(rcvbuf: int) -> aiohttp.connector.SocketFactoryType:
+    def make(addr_info: tuple[Any, ...]) -> socket.socket:
+        family, type_, proto, _, _ = addr_info
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        return sock
+
+    return make
+
+
+async def post(
+    session: aiohttp.ClientSession, url: str, body: Mapping[str, Any], headers: Mapping[str, str]
+) -> aiohttp.ClientResponse:
+    """POST ``body`` as JSON; returns the response once its headers arrived
+    with a 2xx status. Raises the mapped ``GatewayError`` otherwise (the
+    response is then closed)."""
+    try:
+        response = await session.post(url, data=orjson.dumps(body), headers=headers)
+    except aiohttp.ClientError as exc:
+        raise error_for_exception(exc) from exc
+    if response.status >= 300:
+        try:
+            raise await error_for_response(response)
+        finally:
+            response.close()
+    return response
+
+
+async def read_json(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """A non-streaming response body as a JSON object (the response is released).
+
+    Raises :class:`UpstreamProtocolError` for a body that is not a JSON
+    object, and the mapped error for a connection that breaks.
+    """
+    try:
+        raw = await response.read()
+    except aiohttp.ClientError as exc:
+        raise error_for_exception(exc) from exc
+    finally:
+        response.release()
+    return json_object(raw, "a response")
+
+
+def json_object(data: bytes, what: str = "an event") -> dict[str, Any]:
+    """``data`` parsed as a JSON object. Raises UpstreamProtocolError otherwise
+    (invalid JSON or UTF-8, or another JSON type)."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamProtocolError(
+            f"The upstream sent {what} that is not valid JSON", detail=repr(data[:200])
+        ) from None
+    if not isinstance(payload, dict):
+        raise UpstreamProtocolError(
+            f"The upstream sent {what} that is not a JSON object", detail=repr(data[:200])
+        )
+    return payload
+
+
+def error_for_exception(exc: BaseException) -> GatewayError:
+    """An aiohttp (or OS) exception as a GatewayError, by type.
+
+    Connect timeouts and refused or reset connections are
+    :class:`UpstreamConnectError` (retryable before the first token); a body
+    cut short (``ClientPayloadError``) is too, since the connection broke.
+    """
+    detail = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamConnectError("Timed out connecting to the upstream provider", detail=detail)
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        return UpstreamTimeout("The upstream provider timed out", detail=detail)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError("Could not connect to the upstream provider", detail=detail)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamConnectError(
+            "The upstream connection broke in the middle of the response", detail=detail
+        )
+    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
+        return UpstreamConnectError("The upstream connection failed", detail=detail)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return UpstreamProtocolError("The upstream sent an invalid HTTP response", detail=detail)
+    return UpstreamConnectError("The upstream request failed", detail=detail)
+
+
+async def error_for_response(response: aiohttp.ClientResponse) -> GatewayError:
+    """The GatewayError for a non-2xx upstream response (reads up to
+    :data:`ERROR_BODY_LIMIT` of its body for the provider's message)."""
+    body = b""
+    try:
+        async with asyncio.timeout(ERROR_BODY_TIMEOUT_S):
+            body = await response.content.read(ERROR_BODY_LIMIT)
+    except (aiohttp.ClientError, TimeoutError):
+        pass
+    message, kind = _error_message(body)
+    return error_for_status(
+        response.status,
+        message,
+        response.headers.get("Retry-After"),
+        kind=kind,
+        detail=f"upstream {response.status}: {body[:2000]!r}",
+    )
+
+
+def _error_message(body: bytes) -> tuple[str | None, str | None]:
+    """(message, type) from an OpenAI ``{"error": {...}}`` or Anthropic
+    ``{"type": "error", "error": {...}}`` body, if it is one."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        message, kind = error.get("message"), error.get("type")
+        return (
+            message if isinstance(message, str) else None,
+            kind if isinstance(kind, str) else None,
+        )
+    return None, None
+
+
+class EventStream:
+    """Chunks of one upstream SSE response; see :class:`~gateway.providers.base.UpstreamStream`.
+
+    Subclasses implement :meth:`decode` for their dialect and set
+    :attr:`finished` at the terminal marker (:attr:`terminal`); an EOF before
+    it is a protocol error. :meth:`next` is cancel-safe: a cancelled call
+    consumes nothing, so the stream core may interrupt a wait (heartbeat,
+    timeout) and wait again.
+    """
+
+    __slots__ = ("_decoder", "_error", "_pending", "_response", "finished")
+
+    terminal: ClassVar[str]
+    """The terminal marker, for the truncation error's detail."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        ctype = response.headers.get("Content-Type", "")
+        if not ctype.startswith("text/event-stream"):
+            response.close()
+            raise UpstreamProtocolError(
+                "The upstream did not answer with an event stream",
+                detail=f"Content-Type: {ctype!r}",
+            )
+        self._response = response
+        self._decoder = SSEDecoder()
+        self._pending: deque[UpstreamChunk] = deque()
+        self._error: GatewayError | None = None
+        self.finished = False
+
+    def decode(self, event: SSEEvent) -> UpstreamChunk | None:
+        """One upstream SSE event as a chunk, or None to skip it (``ping``,
+        ``[DONE]``). Raises ``GatewayError`` for an error event or a malformed one."""
+        raise NotImplementedError
+
+    async def next(self) -> UpstreamChunk | None:
+        """The next chunk; None after the terminal marker. Raises GatewayError
+        (after every chunk that arrived before the failure)."""
+        pending = self._pending
+        while not pending:
+            if self._error is not None:
+                raise self._error
+            if self.finished:
+                return None
+            try:
+                data = await self._response.content.readany()
+            except aiohttp.ClientError as exc:
+                raise error_for_exception(exc) from exc
+            if not data:
+                raise UpstreamProtocolError(
+                    "The upstream response ended before the stream was complete",
+                    detail=f"EOF before {self.terminal}",
+                )
+            try:
+                for event in self._decoder.feed(data):
+                    chunk = self.decode(event)
+                    if chunk is not None:
+                        pending.append(chunk)
+                    if self.finished:
+                        break
+            except GatewayError as err:
+                # Chunks decoded before the failure still go out first.
+                self._error = err
+        return pending.popleft()
+
+    def close(self) -> None:
+        """Close the upstream connection now (synchronous, idempotent): the
+        upstream sees the TCP connection close (DESIGN.md, "Closing the upstream")."""
+        self._response.close()

@@ -1,0 +1,136 @@
+"""An incremental Server-Sent Events decoder for upstream response bodies.
+
+Follows the WHATWG HTML standard, "Server-sent events", section 9.2.6
+"Interpreting an event stream"
+(https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+
+- lines end with ``\\r\\n``, ``\\n`` or ``\\r`` (also split across reads);
+- a leading UTF-8 byte order mark is skipped;
+- ``:``-lines are comments; ``field: value`` strips one space after the colon;
+  a line without a colon is a field with an empty value;
+- ``data`` lines accumulate, joined with ``\\n``; a blank line dispatches the
+  event (no event without data); ``event`` names it; ``id`` sets it (an id
+  containing NUL is ignored); ``retry`` and unknown fields are ignored;
+- an incomplete event at end of stream is discarded.
+
+Values stay bytes: same-dialect paths relay ``data`` byte for byte, and
+``orjson.loads`` takes bytes. A line longer than ``max_line_bytes`` (or an
+event whose data grows past it) raises
+:class:`~gateway.errors.UpstreamProtocolError`: an upstream that never ends a
+line must not grow our memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UpstreamProtocolError
+
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+"""1 MiB: far above any real chunk (a tool-call delta is a few KB)."""
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One dispatched event: ``data`` (lines joined by ``\\n``), ``event`` name
+    (None for the default ``message``), and the ``id`` field if this event set one."""
+
+    data: bytes
+    event: str | None = None
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Feed bytes as they arrive; get back the events they complete.
+
+    Not thread-safe; one per upstream response. Raises
+    :class:`~gateway.errors.UpstreamProtocolError` for an over-long line or
+    event, or a non-UTF-8 event name or id.
+    """
+
+    __slots__ = ("_buf", "_data", "_event", "_id", "_max", "_skip_lf", "_started")
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self._max = max_line_bytes
+        self._buf = b""
+        self._data: list[bytes] = []
+        self._event: str | None = None
+        self._id: str | None = None
+        self._skip_lf = False
+        self._started = False
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """The events that ``chunk`` completes, in order (often none or one)."""
+        if not self._started:
+            chunk = self._buf + chunk
+            self._buf = b""
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._buf = chunk
+                return []
+            self._started = True
+            if chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            # Rare on the wire; normalise to \n. A trailing \r ends its line
+            # now, and a \n that starts the next read belongs to it.
+            self._skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf + chunk if self._buf else chunk
+        end = buf.rfind(b"\n")
+        if end < 0:
+            self._buf = buf
+            self._check(len(buf))
+            return []
+        self._buf = buf[end + 1 :]
+        self._check(len(self._buf))
+        events: list[SSEEvent] = []
+        for line in buf[:end].split(b"\n"):
+            if line.startswith(b"data: "):
+                self._data.append(line[6:])
+            elif not line:
+                if self._data:
+                    data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+                    events.append(SSEEvent(data, self._event, self._id))
+                    self._data = []
+                self._event = self._id = None
+            elif line[0] != 0x3A:  # ":" starts a comment
+                self._field(line)
+        if self._data and sum(map(len, self._data)) > self._max:
+            raise UpstreamProtocolError(
+                "The upstream sent an event larger than the gateway accepts",
+                detail=f"SSE event data over {self._max} bytes",
+            )
+        return events
+
+    def _field(self, line: bytes) -> None:
+        name, colon, value = line.partition(b":")
+        if colon and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = _text(value, "event name")
+        elif name == b"id" and b"\0" not in value:
+            self._id = _text(value, "event id")
+
+    def _check(self, pending: int) -> None:
+        if pending > self._max:
+            raise UpstreamProtocolError(
+                "The upstream sent a line longer than the gateway accepts",
+                detail=f"SSE line over {self._max} bytes without a line end",
+            )
+
+
+def _text(value: bytes, what: str) -> str:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise UpstreamProtocolError(
+            "The upstream sent an event stream that is not UTF-8", detail=f"{what}: {value[:80]!r}"
+        ) from None

@@ -1,0 +1,343 @@
+"""One stream, one owner: upstream chunks -> downstream SSE events.
+
+A :class:`Stream` owns everything one streaming request holds: its upstream,
+its :class:`~gateway.sse.SSEResponse`, its timer and its outcome. It runs in
+the request's own task, and it alone writes to the response. Its life:
+
+1. **Open** the upstream (:func:`gateway.attempts.open_first`: retries and
+   fallbacks, each attempt bounded by ``ttft_timeout_s``) in a child task,
+   while this task waits for it, sending heartbeats if it takes long.
+2. **Commit late**: the SSE headers go out with the first chunk (or the
+   first heartbeat), so an upstream failure before it is a proper HTTP error.
+3. **Relay**: encode a chunk in the client's dialect, write it, *drain* (the
+   backpressure: the next chunk is pulled only after the client's socket
+   took this one), wait for the next chunk, again.
+4. **End** with one :class:`~gateway.outcome.Outcome` (reason, error,
+   timings, usage, bytes, waits) that the recorder and the summary log line
+   both read. The upstream is closed first, synchronously, on every path.
+
+Timeouts and signals, each raising its own error where it happens:
+
+- ``heartbeat_interval_s`` of silence while waiting on the upstream: a
+  ``: ping`` comment, written by this task, then the wait goes on;
+- ``idle_timeout_s`` of upstream silence mid-stream: :class:`UpstreamStalled`;
+- ``deadline_s`` for the whole stream: :class:`DeadlineExceeded`;
+- shutdown after the grace period: :class:`ShuttingDown`;
+- ``send_timeout_s`` for a client that takes nothing: ``slow_client``;
+- the client leaving: aiohttp cancels this task (``handler_cancellation``),
+  or the next write fails: ``client_disconnected``.
+
+One ``call_later`` timer per stream serves heartbeat, idle and deadline; it
+is re-armed only when it fires, so no timer is touched per chunk. It
+interrupts the wait through :class:`~gateway.interrupts.Interrupter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from .admission import Admission
+from .attempts import OpenUpstream, Target, open_first
+from .dialects.frames import StreamEncoder, Usage
+from .errors import (
+    DeadlineExceeded,
+    GatewayError,
+    ShuttingDown,
+    UpstreamProtocolError,
+    UpstreamStalled,
+)
+from .interrupts import Interrupt, Interrupter
+from .outcome import Outcome
+from .providers.base import UpstreamChunk, UpstreamStream
+from .recorder import Recorder
+from .sse import SlowClientError, SSEResponse
+from .termination import Termination
+from .timing import StreamClock
+
+_MALFORMED = (AttributeError, TypeError, KeyError, ValueError, IndexError)
+"""What a dialect encoder raises on an upstream value of the wrong shape."""
+
+ERROR_EVENT_TIMEOUT_S = 5.0
+"""How long the final error event may wait for the client before we drop it."""
+
+
+class Stream:
+    """One streaming request; :meth:`run` serves it (see the module docstring)."""
+
+    def __init__(
+        self,
+        request: web.Request,
+        targets: tuple[Target, ...],
+        clock: StreamClock,
+        recorder: Recorder,
+        admission: Admission,
+    ) -> None:
+        primary = targets[0].settings
+        self._request = request
+        self._targets = targets
+        self._clock = clock
+        self._recorder = recorder
+        self._admission = admission
+        self._sse = SSEResponse(
+            request,
+            buffer_bytes=primary.downstream_buffer_bytes,
+            send_timeout_s=primary.send_timeout_s,
+        )
+        task = asyncio.current_task()
+        assert task is not None, "a Stream runs inside its request's task"
+        self._interrupter = Interrupter(task)
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline_at = clock.arrival + primary.deadline_s
+        self._heartbeat_s = primary.heartbeat_interval_s
+        self._idle_s = primary.idle_timeout_s
+        self._waiting = False
+        """True while this task waits on the upstream (open or next chunk)."""
+        self._wait_from = float("inf")
+        """When the current wait for a chunk began (inf: idle not checked)."""
+        self._opened: OpenUpstream | None = None
+        self._usage: Usage | None = None
+        self._queued = 0
+        self._waits = 0
+        self._wait_s = 0.0
+        self.outcome: Outcome | None = None
+        """Set once the stream has ended (also when :meth:`run` raised)."""
+
+    def stop(self, why: Interrupt) -> None:
+        """End the stream from outside (shutdown): its wait is interrupted."""
+        self._interrupter.interrupt(why)
+
+    # -- the life of a stream ------------------------------------------------
+
+    async def run(self) -> web.StreamResponse:
+        """Serve the stream; returns the finished response (:attr:`outcome` is set).
+
+        Raises ``GatewayError`` only before the response is committed (the
+        caller renders it as an HTTP error; the outcome is still recorded),
+        and re-raises ``asyncio.CancelledError`` (the client left).
+        """
+        sse = self._sse
+        reason = Termination.UPSTREAM_ERROR
+        error: GatewayError | None = None
+        gone_at: float | None = None
+        self._recorder.started()
+        now = time.perf_counter()
+        self._arm(min(self._deadline_at, now + self._heartbeat_s) - now)
+        try:
+            try:
+                opened = self._opened = await self._open()
+                await self._relay(opened)
+                reason = Termination.COMPLETED
+            except asyncio.CancelledError:
+                why = self._interrupter.take()
+                if why is None:
+                    raise
+                raise _error_for(why) from None
+        except GatewayError as err:
+            error, reason = err, err.reason
+        except SlowClientError:
+            reason = Termination.SLOW_CLIENT
+        except ConnectionError:
+            gone_at, reason = time.perf_counter(), Termination.CLIENT_DISCONNECTED
+        except asyncio.CancelledError:
+            gone_at, reason = time.perf_counter(), Termination.CLIENT_DISCONNECTED
+            self._end(reason, None, gone_at)
+            raise
+        self._end(reason, error, gone_at)
+        if error is not None:
+            if not sse.prepared:
+                sse.release()
+                raise error
+            await self._send_error(error)
+        elif reason is Termination.SLOW_CLIENT:
+            sse.abort()
+        # The terminating chunk goes out after the bookkeeping, so a client
+        # that saw the end of the stream also sees it in /metrics.
+        await sse.finish()
+        return sse.response
+
+    async def _open(self) -> OpenUpstream:
+        """The first target whose upstream yields a chunk; heartbeats meanwhile."""
+        task = self._loop.create_task(open_first(self._targets, self._clock, self._recorder))
+        try:
+            while True:
+                self._waiting = True
+                try:
+                    await asyncio.wait((task,))
+                    return task.result()
+                except asyncio.CancelledError:
+                    if not self._heartbeat_due():
+                        raise
+                finally:
+                    self._waiting = False
+                await self._sse.ping()
+        finally:
+            if not task.done():
+                task.cancel()
+                task.add_done_callback(_discard_open)
+
+    async def _relay(self, opened: OpenUpstream) -> None:
+        sse, clock, recorder = self._sse, self._clock, self._recorder
+        encoder = opened.target.encoder
+        encode, send, upstream = encoder.encode, sse.send, opened.upstream
+        self._idle_s = opened.target.settings.idle_timeout_s
+        await sse.prepare()
+        chunk: UpstreamChunk | None = opened.first
+        while chunk is not None:
+            try:
+                frame = encode(chunk)
+            except _MALFORMED as exc:
+                raise UpstreamProtocolError(
+                    "The upstream sent an event the gateway cannot read",
+                    detail=f"{type(exc).__name__}: {exc}; event {chunk.data[:200]!r}",
+                ) from None
+            if frame.content:
+                clock.content_received()
+            if frame.usage is not None:
+                self._usage = frame.usage
+            if frame.data:
+                waited = await send(frame.data)
+                self._sent(waited)
+                if frame.content:
+                    gap = clock.content_written(sse.last_write)
+                    if gap is not None:
+                        recorder.itl(gap)
+            chunk = await self._next_chunk(upstream)
+        self._sent(await send(encoder.finish()))
+
+    async def _next_chunk(self, upstream: UpstreamStream) -> UpstreamChunk | None:
+        """The next upstream chunk; heartbeats while the upstream is silent."""
+        self._wait_from = time.perf_counter()
+        while True:
+            self._waiting = True
+            try:
+                return await upstream.next()
+            except asyncio.CancelledError:
+                if not self._heartbeat_due():
+                    raise
+            finally:
+                self._waiting = False
+            await self._sse.ping()
+
+    def _sent(self, waited: float) -> None:
+        """After one event: account its drain wait and the bytes still queued."""
+        queued = self._sse.queued_bytes()
+        delta = queued - self._queued
+        if delta:
+            self._queued = queued
+            self._admission.queued_bytes += delta
+        if waited > 0.0:
+            self._waits += 1
+            self._wait_s += waited
+        self._recorder.event(queued, delta, waited)
+
+    def _end(self, reason: Termination, error: GatewayError | None, gone_at: float | None) -> None:
+        """Close the upstream (first, synchronously), stop the timer, record."""
+        self._interrupter.disarm()
+        opened = self._opened
+        if opened is not None:
+            opened.upstream.close()
+        end = time.perf_counter()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._queued:
+            self._admission.queued_bytes -= self._queued
+            self._recorder.unqueue(self._queued)
+            self._queued = 0
+        clock, usage, sse = self._clock, self._usage, self._sse
+        target = opened.target if opened is not None else self._targets[0]
+        outcome = Outcome(
+            reason=reason,
+            error=error,
+            model=target.model,
+            provider=target.provider.kind,
+            clock=clock,
+            committed=sse.prepared,
+            end=end,
+            usage=usage,
+            output_tokens=(
+                usage.output_tokens
+                if usage is not None and usage.output_tokens is not None
+                else clock.content_events
+            ),
+            events=sse.events_sent,
+            bytes=sse.bytes_sent,
+            max_queued_bytes=sse.max_queued,
+            backpressure_waits=self._waits,
+            backpressure_wait_s=self._wait_s,
+            heartbeats=sse.pings,
+            upstream_cancel_s=end - gone_at if gone_at is not None and opened else None,
+        )
+        self.outcome = outcome
+        self._recorder.finished(outcome)
+
+    async def _send_error(self, err: GatewayError) -> None:
+        """The error event in the client's dialect; a client that does not
+        take it within :data:`ERROR_EVENT_TIMEOUT_S` is dropped."""
+        encoder = self._encoder()
+        try:
+            async with asyncio.timeout(ERROR_EVENT_TIMEOUT_S):
+                await self._sse.send(encoder.error(err))
+        except (ConnectionError, SlowClientError, TimeoutError):
+            self._sse.abort()
+
+    def _encoder(self) -> StreamEncoder:
+        # Before any target served a chunk, the primary stands for them all:
+        # its encoder speaks the client's dialect as well as any other would.
+        opened = self._opened
+        return (opened.target if opened is not None else self._targets[0]).encoder
+
+    # -- the timer -------------------------------------------------------------
+
+    def _arm(self, delay: float) -> None:
+        self._timer = self._loop.call_later(max(0.0, delay), self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Fires at the earliest due time it knew of; re-checks against the
+        stream's current state and interrupts, or re-arms for later."""
+        now = time.perf_counter()
+        if now >= self._deadline_at:
+            self._interrupter.interrupt(Interrupt.DEADLINE)
+            return
+        due = self._deadline_at
+        if self._waiting:
+            idle_at = self._wait_from + self._idle_s
+            if now >= idle_at:
+                self._interrupter.interrupt(Interrupt.IDLE)
+                return
+            ping_at = self._sse.last_write + self._heartbeat_s
+            if now >= ping_at:
+                self._interrupter.interrupt(Interrupt.HEARTBEAT)
+                ping_at = now + self._heartbeat_s
+            due = min(due, idle_at, ping_at)
+        else:
+            # Writing (a drain may wait, bounded by send_timeout_s): look
+            # again later; idle and heartbeat count only while waiting.
+            due = min(due, now + min(self._heartbeat_s, self._idle_s))
+        self._arm(due - now)
+
+    def _heartbeat_due(self) -> bool:
+        """In an ``except CancelledError``: True if this was the heartbeat
+        interrupt (the wait goes on after a ping)."""
+        if self._interrupter.pending is not Interrupt.HEARTBEAT:
+            return False
+        return self._interrupter.take() is Interrupt.HEARTBEAT
+
+
+def _error_for(why: Interrupt) -> GatewayError:
+    if why is Interrupt.IDLE:
+        return UpstreamStalled("The upstream provider went silent in the middle of the stream")
+    if why is Interrupt.DEADLINE:
+        return DeadlineExceeded("The stream exceeded its deadline")
+    return ShuttingDown("The gateway is shutting down")
+
+
+def _discard_open(task: asyncio.Task[OpenUpstream]) -> None:
+    """A cancelled opening that finished anyway: close what it opened."""
+    if task.cancelled():
+        return
+    if task.exception() is None:
+        task.result().upstream.close()

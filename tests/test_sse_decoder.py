@@ -1,0 +1,113 @@
+"""The upstream SSE decoder against the WHATWG event-stream rules."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.errors import UpstreamProtocolError
+from gateway.providers.sse_decoder import SSEDecoder, SSEEvent
+
+
+def decode_all(*pieces: bytes, max_line: int = 1 << 20) -> list[SSEEvent]:
+    decoder = SSEDecoder(max_line)
+    out: list[SSEEvent] = []
+    for piece in pieces:
+        out.extend(decoder.feed(piece))
+    return out
+
+
+WIRE = (
+    b": a comment\n"
+    b"event: message_start\n"
+    b'data: {"a":1}\n'
+    b"\n"
+    b"data: line one\n"
+    b"data:line two\n"
+    b"id: 7\n"
+    b"retry: 1000\n"
+    b"unknown: field\n"
+    b"\n"
+    b"data\n"
+    b"\n"
+    b"event: ignored-without-data\n"
+    b"\n"
+    b"data: [DONE]\n"
+    b"\n"
+)
+EXPECTED = [
+    SSEEvent(b'{"a":1}', "message_start"),
+    SSEEvent(b"line one\nline two", None, "7"),
+    SSEEvent(b"", None),
+    SSEEvent(b"[DONE]", None),
+]
+
+
+def test_fields_comments_and_multiline_data() -> None:
+    assert decode_all(WIRE) == EXPECTED
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
+def test_every_line_ending_at_every_split(ending: bytes) -> None:
+    wire = WIRE.replace(b"\n", ending)
+    for cut in range(len(wire) + 1):
+        assert decode_all(wire[:cut], wire[cut:]) == EXPECTED, cut
+
+
+def test_byte_by_byte_with_bom() -> None:
+    wire = b"\xef\xbb\xbf" + WIRE
+    assert decode_all(*(wire[i : i + 1] for i in range(len(wire)))) == EXPECTED
+
+
+def test_incomplete_event_at_end_is_not_dispatched() -> None:
+    assert decode_all(b"data: complete\n\ndata: cut") == [SSEEvent(b"complete")]
+
+
+def test_a_line_that_never_ends_is_a_protocol_error() -> None:
+    decoder = SSEDecoder(max_line_bytes=1024)
+    decoder.feed(b"data: " + b"x" * 1000)
+    with pytest.raises(UpstreamProtocolError):
+        decoder.feed(b"x" * 100)
+
+
+def test_an_event_that_never_ends_is_a_protocol_error() -> None:
+    decoder = SSEDecoder(max_line_bytes=1024)
+    with pytest.raises(UpstreamProtocolError):
+        for _ in range(100):
+            decoder.feed(b"data: " + b"y" * 50 + b"\n")
+
+
+def test_non_utf8_event_name_is_a_protocol_error() -> None:
+    with pytest.raises(UpstreamProtocolError):
+        decode_all(b"event: \xff\xfe\ndata: x\n\n")
+
+
+_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=30
+)
+_EVENTS = st.lists(
+    st.tuples(st.lists(_TEXT, min_size=1, max_size=3), st.none() | _TEXT.filter(bool)),
+    max_size=8,
+)
+
+
+@given(
+    events=_EVENTS,
+    ending=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    cuts=st.lists(st.integers(min_value=0), max_size=6),
+)
+def test_any_events_any_splits(
+    events: list[tuple[list[str], str | None]], ending: bytes, cuts: list[int]
+) -> None:
+    wire = b""
+    for lines, name in events:
+        if name is not None:
+            wire += b"event: " + name.encode() + ending
+        for line in lines:
+            wire += b"data: " + line.encode() + ending
+        wire += ending
+    points = sorted({c % (len(wire) + 1) for c in cuts})
+    pieces = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    expected = [SSEEvent("\n".join(lines).encode(), name) for lines, name in events]
+    assert decode_all(*pieces) == expected
