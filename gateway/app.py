@@ -120,6 +120,7 @@ def run(settings: Settings, host: str, port: int, **options: Any) -> None:
         host=host,
         port=port,
         loop=loop,
+        backlog=settings.server.backlog,
         access_log=None,
         **server_options(settings),
         **options,

@@ -51,6 +51,10 @@ class ServerSettings(_Section):
     """Time allowed to receive a request body (slow-body clients get 408)."""
     uvloop: bool = True
     """Run on uvloop's event loop when it is installed (off: asyncio's own loop)."""
+    backlog: int = Field(default=4096, ge=1)
+    """Listen backlog: connections the kernel queues before the gateway accepts
+    them (capped by ``net.core.somaxconn``). aiohttp's default, 128, makes a
+    burst of new clients wait for SYN retransmits (1 s, then 3 s)."""
 
 
 class StreamSettings(_Section):

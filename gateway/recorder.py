@@ -9,10 +9,56 @@ toward the client, the drain's wait) and, for content events,
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from .metrics import Metrics
 from .outcome import Outcome
+
+FLUSH_EVERY = 32
+"""Per-event observations are added up locally and flushed into the histogram
+every this many, and when the stream ends."""
+
+
+class HistogramBatch:
+    """Observations of one histogram child, added up locally.
+
+    ``Histogram.observe`` walks the bucket bounds linearly and takes a lock
+    for the sum and one for the bucket: ~1.5 µs, paid twice per SSE event.
+    Here an observation is a bisect and two additions; :meth:`flush` adds the
+    counts to the child (the same buckets ``observe`` would have chosen: the
+    first bound >= the value). Relies on prometheus-client's ``Histogram``
+    internals (``_upper_bounds``, ``_buckets``, ``_sum``; pinned < 0.27).
+    """
+
+    __slots__ = ("_bounds", "_buckets", "_counts", "_n", "_sum", "_total")
+
+    def __init__(self, child: Histogram) -> None:
+        self._bounds = child._upper_bounds
+        self._buckets = child._buckets
+        self._sum = child._sum
+        self._counts = [0] * len(self._bounds)
+        self._n = 0
+        self._total = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._total += value
+        self._n += 1
+        if self._n >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._n:
+            return
+        counts = self._counts
+        for i, count in enumerate(counts):
+            if count:
+                self._buckets[i].inc(count)
+                counts[i] = 0
+        self._sum.inc(self._total)
+        self._n, self._total = 0, 0.0
 
 
 class NullRecorder:
@@ -65,8 +111,8 @@ class StreamRecorder(NullRecorder):
         self._metrics = metrics
         self._model, self._provider, self._route = model, provider, route
         self._started = False
-        self._itl: Histogram = metrics.itl.labels(model, provider)
-        self._buffer: Histogram = metrics.connection_write_buffer.labels(route)
+        self._itl = HistogramBatch(metrics.itl.labels(model, provider))
+        self._buffer = HistogramBatch(metrics.connection_write_buffer.labels(route))
         self._bp_waits: Counter = metrics.backpressure_waits.labels(route)
         self._bp_wait_s: Histogram = metrics.backpressure_wait_seconds.labels(route)
         self._total_buffer: Gauge = metrics.write_buffer
@@ -74,7 +120,8 @@ class StreamRecorder(NullRecorder):
     def relabel(self, model: str, provider: str) -> None:
         """A fallback serves the stream: record under its model and provider."""
         self._model, self._provider = model, provider
-        self._itl = self._metrics.itl.labels(model, provider)
+        self._itl.flush()
+        self._itl = HistogramBatch(self._metrics.itl.labels(model, provider))
 
     def retry(self, provider: str, reason: str) -> None:
         """A retry (``reason`` = the error code) or ``fallback`` before the first token."""
@@ -115,6 +162,8 @@ class StreamRecorder(NullRecorder):
         """Record the stream's end: timings, tokens, termination reason; takes
         this stream's bytes out of ``sluice_write_buffer_bytes``."""
         m = self._metrics
+        self._itl.flush()
+        self._buffer.flush()
         labels = (outcome.model, outcome.provider)
         if self._started:
             m.streams_active.labels(self._route).dec()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk
@@ -17,11 +17,14 @@ class Usage:
     output_tokens: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     """Bytes to write for one upstream chunk (possibly empty: nothing to relay),
     whether they carry content (text, reasoning, tool-call arguments: what
-    TTFT and ITL time), and usage if the chunk reported it."""
+    TTFT and ITL time), and usage if the chunk reported it.
+
+    A NamedTuple, not a frozen dataclass: one is built per SSE event, and a
+    frozen dataclass's ``__init__`` (``object.__setattr__`` per field) costs
+    several times a tuple's."""
 
     data: bytes
     content: bool = False

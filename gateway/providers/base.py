@@ -10,19 +10,19 @@ from aiohttp exceptions and HTTP statuses by type (:mod:`gateway.providers.http`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 Dialect = Literal["openai", "anthropic"]
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamChunk:
+class UpstreamChunk(NamedTuple):
     """One upstream SSE event.
 
     ``data`` is the event's data field exactly as received (UTF-8 JSON text,
     relayed unchanged on same-dialect paths); ``payload`` is it parsed;
     ``event`` the SSE event name (Anthropic streams name every event).
+    A NamedTuple: one is built per chunk, and a tuple is the cheapest
+    immutable value to build.
     """
 
     data: bytes

@@ -22,7 +22,7 @@ line must not grow our memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import UpstreamProtocolError
 
@@ -32,8 +32,7 @@ DEFAULT_MAX_LINE_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):
     """One dispatched event: ``data`` (lines joined by ``\\n``), ``event`` name
     (None for the default ``message``), and the ``id`` field if this event set one."""
 
