@@ -103,6 +103,21 @@ def _stop(target: Target) -> Any:
     return stop
 
 
+def _retrying(target: Target, recorder: Recorder) -> AsyncRetrying:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        code = exc.code if isinstance(exc, GatewayError) and exc.code else "upstream_error"
+        recorder.retry(target.provider.kind, code)
+
+    return AsyncRetrying(
+        stop=_stop(target),
+        wait=_wait(target),
+        retry=retry_if_exception(_retryable),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, GatewayError) and exc.retryable
 
@@ -136,21 +151,12 @@ async def with_fallbacks(
         if index:
             recorder.retry(targets[index - 1].provider.kind, "fallback")
             recorder.relabel(target.model, target.provider.kind)
-
-        def before_sleep(state: RetryCallState, target: Target = target) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            code = exc.code if isinstance(exc, GatewayError) and exc.code else "upstream_error"
-            recorder.retry(target.provider.kind, code)
-
-        retrying = AsyncRetrying(
-            stop=_stop(target),
-            wait=_wait(target),
-            retry=retry_if_exception(_retryable),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
         try:
-            result: T = await retrying(attempt, target)
+            if target.retries:
+                result: T = await _retrying(target, recorder)(attempt, target)
+            else:
+                # No retries: no tenacity machinery on the per-request path.
+                result = await attempt(target)
             return result
         except GatewayError as err:
             if not err.retryable:

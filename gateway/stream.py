@@ -239,7 +239,10 @@ class Stream:
         self._interrupter.disarm()
         opened = self._opened
         if opened is not None:
-            opened.upstream.close()
+            if reason is Termination.COMPLETED:
+                opened.upstream.release()
+            else:
+                opened.upstream.close()
         end = time.perf_counter()
         if self._timer is not None:
             self._timer.cancel()

@@ -35,7 +35,7 @@ class UpstreamStream(Protocol):
     always :meth:`close`.
 
     :meth:`next` ends (None) after the upstream's terminal marker (``[DONE]``
-    or ``message_stop``) and raises ``GatewayError`` on failure, including a
+    or ``message_stop``; then :meth:`release`) and raises ``GatewayError`` on failure, including a
     stream cut before its terminal marker. It must be cancel-safe: a call
     cancelled while it waits loses no chunk, so the stream core can interrupt
     a wait to send a heartbeat and then wait again.
@@ -47,6 +47,10 @@ class UpstreamStream(Protocol):
 
     def close(self) -> None:
         """Close the upstream connection now (synchronous, idempotent, never raises)."""
+        ...
+
+    def release(self) -> None:
+        """After the terminal marker: let the connection be reused (keep-alive)."""
         ...
 
 

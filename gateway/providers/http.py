@@ -46,6 +46,8 @@ READ_BUFSIZE = 16384
 ERROR_BODY_LIMIT = 65536
 """At most this much of an upstream's error body is read (for its message)."""
 ERROR_BODY_TIMEOUT_S = 5.0
+RELEASE_WAIT_S = 5.0
+"""How long a completed stream's connection may take to end its body."""
 
 
 class UpstreamSessions:
@@ -276,3 +278,15 @@ class EventStream:
         """Close the upstream connection now (synchronous, idempotent): the
         upstream sees the TCP connection close (DESIGN.md, "Closing the upstream")."""
         self._response.close()
+
+    def release(self) -> None:
+        """The stream completed: keep the connection for the next request.
+
+        aiohttp returns it to the pool by itself when the body's end (the
+        chunked terminator, usually a few microseconds behind the terminal
+        marker) arrives; an upstream that never ends its body after the
+        terminal marker is closed after :data:`RELEASE_WAIT_S`.
+        """
+        response = self._response
+        if not response.content.is_eof():
+            asyncio.get_running_loop().call_later(RELEASE_WAIT_S, response.close)

@@ -112,6 +112,8 @@ class SimStream:
         self._steps.close()
         self._next = None
 
+    release = close
+
 
 class SimProvider:
     """Serves a :class:`~gateway.config.SimModel` in the OpenAI dialect."""

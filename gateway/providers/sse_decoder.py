@@ -62,6 +62,22 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events that ``chunk`` completes, in order (often none or one)."""
+        if (
+            # The common read: exactly one whole ``data:`` event, nothing pending.
+            self._started
+            and not self._buf
+            and not self._data
+            and not self._skip_lf
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.count(b"\n") == 2
+            and b"\r" not in chunk
+        ):
+            event = SSEEvent(chunk[6:-2], self._event, self._id)
+            self._event = self._id = None
+            if len(event.data) > self._max:
+                self._check(len(event.data))
+            return [event]
         if not self._started:
             chunk = self._buf + chunk
             self._buf = b""
