@@ -96,8 +96,9 @@ class SSEResponse:
         self._bound(buffer_bytes)
 
     def _bound(self, buffer_bytes: int) -> None:
+        # Not isinstance(asyncio.Transport): uvloop's transports are no subclass.
         transport = self._request.transport
-        if not isinstance(transport, asyncio.Transport):
+        if transport is None:
             return
         self._transport = transport
         low, high = transport.get_write_buffer_limits()

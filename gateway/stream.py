@@ -125,7 +125,7 @@ class Stream:
         gone_at: float | None = None
         self._recorder.started()
         now = time.perf_counter()
-        self._arm(min(self._deadline_at, now + self._heartbeat_s) - now)
+        self._arm(min(self._deadline_at, now + min(self._heartbeat_s, self._idle_s)) - now)
         try:
             try:
                 opened = self._opened = await self._open()
@@ -315,7 +315,9 @@ class Stream:
             if now >= ping_at:
                 self._interrupter.interrupt(Interrupt.HEARTBEAT)
                 ping_at = now + self._heartbeat_s
-            due = min(due, idle_at, ping_at)
+            # now + idle_s: a wait for the first chunk may turn into a wait
+            # for the next one before the timer fires again.
+            due = min(due, idle_at, ping_at, now + self._idle_s)
         else:
             # Writing (a drain may wait, bounded by send_timeout_s): look
             # again later; idle and heartbeat count only while waiting.

@@ -63,6 +63,8 @@ class Record:
     closed_at: float | None = None
     completed: bool = False
     events_out: int = 0
+    peer: Any = None
+    """The gateway's end of the upstream connection (same peer: a reused connection)."""
 
 
 class FakeOpenAI:
@@ -79,6 +81,7 @@ class FakeOpenAI:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         record = Record(body=await request.json())
+        record.peer = request.transport.get_extra_info("peername") if request.transport else None
         self.records.append(record)
         script = self.queue.pop(0) if self.queue else self.script
         if script.status != 200:
