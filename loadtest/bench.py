@@ -41,27 +41,66 @@ NORMAL = (Profile("normal", "normal", 1.0),)
 PACED = MockScenario(ttft_ms=20, itl_ms=20, tokens=50)  # 50 events/s, 1 s streams
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m loadtest.bench", description=__doc__.split("\n")[0])
-    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 128, 512])
-    p.add_argument("--phase-s", type=float, default=8.0, help="seconds per latency phase")
-    p.add_argument("--ttft-requests", type=int, default=400)
-    p.add_argument("--streams", type=int, nargs="+", default=[1000, 5000])
-    p.add_argument("--hold-s", type=float, default=10.0, help="seconds to hold N open streams")
-    p.add_argument("--gateway-buffer-bytes", type=int, default=65536)
-    p.add_argument(
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.bench`` command line (every option with its default)."""
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.bench",
+        description=__doc__.split("\n")[0].replace("``", ""),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    a = p.add_argument
+    a(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[1, 32, 128, 512],
+        help="concurrent paced streams of each latency phase",
+    )
+    a(
+        "--phase-s",
+        type=float,
+        default=8.0,
+        help="seconds per latency phase, and of the throughput and cancel phases",
+    )
+    a("--ttft-requests", type=int, default=400, help="requests of the concurrency-1 TTFT section")
+    a(
+        "--streams",
+        type=int,
+        nargs="+",
+        default=[1000, 5000],
+        help="stalled streams held open in each RSS-per-stream step",
+    )
+    a("--hold-s", type=float, default=10.0, help="seconds to hold N open streams")
+    a(
+        "--gateway-buffer-bytes",
+        type=int,
+        default=65536,
+        help="the gateway's per-connection bound ([stream] downstream_buffer_bytes), bytes",
+    )
+    a(
         "--gateway-src",
         type=Path,
         default=None,
-        help="directory holding the gateway package to run (default: this checkout)",
+        help="directory holding the gateway package to run (None: this checkout)",
     )
-    p.add_argument("--out", type=Path, default=None)
-    p.add_argument(
+    a(
+        "--out",
+        type=Path,
+        default=None,
+        help="results directory (None: loadtest/results/bench-<timestamp>)",
+    )
+    a(
         "--skip",
         nargs="*",
         default=[],
         choices=["ttft_c1", "latency", "throughput", "rss", "cancel"],
+        help="sections to leave out",
     )
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
     return p.parse_args(argv)
 
 

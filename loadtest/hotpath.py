@@ -156,7 +156,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m loadtest.hotpath",
-        description=__doc__.split("\n")[0].strip("`"),
+        description=__doc__.split("\n\n")[0].replace("``", ""),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--reps", type=int, default=3, help="repetitions of every scenario")
