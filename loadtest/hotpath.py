@@ -3,7 +3,8 @@ path against the floor relay, in one run, on one machine.
 
 One process tree: the mock upstream (:mod:`loadtest.mock_upstream`), the
 Sluice gateway (``python -m gateway``, OpenAI-compatible provider on the mock,
-metrics on, ``max_streams`` raised so admission does not cap) and the floor
+metrics on, log level ``info``, ``max_streams`` raised so admission does not
+cap, default settings otherwise) and the floor
 relay (:mod:`loadtest.floor_relay`), all fed by the same load client
 (:mod:`loadtest.driver`). For each repetition, each scenario runs straight at
 the mock (``direct``, the reference for added TTFT) and then through floor and
@@ -95,6 +96,13 @@ class Scenario:
             f"{self.streams} concurrent streams of {m.tokens:,} events {pace} after a "
             f"{m.ttft_ms:g} ms TTFT, for {n}{dc}"
         )
+
+    def steady(self) -> tuple[float, float] | None:
+        """The steady window (seconds into the phase): after the ramp and the first
+        TTFT, until new streams stop starting; ``None`` for a single stream."""
+        if self.streams <= 1:
+            return None
+        return (self.ramp_s + self.mock.ttft_ms / 1000.0, self.duration_s)
 
     def loads(self) -> list[Load]:
         main = LoadSpec(
@@ -193,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory holding the gateway package to run (None: this checkout)",
     )
     p.add_argument(
+        "--gateway-log-level",
+        default="info",
+        help="the gateway's --log-level (info, its default, logs one stream_end line per stream)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="seconds-long run (smoke test): 1 rep, 20/50 streams, 0.6 s phases, small firehose",
@@ -239,7 +252,9 @@ async def _run_all(
                 if name == "direct" and not sc.direct:
                     continue
                 say(f"rep {rep + 1}/{args.reps} {sc.name} {name}")
-                res = await measure(sc.name, rep, targets[name], sc.loads(), mock, ps.get(name))
+                res = await measure(
+                    sc.name, rep, targets[name], sc.loads(), mock, ps.get(name), sc.steady()
+                )
                 say(
                     f"  {res.events:,} events in {res.wall_s:.1f}s, errors {res.errors}, "
                     f"relay CPU/1k events {_ms(res.cpu_per_1k_events_ms)}, "
@@ -267,7 +282,9 @@ async def run(args: argparse.Namespace) -> Path:
         ps["mock"] = procs.start_mock(out, extra=["--backlog", "8192"])
         await procs.wait_ready(ps["mock"], "/_mock/records")
         ps["floor"] = procs.start_floor(out, ps["mock"].url)
-        ps["sluice"] = procs.start_gateway(out, ps["mock"].port, src=args.gateway_src)
+        ps["sluice"] = procs.start_gateway(
+            out, ps["mock"].port, log_level=args.gateway_log_level, src=args.gateway_src
+        )
         await procs.wait_ready(ps["floor"], "/healthz")
         await procs.wait_ready(ps["sluice"], "/healthz")
         phases = await _run_all(args, scs, ps)

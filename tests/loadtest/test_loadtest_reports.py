@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from array import array
 from typing import Any
 
 from loadtest.bench_report import targets_rows
-from loadtest.hotpath_measure import PhaseResult
+from loadtest.hotpath_measure import PhaseResult, events_between
 from loadtest.hotpath_report import build_rows
 from loadtest.report import targets_table
+from loadtest.sse_client import StreamResult
 
 
 def _row(lines: list[str], start: str) -> list[str]:
@@ -72,6 +74,9 @@ def _phase(target: str, cpu_s: float | None, ttft_ms: float, rep: int = 0) -> Ph
         relay_cpu_s=cpu_s,
         mock_cpu_s=3.0,
         client_cpu_s=3.0,
+        steady_s=None,
+        steady_events=None,
+        steady_relay_cpu_s=None,
         ttft_s=(ttft_ms / 1000.0,) * 10,
         cancel_ms={"p50": 1.0, "p99": 2.0} if cpu_s is not None else None,
         cancel_not_closed=0,
@@ -98,3 +103,10 @@ def test_hotpath_rows_ratio_and_verdicts() -> None:
     assert ttft.verdict == "missed"  # 7 ms > 5 ms
     assert rows["cancel_p99"].verdict == "met"
     assert rows["cpu_util"].verdict == "report"
+
+
+def test_events_between_counts_token_arrivals_in_the_window() -> None:
+    r = StreamResult("c", "normal", "openai", 4, 0.1, start=0.0)
+    r.first_token_at, r.gaps, r.tokens = 1.0, array("d", [0.1, 0.1, 0.1]), 4  # 1.0 ... 1.3
+    assert events_between([r], 1.05, 1.25) == 2
+    assert events_between([r], 0.0, 10.0) == 4
