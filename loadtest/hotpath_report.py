@@ -261,10 +261,7 @@ def _saturation_lines(result: dict[str, Any]) -> list[str]:
 def render_markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     m = meta["machine"]
-    scs = ", ".join(
-        f"`{name}` {s['streams']} streams of `{s['mock']}`"
-        for name, s in result["scenarios"].items()
-    )
+    scs = [f"- `{name}`: {s['description']}" for name, s in result["scenarios"].items()]
     out = [
         "# Sluice hot path vs the floor relay",
         "",
@@ -279,6 +276,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         *scs,
         "",
+        "The floor is `loadtest/floor_relay.py`: one aiohttp ClientSession upstream, "
+        "write + drain per SSE event, handler cancellation, nothing else. "
         "Each cell: median over repetitions [min, max]. Ratio = Sluice / floor (medians). "
         "Added TTFT = relay percentile minus direct's, same repetition. Figures are "
         "reported against the targets, never asserted.",

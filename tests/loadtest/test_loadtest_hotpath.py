@@ -37,5 +37,6 @@ async def test_quick_hotpath_report(tmp_path: Path) -> None:
     assert set(result["saturation"]) == {"floor", "sluice"}
     text = report.read_text()
     assert "| paced200 | relay CPU per 1,000 events, ms |" in text
+    assert "- `paced200`: 20 concurrent streams" in text
     assert (tmp_path / "hotpath_cpu.png").stat().st_size > 0
     assert (tmp_path / "hotpath_ttft.png").stat().st_size > 0
