@@ -321,7 +321,7 @@ async def run(args: argparse.Namespace) -> Path:
     result["plots"] = make_hotpath_plots(phases, out)
     path = write_hotpath(result, out)
     print(render_table(result), flush=True)
-    say(f"hotpath done in {elapsed:.0f}s")
+    print(f"hotpath done in {elapsed:.0f} s", flush=True)
     return path
 
 

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
 from loadtest.hotpath_measure import PhaseResult
@@ -25,7 +26,7 @@ TTFT_SCENARIOS = ("paced200", "paced500", "ttft_c1")
 
 
 def _bars(
-    ax: plt.Axes,
+    ax: Axes,
     phases: list[PhaseResult],
     scenarios: list[str],
     value: Callable[[PhaseResult], float | None],
@@ -33,9 +34,11 @@ def _bars(
 ) -> None:
     width = 0.38
     for i, relay in enumerate(RELAYS):
-        meds, errs = [], [[], []]
+        meds: list[float] = []
+        errs: tuple[list[float], list[float]] = ([], [])
         for sc in scenarios:
-            vs = [v for p in phases if p.scenario == sc and p.target == relay if (v := value(p))]
+            got = (value(p) for p in phases if p.scenario == sc and p.target == relay)
+            vs = [v for v in got if v is not None]
             med = statistics.median(vs) if vs else 0.0
             meds.append(med)
             errs[0].append(med - min(vs) if vs else 0.0)

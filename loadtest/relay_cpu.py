@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from .procs import free_port
 
