@@ -34,9 +34,13 @@ ttft_c1 added TTFT p50 <= 0.5 ms; paced500 is reported only.
 
 Writes ``hotpath.json``, ``hotpath.md`` and PNG plots under
 ``loadtest/results/hotpath-<timestamp>/`` and prints the table. The default
-run takes about 4-5 minutes on 2 cores. ``--gateway-src DIR`` runs the
-``gateway`` package found in DIR (e.g. a ``git worktree`` of the code before a
-change) for a "before" figure.
+run takes about 4-5 minutes on 2 cores (firehose is the longest part: 400,000
+events at whatever rate the relay reaches); the mock, the floor relay and the
+load generator always come from this checkout. ``--gateway-src DIR`` runs the
+``gateway`` package found in DIR instead, for a "before" figure::
+
+    mkdir /tmp/before && git archive <rev> gateway | tar -x -C /tmp/before
+    python -m loadtest.hotpath --gateway-src /tmp/before
 """
 
 from __future__ import annotations

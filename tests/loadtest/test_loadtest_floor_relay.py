@@ -68,3 +68,25 @@ async def test_stalled_client_stops_upstream_and_disconnect_closes_it(
                 await asyncio.sleep(0.02)
     assert rec.outcome == "peer_closed"
     assert rec.frames_written < FLOOD.tokens
+
+
+async def test_disconnect_while_waiting_for_upstream_closes_it(aiohttp_server: Any) -> None:
+    """Handler cancellation: the client leaves during a long first-token wait."""
+    slow_first = MockScenario(ttft_ms=30_000, itl_ms=10, tokens=5)
+    upstream = await aiohttp_server(create_mock_app(MockConfig(scenario=slow_first)))
+    floor = await aiohttp_server(create_floor_app(str(upstream.make_url(""))))
+    _reader, writer = await asyncio.open_connection("127.0.0.1", floor.port)
+    writer.write(build_request("openai", "127.0.0.1", floor.port, "m", "hi", 5))
+    await writer.drain()
+    records = upstream.app[STATE].records
+    async with asyncio.timeout(5):
+        while not records:
+            await asyncio.sleep(0.02)
+    rec = next(iter(records.values()))
+    writer.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            while rec.peer_closed_mono is None:
+                await asyncio.sleep(0.02)
+    assert rec.outcome == "peer_closed"
+    assert rec.first_token_mono is None  # it left before the first token
