@@ -84,6 +84,8 @@ async def test_disconnect_while_waiting_for_upstream_closes_it(aiohttp_server: A
             await asyncio.sleep(0.02)
     rec = next(iter(records.values()))
     writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(5):
             while rec.peer_closed_mono is None:

@@ -18,12 +18,18 @@ HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding
 async def test_slow_client_on_silent_server_stops_at_its_time_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    served = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(HEAD)  # the response head, then nothing more
-        await writer.drain()
-        await reader.read()  # until the client leaves
-        writer.close()
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(HEAD)  # the response head, then nothing more
+            await writer.drain()
+            await reader.read()  # until the client leaves
+        finally:
+            writer.close()
+            await writer.wait_closed()
+            served.set()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -37,6 +43,7 @@ async def test_slow_client_on_silent_server_stops_at_its_time_limit(
         res = await run_client(
             Target("t", "127.0.0.1", port, "m"), slow, sc, "c1", random.Random(0), t0
         )
+        await served.wait()  # the server side is closed too, before the loop ends
     assert res.status == 200
     assert res.error == "TimeoutError"
     assert loop.time() - t0 < 2.0
