@@ -245,14 +245,24 @@ def render_table(result: dict[str, Any]) -> str:
 
 
 def _saturation_lines(result: dict[str, Any]) -> list[str]:
+    """One line per relay: state per paced scenario, and where one core would be reached."""
+    one_core = {r["scenario"]: r for r in result["rows"] if r["key"] == "one_core_streams"}
     out: list[str] = []
     for relay, per in result.get("saturation", {}).items():
         parts = []
         for sc, s in per.items():
             util = "n/a" if s["cpu_util"] is None else f"{s['cpu_util']:.2f} cores"
             share = "n/a" if s["share_of_direct"] is None else f"{s['share_of_direct']:.0%}"
+            eps = "n/a" if s["events_per_s"] is None else f"{s['events_per_s']:,.0f}"
+            offered = s.get("offered_events_per_s") or 0.0
             state = "saturated" if s["saturated"] else "not saturated"
-            parts.append(f"{sc}: {state} ({util}, {share} of direct's events/s)")
+            parts.append(
+                f"{sc}: {state} ({util}; {eps} of {offered:,.0f} offered events/s, "
+                f"{share} of direct's)"
+            )
+        est = (one_core.get("paced200") or {}).get(relay)
+        if est:
+            parts.append(f"one core at ~{est['median']:,.0f} streams (paced200 estimate)")
         if parts:
             out.append(f"- {relay}: " + "; ".join(parts))
     return out
