@@ -268,6 +268,27 @@ def _saturation_lines(result: dict[str, Any]) -> list[str]:
     return out
 
 
+def _phase_lines(result: dict[str, Any]) -> list[str]:
+    """Every measured phase, in run order: where each process spent its CPU."""
+
+    def f(v: float | None, digits: int = 2) -> str:
+        return "n/a" if v is None else f"{v:,.{digits}f}"
+
+    lines = [
+        "| rep | scenario | target | wall s | events | events/s | CPU cores relay / mock / "
+        "load generator | TTFT p50 / p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in result["phases"]:
+        lines.append(
+            f"| {p['rep'] + 1} | {p['scenario']} | {p['target']} | {f(p['wall_s'], 1)} "
+            f"| {p['events']:,} | {f(p['events_per_s'], 0)} | {f(p['cpu_util'])} / "
+            f"{f(p['mock_cpu_util'])} / {f(p['client_cpu_util'])} "
+            f"| {f(p['ttft_p50_ms'])} / {f(p['ttft_p99_ms'])} | {p['errors']} |"
+        )
+    return lines
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     m = meta["machine"]
@@ -301,6 +322,14 @@ def render_markdown(result: dict[str, Any]) -> str:
         "streams / relay CPU utilisation.",
         "",
         *_saturation_lines(result),
+        "",
+        "## Phases",
+        "",
+        "Relay cores and events/s over the steady window where there is one; mock and "
+        "load-generator cores over the whole phase. A busy load generator or mock, or "
+        "other work on the machine, limits what any relay can show.",
+        "",
+        *_phase_lines(result),
         "",
     ]
     for plot in result.get("plots", []):
