@@ -142,6 +142,14 @@ FIGURES: Final[tuple[Figure, ...]] = (
     Figure("added_ttft_p99", "added TTFT p99", " ms", _added(99), (*PACED, "ttft_c1"), 3),
     Figure("cancel_p50", "disconnect -> upstream closed p50", " ms", _cancel("p50"), PACED),
     Figure("cancel_p99", "disconnect -> upstream closed p99", " ms", _cancel("p99"), PACED),
+    Figure(
+        "cancel_not_closed",
+        "disconnects whose upstream stayed open",
+        "",
+        lambda r, _d: float(r.cancel_not_closed),
+        PACED,
+        0,
+    ),
     Figure("errors", "client errors", "", lambda r, _d: float(r.errors), ALL, 0),
 )
 GOALS: Final[dict[tuple[str, str], Goal]] = {
