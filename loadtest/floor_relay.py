@@ -22,12 +22,16 @@ Unlike :mod:`loadtest.baseline_relay`, which writes without ever draining and
 exists only to show memory growing without bound under stalled clients, this
 relay is bounded and correct; the two are kept for different comparisons.
 
+By default it runs on asyncio's own event loop; ``--uvloop`` puts it on
+uvloop's, to compare like with like against a gateway that runs on uvloop.
+
 Run: ``python -m loadtest.floor_relay --port 9200 --upstream http://127.0.0.1:9000``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -119,19 +123,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--upstream", required=True, help="upstream base URL, e.g. http://127.0.0.1:9000"
     )
+    p.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="run on uvloop's event loop (as the gateway does when uvloop is installed)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    loop: asyncio.AbstractEventLoop | None = None
+    if args.uvloop:
+        import uvloop  # only when asked: a gateway dependency, not the floor's
+
+        loop = uvloop.new_event_loop()
     web.run_app(
         create_floor_app(args.upstream),
         host=args.host,
         port=args.port,
         handler_cancellation=True,
         access_log=None,
-        backlog=8192,
+        backlog=4096,  # the gateway's default [server] backlog; the kernel caps it at somaxconn
         shutdown_timeout=1.0,
+        loop=loop,
         print=lambda _m: print(f"floor relay on http://{args.host}:{args.port}", flush=True),
     )
 

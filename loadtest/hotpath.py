@@ -210,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's --log-level (info, its default, logs one stream_end line per stream)",
     )
     p.add_argument(
+        "--floor-uvloop",
+        action="store_true",
+        help="run the floor relay on uvloop (off: asyncio's loop, the floor as specified)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="seconds-long run (smoke test): 1 rep, 20/50 streams, 0.6 s phases, small firehose",
@@ -285,7 +290,7 @@ async def run(args: argparse.Namespace) -> Path:
     try:
         ps["mock"] = procs.start_mock(out, extra=["--backlog", "8192"])
         await procs.wait_ready(ps["mock"], "/_mock/records")
-        ps["floor"] = procs.start_floor(out, ps["mock"].url)
+        ps["floor"] = procs.start_floor(out, ps["mock"].url, uvloop=args.floor_uvloop)
         ps["sluice"] = procs.start_gateway(
             out, ps["mock"].port, log_level=args.gateway_log_level, src=args.gateway_src
         )

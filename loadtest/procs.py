@@ -105,11 +105,14 @@ def start_baseline(logdir: Path, upstream: str, port: int | None = None) -> Mana
     return _spawn("baseline_relay", args, port, logdir)
 
 
-def start_floor(logdir: Path, upstream: str, port: int | None = None) -> Managed:
+def start_floor(
+    logdir: Path, upstream: str, port: int | None = None, uvloop: bool = False
+) -> Managed:
     """The floor relay (:mod:`loadtest.floor_relay`) in front of ``upstream``."""
     port = port or free_port()
     args = ["-m", "loadtest.floor_relay", "--host", HOST, "--port", str(port)]
-    return _spawn("floor_relay", [*args, "--upstream", upstream], port, logdir)
+    args += ["--upstream", upstream, *(["--uvloop"] if uvloop else [])]
+    return _spawn("floor_relay", args, port, logdir)
 
 
 def write_gateway_config(
