@@ -162,7 +162,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             max_requests=args.c1_requests,
         ),
     }
-    return [all_[name] for name in args.only]
+    return [all_[name] for name in dict.fromkeys(args.only)]  # each once, in the order given
 
 
 def build_parser() -> argparse.ArgumentParser:
