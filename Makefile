@@ -52,8 +52,10 @@ clean:
 loadtest: $(VENV)/.synced
 	$(PY) -m loadtest $(LOADTEST_ARGS)
 
-## bench: the comparison suite (added latency, events per CPU-second, RSS per stream)
+## bench: hot path vs the floor relay (~4-5 min), then the comparison suite (added
+## latency, events per CPU-second, RSS per stream)
 bench: $(VENV)/.synced
+	$(PY) -m loadtest.hotpath $(HOTPATH_ARGS)
 	$(PY) -m loadtest.relay_cpu
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
 

@@ -18,4 +18,9 @@ Modules, one job each:
 - :mod:`loadtest.runner`: the default end-to-end scenario (``python -m loadtest``).
 - :mod:`loadtest.bench`: the comparison suite (``python -m loadtest.bench``).
 - :mod:`loadtest.baseline_relay`: a deliberately unbounded relay (no drain).
+- :mod:`loadtest.floor_relay`: the minimal correct relay (write + drain per
+  event), the floor the hot path is measured against.
+- :mod:`loadtest.hotpath`: Sluice vs the floor relay (``python -m loadtest.hotpath``),
+  with :mod:`loadtest.hotpath_measure`, :mod:`loadtest.hotpath_report` and
+  :mod:`loadtest.hotpath_plots`.
 """

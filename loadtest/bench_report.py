@@ -9,6 +9,45 @@ import orjson
 
 from loadtest.report import fmt as _f
 from loadtest.report import get_path as _get
+from loadtest.report import verdict
+
+
+def _le(v: Any, bound: float) -> bool | None:
+    return None if v is None else float(v) <= bound
+
+
+def _ge(v: Any, bound: float) -> bool | None:
+    return None if v is None else float(v) >= bound
+
+
+def targets_rows(result: dict[str, Any]) -> list[str]:
+    """The targets this suite measures, the figures and a verdict (met / missed)."""
+    c1 = _get(result, "ttft_c1", "comparison", "added_ttft_ms") or {}
+    p50, p99 = c1.get("p50"), c1.get("p99")
+    ttft_ok = None if p50 is None or p99 is None else _le(p50, 0.5) and _le(p99, 1.0)
+    eps = _get(result, "throughput", "gateway_events_per_cpu_s")
+    pairs = result.get("latency", [])
+    lost = {p["concurrency"]: p["gateway"]["frames_lost"] for p in pairs}
+    stalls = {p["concurrency"]: p["gateway"]["normal"]["stalls"] for p in pairs}
+    clean = (
+        all(v == 0 for v in lost.values()) and all(v == 0 for v in stalls.values())
+        if pairs
+        else None
+    )
+    per_c = ", ".join(f"c={c}: {lost[c]} / {stalls[c]}" for c in lost) or "n/a"
+    cancel99 = _get(result, "cancel", "gateway", "latency_ms", "p99")
+    return [
+        "| target | goal | measured | verdict |",
+        "|---|---|---|---|",
+        f"| added TTFT at concurrency 1, p50 / p99 | <= 0.5 / 1 ms "
+        f"| {_f(p50, ' ms', 3)} / {_f(p99, ' ms', 3)} | {verdict(ttft_ok)} |",
+        f"| relayed events per gateway CPU-second (unpaced) | >= 40,000 | {_f(eps, '', 0)} "
+        f"| {verdict(_ge(eps, 40_000))} |",
+        f"| frames lost / gaps > 2x pace through the gateway, every concurrency | 0 / 0 "
+        f"| {per_c} | {verdict(clean)} |",
+        f"| client disconnect -> upstream close p99 | <= 10 ms | {_f(cancel99, ' ms', 2)} "
+        f"| {verdict(_le(cancel99, 10.0))} |",
+    ]
 
 
 def _lat_rows(result: dict[str, Any]) -> list[str]:
@@ -56,6 +95,10 @@ def render(result: dict[str, Any]) -> str:
         f"Python {m['python']}, aiohttp {m['aiohttp']}. Mock upstream, gateway and load "
         "generator share the machine; figures are goals to compare, not assertions.",
         "",
+        "## Targets",
+        "",
+        *targets_rows(result),
+        "",
         "## Added latency (gateway minus direct, normal clients)",
         "",
         *_lat_rows(result),
@@ -67,7 +110,8 @@ def render(result: dict[str, Any]) -> str:
             "## Throughput (unpaced streams)",
             "",
             f"- gateway: {_f(tp['gateway_events_per_cpu_s'], '', 0)} relayed events per CPU-second "
-            f"(target >= 40,000) at {_f(tp['gateway_events_per_s'], '', 0)} events/s, "
+            f"(target >= 40,000: {verdict(_ge(tp['gateway_events_per_cpu_s'], 40_000))}) "
+            f"at {_f(tp['gateway_events_per_s'], '', 0)} events/s, "
             f"CPU {_f(tp['gateway_cpu_util'], '', 2)} cores",
             f"- mock upstream ceiling: {_f(tp['mock_events_per_cpu_s'], '', 0)} "
             "events per CPU-second "
@@ -112,6 +156,8 @@ def render(result: dict[str, Any]) -> str:
                 f"unmatched {c.get('unmatched')}"
             )
         out.append("")
+    for plot in result.get("plots", []):
+        out += [f"![{Path(plot).stem}]({Path(plot).name})", ""]
     return "\n".join(out)
 
 

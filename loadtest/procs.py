@@ -1,5 +1,6 @@
 """Start, probe and stop the processes a load test needs: the mock upstream,
-the gateway (``python -m gateway``) and the baseline relay, on loopback ports.
+the gateway (``python -m gateway``), the baseline relay and the floor relay, on
+loopback ports.
 
 Each runs as a subprocess of this interpreter with stdout and stderr in a log
 file of the results directory; :func:`stop` sends SIGTERM, waits, then kills
@@ -102,6 +103,16 @@ def start_baseline(logdir: Path, upstream: str, port: int | None = None) -> Mana
         upstream,
     ]
     return _spawn("baseline_relay", args, port, logdir)
+
+
+def start_floor(
+    logdir: Path, upstream: str, port: int | None = None, uvloop: bool = False
+) -> Managed:
+    """The floor relay (:mod:`loadtest.floor_relay`) in front of ``upstream``."""
+    port = port or free_port()
+    args = ["-m", "loadtest.floor_relay", "--host", HOST, "--port", str(port)]
+    args += ["--upstream", upstream, *(["--uvloop"] if uvloop else [])]
+    return _spawn("floor_relay", args, port, logdir)
 
 
 def write_gateway_config(

@@ -90,12 +90,12 @@ async def run_client(
     )
     parser = SseParser(res, target.dialect)
     parser.counter = counter
-    limit = max(stop_at - loop.time(), 0.0) + expected_duration(sc) + _GRACE_S
+    limit_s = max(stop_at - loop.time(), 0.0) + expected_duration(sc) + _GRACE_S
     try:
         if profile.kind in ("slow", "stalled"):
-            await _run_slow(target, profile, req, parser, stop_at, limit)
+            await _run_slow(target, profile, req, parser, stop_at, limit_s)
         else:
-            await _run_fast(target, profile, req, parser, rng, limit)
+            await _run_fast(target, profile, req, parser, rng, limit_s)
     except (OSError, TimeoutError) as exc:
         res.error = res.error or type(exc).__name__
     mark_stream_end(parser, loop.time())
@@ -108,7 +108,7 @@ async def _run_fast(
     req: bytes,
     parser: SseParser,
     rng: random.Random,
-    limit: float,
+    limit_s: float,
 ) -> None:
     loop = asyncio.get_running_loop()
     res = parser.res
@@ -131,7 +131,7 @@ async def _run_fast(
             await asyncio.wait({closed}, timeout=profile.disconnect_after_s)
             if res.first_token_at is None:
                 drop()
-        async with asyncio.timeout(limit):
+        async with asyncio.timeout(limit_s):
             await closed
     finally:
         transport.close()
@@ -143,7 +143,7 @@ async def _run_slow(
     req: bytes,
     parser: SseParser,
     stop_at: float,
-    limit: float,
+    limit_s: float,
 ) -> None:
     loop = asyncio.get_running_loop()
     res = parser.res
@@ -153,10 +153,10 @@ async def _run_slow(
     except OSError:
         sock.close()
         raise
-    # A small limit keeps the client's own buffer small (it pauses reading at 2x limit);
-    # the response head of a stalled client must still fit.
-    limit = profile.read_chunk if profile.kind == "slow" else 4096
-    reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
+    # A small reader limit (bytes) keeps the client's own buffer small (it pauses
+    # reading at 2x limit); the response head of a stalled client must still fit.
+    reader_limit = profile.read_chunk if profile.kind == "slow" else 4096
+    reader, writer = await asyncio.open_connection(sock=sock, limit=reader_limit)
     try:
         writer.write(req)
         await writer.drain()
@@ -178,15 +178,16 @@ async def _run_slow(
             res.disconnected_at = loop.time()
             return
         pause = profile.read_chunk / profile.read_bytes_per_s
-        deadline = loop.time() + limit
-        while loop.time() < deadline:
-            data = await reader.read(profile.read_chunk)
-            if not data:
-                break
-            parser.feed(data, loop.time())
-            if loop.time() >= stop_at + _GRACE_S:
-                res.disconnected_at = loop.time()
-                break
-            await asyncio.sleep(pause)
+        # ``limit_s`` bounds the whole read, a read blocked on a silent server too.
+        async with asyncio.timeout(limit_s):
+            while True:
+                data = await reader.read(profile.read_chunk)
+                if not data:
+                    break
+                parser.feed(data, loop.time())
+                if loop.time() >= stop_at + _GRACE_S:
+                    res.disconnected_at = loop.time()
+                    break
+                await asyncio.sleep(pause)
     finally:
         writer.close()

@@ -7,7 +7,7 @@ number of streams and divides by the events relayed. The simulator's own work
 (building and serialising each chunk) is in both figures; their difference is
 what the metrics cost.
 
-Usage: ``python -m loadtest.relay_cpu [--streams 20] [--tokens 20000]``.
+Usage: ``python -m loadtest.relay_cpu [--streams 10] [--tokens 20000] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from .procs import free_port
 
@@ -91,12 +91,30 @@ async def main_async(streams: int, tokens: int, rounds: int) -> None:
     print(f"  metrics cost {on - off:+.2f} us/event ({(on / off - 1) * 100:+.1f}%)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--streams", type=int, default=10)
-    parser.add_argument("--tokens", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.relay_cpu`` command line (every option with its default)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.relay_cpu",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--streams", type=int, default=10, help="streams per measurement (one after another)"
+    )
+    parser.add_argument(
+        "--tokens", type=int, default=20_000, help="events per stream (simulator, unpaced)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measurements with metrics off and on, interleaved; the best of each is shown",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     started = time.perf_counter()
     asyncio.run(main_async(args.streams, args.tokens, args.rounds))
     print(f"({time.perf_counter() - started:.0f} s)")

@@ -6,7 +6,7 @@ import os
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 import psutil  # type: ignore[import-untyped]
@@ -53,31 +53,59 @@ def get_path(d: dict[str, Any] | None, *path: str) -> Any:
     return cur
 
 
+FLAT_KIB_PER_S: Final = 256.0
+"""An RSS slope at or under this (KiB/s) counts as flat: well under a MiB per
+minute, against the unbounded baseline's tens of MB/s."""
+
+
+def verdict(ok: bool | None) -> str:
+    """``met`` / ``missed``; ``n/a`` when the figure was not measured."""
+    return "n/a" if ok is None else ("met" if ok else "missed")
+
+
+def _le(v: Any, bound: float) -> bool | None:
+    return None if v is None else float(v) <= bound
+
+
+def _all(*oks: bool | None) -> bool | None:
+    return None if any(ok is None for ok in oks) else all(oks)
+
+
 def targets_table(result: dict[str, Any]) -> list[str]:
-    """The issue's targets next to what this run measured (goals, not assertions)."""
+    """The targets next to what this run measured and a verdict (goals, not assertions)."""
     cmp_ = result.get("comparison") or {}
     phases = result.get("phases", {})
     slow = phases.get("slow")
     gw = phases.get("gateway")
     bp = result.get("backpressure")
+    ttft50 = get_path(cmp_, "added_ttft_ms", "p50")
+    ttft99 = get_path(cmp_, "added_ttft_ms", "p99")
+    eps = get_path(gw, "process", "events_per_cpu_s")
+    lost, stalls = get_path(gw, "frames_lost"), get_path(gw, "normal", "stalls")
+    slope = get_path(slow, "rss_trend", "slope_kib_per_s")
+    sl_bp = get_path(bp, "sluice", "rss_trend", "slope_kib_per_s")
+    base_bp = get_path(bp, "baseline", "rss_trend", "slope_kib_per_s")
+    cancel99 = get_path(slow, "cancel", "latency_ms", "p99")
+    flat = f"flat (<= {FLAT_KIB_PER_S:g} KiB/s)"
+    growing = None if base_bp is None else float(base_bp) > FLAT_KIB_PER_S
     lines = [
-        "| target | goal | measured here |",
-        "|---|---|---|",
+        "| target | goal | measured here | verdict |",
+        "|---|---|---|---|",
         f"| added TTFT p50 / p99 (c={get_path(gw, 'concurrency')}; c=1 is in `make bench`) "
-        f"| <= 0.5 / 1 ms | {fmt(get_path(cmp_, 'added_ttft_ms', 'p50'), ' ms', 3)} / "
-        f"{fmt(get_path(cmp_, 'added_ttft_ms', 'p99'), ' ms', 3)} |",
-        f"| relayed events per gateway CPU-second | >= 40,000 "
-        f"| {fmt(get_path(gw, 'process', 'events_per_cpu_s'), '', 0)} |",
+        f"| <= 0.5 / 1 ms | {fmt(ttft50, ' ms', 3)} / {fmt(ttft99, ' ms', 3)} "
+        f"| {verdict(_all(_le(ttft50, 0.5), _le(ttft99, 1.0)))} |",
+        f"| relayed events per gateway CPU-second | >= 40,000 | {fmt(eps, '', 0)} "
+        f"| {verdict(None if eps is None else float(eps) >= 40_000)} |",
         f"| frames lost / gaps > 2x pace (gateway phase, normal clients) | 0 / 0 "
-        f"| {fmt(get_path(gw, 'frames_lost'))} / {fmt(get_path(gw, 'normal', 'stalls'))} |",
-        f"| RSS slope with slow + stalled clients | flat "
-        f"| {fmt(get_path(slow, 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} over "
-        f"{fmt(get_path(slow, 'rss_trend', 'window_s'), ' s', 0)} |",
-        f"| Sluice vs baseline RSS slope, stalled clients | flat vs growing "
-        f"| {fmt(get_path(bp, 'sluice', 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} vs "
-        f"{fmt(get_path(bp, 'baseline', 'rss_trend', 'slope_kib_per_s'), ' KiB/s')} |",
+        f"| {fmt(lost)} / {fmt(stalls)} | {verdict(_all(_le(lost, 0), _le(stalls, 0)))} |",
+        f"| RSS slope with slow + stalled clients | {flat} "
+        f"| {fmt(slope, ' KiB/s')} over {fmt(get_path(slow, 'rss_trend', 'window_s'), ' s', 0)} "
+        f"| {verdict(_le(slope, FLAT_KIB_PER_S))} |",
+        f"| Sluice vs baseline RSS slope, stalled clients | {flat} vs growing "
+        f"| {fmt(sl_bp, ' KiB/s')} vs {fmt(base_bp, ' KiB/s')} "
+        f"| {verdict(_all(_le(sl_bp, FLAT_KIB_PER_S), growing))} |",
         f"| client disconnect -> upstream close p99 | <= 10 ms "
-        f"| {fmt(get_path(slow, 'cancel', 'latency_ms', 'p99'), ' ms', 2)} |",
+        f"| {fmt(cancel99, ' ms', 2)} | {verdict(_le(cancel99, 10.0))} |",
     ]
     return lines
 

@@ -56,35 +56,101 @@ def slow_mix(sc: MockScenario) -> tuple[Profile, ...]:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m loadtest", description=__doc__.split("\n")[0])
-    p.add_argument("--mode", choices=("closed", "open"), default="closed")
-    p.add_argument("--concurrency", type=int, default=128, help="closed loop workers")
-    p.add_argument("--rate", type=float, default=50.0, help="open loop arrivals per second")
-    p.add_argument("--duration", type=float, default=20.0, help="direct and gateway phases, s")
-    p.add_argument("--requests", type=int, default=None, help="request budget per phase")
-    p.add_argument("--slow-duration", type=float, default=60.0)
-    p.add_argument("--slow-concurrency", type=int, default=256)
-    p.add_argument("--bp-duration", type=float, default=20.0)
-    p.add_argument("--bp-clients", type=int, default=16)
-    p.add_argument("--bp-rss-limit-mib", type=int, default=1024)
-    p.add_argument("--ttft-ms", type=float, default=50.0)
-    p.add_argument("--itl-ms", type=float, default=20.0)
-    p.add_argument("--tokens", type=int, default=100)
-    p.add_argument("--jitter-ms", type=float, default=0.0)
-    p.add_argument("--dialect", choices=("openai", "anthropic"), default="openai")
-    p.add_argument("--gateway-buffer-bytes", type=int, default=65536)
-    p.add_argument(
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest`` command line (every option with its default)."""
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest",
+        description=__doc__.split("\n")[0].replace("``", ""),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    a = p.add_argument
+    a(
+        "--mode",
+        choices=("closed", "open"),
+        default="closed",
+        help="closed: fixed concurrency, requests back to back; open: Poisson arrivals at --rate",
+    )
+    a("--concurrency", type=int, default=128, help="closed-loop workers (concurrent streams)")
+    a("--rate", type=float, default=50.0, help="open-loop arrivals per second")
+    a(
+        "--duration",
+        type=float,
+        default=20.0,
+        help="seconds new requests start in the direct and gateway phases",
+    )
+    a(
+        "--requests",
+        type=int,
+        default=None,
+        help="request budget per phase (None: bounded by --duration only)",
+    )
+    a(
+        "--slow-duration",
+        type=float,
+        default=60.0,
+        help="seconds of the slow-client phase (slow, stalled, disconnecting clients)",
+    )
+    a("--slow-concurrency", type=int, default=256, help="clients in the slow-client phase")
+    a(
+        "--bp-duration",
+        type=float,
+        default=20.0,
+        help="seconds of the backpressure proof (baseline relay vs Sluice)",
+    )
+    a(
+        "--bp-clients",
+        type=int,
+        default=16,
+        help="stalled clients on each relay in the backpressure proof",
+    )
+    a(
+        "--bp-rss-limit-mib",
+        type=int,
+        default=1024,
+        help="stop the unbounded baseline relay once its RSS passes this many MiB",
+    )
+    a("--ttft-ms", type=float, default=50.0, help="mock upstream time to first token, ms")
+    a("--itl-ms", type=float, default=20.0, help="mock upstream gap between tokens, ms")
+    a("--tokens", type=int, default=100, help="content events (tokens) per mock stream")
+    a(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        help="uniform jitter added to each token's deadline, +/- ms",
+    )
+    a(
+        "--dialect",
+        choices=("openai", "anthropic"),
+        default="openai",
+        help="API the clients speak (OpenAI Chat Completions or Anthropic Messages)",
+    )
+    a(
+        "--gateway-buffer-bytes",
+        type=int,
+        default=65536,
+        help="the gateway's per-connection bound ([stream] downstream_buffer_bytes), bytes",
+    )
+    a(
         "--gateway-src",
         type=Path,
         default=None,
-        help="directory holding the gateway package to run (default: this checkout)",
+        help="directory holding the gateway package to run (None: this checkout)",
     )
-    p.add_argument("--no-gateway", action="store_true", help="direct phase only")
-    p.add_argument("--no-baseline", action="store_true", help="skip the backpressure proof")
-    p.add_argument("--quick", action="store_true", help="a few seconds per phase (smoke)")
-    p.add_argument("--out", type=Path, default=None, help="results directory")
-    p.add_argument("--seed", type=int, default=1)
+    a("--no-gateway", action="store_true", help="direct phase only")
+    a("--no-baseline", action="store_true", help="skip the backpressure proof")
+    a("--quick", action="store_true", help="a few seconds per phase (smoke test)")
+    a(
+        "--out",
+        type=Path,
+        default=None,
+        help="results directory (None: loadtest/results/<timestamp>)",
+    )
+    a("--seed", type=int, default=1, help="seed of the load generator's random choices")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.slow_duration, args.bp_duration = 2.0, 3.0, 2.0

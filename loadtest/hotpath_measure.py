@@ -1,0 +1,220 @@
+"""One measured phase of the hot-path benchmark: load on one target while the
+CPU time of the relay, the mock upstream and this load generator is read
+around it, and the mock's records are joined to the clients' disconnects.
+
+CPU is psutil ``cpu_times()`` user + system of each process (not its
+children), read right before the first request and right after the last
+stream ends; ``events`` are the content events the clients received (the
+relayed tokens; role, usage and ``[DONE]`` events are relayed too but not
+counted, the same for every target).
+
+A closed-loop phase ramps up, holds its concurrency, then drains as the last
+streams finish. Utilisation and events/s are therefore also taken over a
+steady window (from the end of the ramp to the time new streams stop
+starting): CPU read at both ends, events counted from each token's arrival
+time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psutil  # type: ignore[import-untyped]
+
+from loadtest import procs
+from loadtest.driver import LoadSpec, PhaseRun, run_phase
+from loadtest.profiles import Target
+from loadtest.sampler import cpu_seconds, fetch_records, reset_records
+from loadtest.sse_client import StreamResult
+from loadtest.stats import cancel_latency
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """One stream of load in a phase: ``spec`` starts ``delay_s`` after the phase
+    does (its ``duration_s`` counts from then); ``label`` prefixes client ids."""
+
+    label: str
+    spec: LoadSpec
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    """One target through one scenario, one repetition.
+
+    ``concurrency`` is the main load's streams. Times are seconds, CPU is
+    CPU-seconds over the phase. ``relay_cpu_s`` is ``None`` for ``direct`` (no
+    relay). ``steady_*`` cover the steady window (``steady_s`` long; ``None``
+    when the phase has none, e.g. a single stream). ``ttft_s`` holds the TTFT of every
+    stream of the main load (not the disconnecting clients); ``cancel_ms`` is
+    :func:`loadtest.stats.cancel_latency`'s percentiles (ms) of client
+    disconnect -> the mock saw the connection close, or ``None`` when there
+    were none.
+    """
+
+    scenario: str
+    target: str
+    rep: int
+    concurrency: int
+    wall_s: float
+    requests: int
+    events: int
+    errors: int
+    relay_cpu_s: float | None
+    mock_cpu_s: float
+    client_cpu_s: float
+    steady_s: float | None
+    steady_events: int | None
+    steady_relay_cpu_s: float | None
+    ttft_s: tuple[float, ...]
+    cancel_ms: dict[str, float] | None
+    cancel_not_closed: int
+    cancel_unmatched: int
+
+    @property
+    def events_per_s(self) -> float:
+        """Steady-window events/s when there is one, else over the whole phase."""
+        if self.steady_s and self.steady_events is not None:
+            return self.steady_events / self.steady_s
+        return self.events / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def cpu_per_1k_events_ms(self) -> float | None:
+        """Relay CPU milliseconds per 1,000 relayed events."""
+        if self.relay_cpu_s is None or self.events == 0:
+            return None
+        return self.relay_cpu_s / self.events * 1e6
+
+    @property
+    def events_per_cpu_s(self) -> float | None:
+        if not self.relay_cpu_s:
+            return None
+        return self.events / self.relay_cpu_s
+
+    @property
+    def cpu_util(self) -> float | None:
+        """Relay CPU utilisation, cores (1.0 = one core busy all phase)."""
+        if self.steady_s and self.steady_relay_cpu_s is not None:
+            return self.steady_relay_cpu_s / self.steady_s
+        if self.relay_cpu_s is None or self.wall_s <= 0:
+            return None
+        return self.relay_cpu_s / self.wall_s
+
+    def ttft_ms(self, q: float) -> float | None:
+        """The ``q``-th percentile of TTFT, ms (numpy's linear interpolation)."""
+        if not self.ttft_s:
+            return None
+        return float(np.percentile(np.asarray(self.ttft_s), q) * 1000.0)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: the raw fields (TTFTs in ms) and the derived figures."""
+        return {
+            "scenario": self.scenario,
+            "target": self.target,
+            "rep": self.rep,
+            "concurrency": self.concurrency,
+            "wall_s": self.wall_s,
+            "steady_s": self.steady_s,
+            "steady_events": self.steady_events,
+            "steady_relay_cpu_s": self.steady_relay_cpu_s,
+            "requests": self.requests,
+            "events": self.events,
+            "errors": self.errors,
+            "events_per_s": self.events_per_s,
+            "relay_cpu_s": self.relay_cpu_s,
+            "cpu_per_1k_events_ms": self.cpu_per_1k_events_ms,
+            "events_per_cpu_s": self.events_per_cpu_s,
+            "cpu_util": self.cpu_util,
+            "mock_cpu_util": self.mock_cpu_s / self.wall_s if self.wall_s else None,
+            "client_cpu_util": self.client_cpu_s / self.wall_s if self.wall_s else None,
+            "ttft_p50_ms": self.ttft_ms(50),
+            "ttft_p99_ms": self.ttft_ms(99),
+            "cancel_ms": self.cancel_ms,
+            "cancel_not_closed": self.cancel_not_closed,
+            "cancel_unmatched": self.cancel_unmatched,
+            "ttft_ms": [t * 1000.0 for t in self.ttft_s],
+        }
+
+
+async def _delayed(target: Target, load: Load) -> PhaseRun:
+    if load.delay_s > 0:
+        await asyncio.sleep(load.delay_s)
+    return await run_phase(target, load.spec, load.label)
+
+
+def _cpu(p: psutil.Process | None) -> float:
+    return cpu_seconds(p) if p is not None else 0.0
+
+
+async def _cpu_at(p: psutil.Process | None, at: float) -> float:
+    """``p``'s CPU seconds at loop time ``at``."""
+    await asyncio.sleep(max(at - asyncio.get_running_loop().time(), 0.0))
+    return _cpu(p)
+
+
+def events_between(results: Iterable[StreamResult], lo: float, hi: float) -> int:
+    """Content events that arrived in ``[lo, hi)`` (loop time), over ``results``."""
+    n = 0
+    for r in results:
+        if r.first_token_at is None:
+            continue
+        times = r.first_token_at + np.concatenate(([0.0], np.cumsum(r.gaps)))
+        n += int(np.count_nonzero((times >= lo) & (times < hi)))
+    return n
+
+
+async def measure(
+    scenario: str,
+    rep: int,
+    target: Target,
+    loads: Sequence[Load],
+    mock: procs.Managed,
+    relay: procs.Managed | None,
+    steady: tuple[float, float] | None = None,
+) -> PhaseResult:
+    """Run ``loads`` (the first is the main load) at once against ``target``;
+    ``steady`` is the steady window, seconds from the start of the phase."""
+    await reset_records(mock.url)
+    watched = [psutil.Process(relay.pid) if relay else None, psutil.Process(mock.pid)]
+    watched.append(psutil.Process())
+    loop = asyncio.get_running_loop()
+    before = [_cpu(p) for p in watched]
+    t0 = loop.time()
+    window = (t0 + steady[0], t0 + steady[1]) if steady and steady[1] > steady[0] else None
+    marks = [asyncio.ensure_future(_cpu_at(watched[0], t)) for t in window or ()]
+    runs = await asyncio.gather(*(_delayed(target, load) for load in loads))
+    wall = loop.time() - t0
+    cpu_marks = [await m for m in marks]
+    relay_cpu, mock_cpu, client_cpu = (_cpu(p) - b for p, b in zip(watched, before, strict=True))
+    results = [r for run in runs for r in run.results]
+    disconnected = [r for r in results if r.disconnected_at is not None]
+    cancel: dict[str, Any] = {"latency_ms": None, "not_closed": 0, "unmatched": 0}
+    if disconnected:
+        cancel = cancel_latency(disconnected, await fetch_records(mock.url))
+    main = runs[0].results
+    has_steady = window is not None and relay is not None
+    return PhaseResult(
+        scenario=scenario,
+        target=target.name,
+        rep=rep,
+        concurrency=loads[0].spec.concurrency,
+        wall_s=wall,
+        requests=len(results),
+        events=sum(r.tokens for r in results),
+        errors=sum(1 for r in results if r.error and r.disconnected_at is None),
+        relay_cpu_s=relay_cpu if relay is not None else None,
+        mock_cpu_s=mock_cpu,
+        client_cpu_s=client_cpu,
+        steady_s=window[1] - window[0] if window else None,
+        steady_events=events_between(results, *window) if window else None,
+        steady_relay_cpu_s=cpu_marks[1] - cpu_marks[0] if has_steady else None,
+        ttft_s=tuple(r.ttft for r in main if r.ttft is not None),
+        cancel_ms=cancel["latency_ms"],
+        cancel_not_closed=int(cancel["not_closed"]),
+        cancel_unmatched=int(cancel["unmatched"]),
+    )

@@ -1,0 +1,354 @@
+"""The hot-path benchmark's figures: one row per figure with Sluice, the floor,
+their ratio, the target and a verdict; the saturation summary; Markdown and JSON.
+
+A figure's value per repetition comes from that repetition's phase (and, for
+added TTFT, the same repetition's ``direct`` phase); a row shows the median
+over repetitions and the spread ``[min, max]``. Verdicts compare the median
+(or the ratio of medians) with the target; they are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import orjson
+
+from loadtest.hotpath_measure import PhaseResult
+
+Value = Callable[[PhaseResult, PhaseResult | None], float | None]
+PACED: Final = ("paced200", "paced500")
+SATURATED_UTIL: Final = 0.9
+"""A relay at or above this many cores is saturated (it runs one event loop)."""
+SATURATED_SHARE: Final = 0.95
+"""A relay delivering less than this share of direct's events/s falls short."""
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    """``op bound`` on Sluice's median, or on Sluice / floor when ``relative``."""
+
+    op: Literal["<=", ">="]
+    bound: float
+    relative: bool = False
+    unit: str = ""
+
+    def text(self) -> str:
+        return (
+            f"{self.op} {self.bound:g}x floor"
+            if self.relative
+            else f"{self.op} {self.bound:g}{self.unit}"
+        )
+
+    def met(self, sluice: float | None, ratio: float | None) -> bool | None:
+        v = ratio if self.relative else sluice
+        if v is None:
+            return None
+        return v <= self.bound if self.op == "<=" else v >= self.bound
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    key: str
+    label: str
+    unit: str
+    value: Value
+    scenarios: tuple[str, ...]
+    digits: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """Median and spread of one figure over repetitions."""
+
+    median: float
+    lo: float
+    hi: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> Stat | None:
+        vs = [v for v in values if v is not None]
+        if not vs:
+            return None
+        return cls(statistics.median(vs), min(vs), max(vs), len(vs))
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    scenario: str
+    key: str
+    figure: str
+    unit: str
+    digits: int
+    sluice: Stat | None
+    floor: Stat | None
+    ratio: float | None
+    target: str
+    verdict: str
+    """``met`` / ``missed`` against ``target``; ``n/a`` when a value is missing;
+    ``report`` for figures without a target."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _added(q: float) -> Value:
+    def value(r: PhaseResult, d: PhaseResult | None) -> float | None:
+        a, b = r.ttft_ms(q), d.ttft_ms(q) if d else None
+        return None if a is None or b is None else a - b
+
+    return value
+
+
+def _cancel(p: str) -> Value:
+    return lambda r, _d: (r.cancel_ms or {}).get(p)
+
+
+def _share(r: PhaseResult, d: PhaseResult | None) -> float | None:
+    return r.events_per_s / d.events_per_s if d and d.events_per_s else None
+
+
+def _one_core(r: PhaseResult, _d: PhaseResult | None) -> float | None:
+    return r.concurrency / r.cpu_util if r.cpu_util else None
+
+
+ALL: Final = ("paced200", "paced500", "firehose", "ttft_c1")
+FIGURES: Final[tuple[Figure, ...]] = (
+    Figure(
+        "cpu_per_1k",
+        "relay CPU per 1,000 events",
+        " ms",
+        lambda r, _d: r.cpu_per_1k_events_ms,
+        ("paced200", "paced500", "firehose"),
+        1,
+    ),
+    Figure("cpu_util", "relay CPU utilisation", " cores", lambda r, _d: r.cpu_util, ALL[:3]),
+    Figure("events_per_s", "events/s delivered", "", lambda r, _d: r.events_per_s, ALL[:3], 0),
+    Figure("share_of_direct", "events/s over direct's", "x", _share, PACED, 3),
+    Figure(
+        "events_per_cpu_s",
+        "events per relay CPU-second",
+        "",
+        lambda r, _d: r.events_per_cpu_s,
+        ("firehose",),
+        0,
+    ),
+    Figure("one_core_streams", "streams at one core (est.)", "", _one_core, PACED, 0),
+    Figure("added_ttft_p50", "added TTFT p50", " ms", _added(50), (*PACED, "ttft_c1"), 3),
+    Figure("added_ttft_p99", "added TTFT p99", " ms", _added(99), (*PACED, "ttft_c1"), 3),
+    Figure("cancel_p50", "disconnect -> upstream closed p50", " ms", _cancel("p50"), PACED),
+    Figure("cancel_p99", "disconnect -> upstream closed p99", " ms", _cancel("p99"), PACED),
+    Figure(
+        "cancel_not_closed",
+        "disconnects whose upstream stayed open",
+        "",
+        lambda r, _d: float(r.cancel_not_closed),
+        PACED,
+        0,
+    ),
+    Figure("errors", "client errors", "", lambda r, _d: float(r.errors), ALL, 0),
+)
+GOALS: Final[dict[tuple[str, str], Goal]] = {
+    ("paced200", "cpu_per_1k"): Goal("<=", 1.3, relative=True),
+    ("paced200", "added_ttft_p99"): Goal("<=", 5.0, unit=" ms"),
+    ("paced200", "cancel_p99"): Goal("<=", 10.0, unit=" ms"),
+    ("firehose", "events_per_cpu_s"): Goal(">=", 0.7, relative=True),
+    ("ttft_c1", "added_ttft_p50"): Goal("<=", 0.5, unit=" ms"),
+}
+
+
+def _by(phases: list[PhaseResult]) -> dict[tuple[str, str, int], PhaseResult]:
+    return {(p.scenario, p.target, p.rep): p for p in phases}
+
+
+def _stat(
+    fig: Figure, sc: str, target: str, phases: list[PhaseResult], idx: dict[Any, PhaseResult]
+) -> Stat | None:
+    reps = sorted({p.rep for p in phases if p.scenario == sc and p.target == target})
+    return Stat.of(fig.value(idx[(sc, target, rep)], idx.get((sc, "direct", rep))) for rep in reps)
+
+
+def build_rows(phases: list[PhaseResult]) -> list[Row]:
+    """Every figure of every scenario that ran, in scenario order."""
+    idx = _by(phases)
+    ran = [sc for sc in ALL if any(p.scenario == sc for p in phases)]
+    rows: list[Row] = []
+    for sc in ran:
+        for fig in FIGURES:
+            if sc not in fig.scenarios:
+                continue
+            s, f = _stat(fig, sc, "sluice", phases, idx), _stat(fig, sc, "floor", phases, idx)
+            ratio = s.median / f.median if s and f and f.median > 0 and s.median >= 0 else None
+            goal = GOALS.get((sc, fig.key))
+            if goal is None:
+                target, verdict = "report only", "report"
+            else:
+                met = goal.met(s.median if s else None, ratio)
+                target = goal.text()
+                verdict = "n/a" if met is None else ("met" if met else "missed")
+            rows.append(
+                Row(sc, fig.key, fig.label, fig.unit, fig.digits, s, f, ratio, target, verdict)
+            )
+    return rows
+
+
+def saturation(phases: list[PhaseResult], offered: dict[str, float]) -> dict[str, Any]:
+    """Per relay and paced scenario: CPU cores, share of direct's events/s, and
+    whether it saturated (>= 0.9 cores, or < 95% of direct's events/s)."""
+    idx = _by(phases)
+    out: dict[str, Any] = {}
+    for relay in ("floor", "sluice"):
+        per: dict[str, Any] = {}
+        for sc in PACED:
+            reps = sorted({p.rep for p in phases if p.scenario == sc and p.target == relay})
+            if not reps:
+                continue
+            util = Stat.of(idx[(sc, relay, r)].cpu_util for r in reps)
+            share = Stat.of(_share(idx[(sc, relay, r)], idx.get((sc, "direct", r))) for r in reps)
+            eps = Stat.of(idx[(sc, relay, r)].events_per_s for r in reps)
+            sat = bool(
+                (util and util.median >= SATURATED_UTIL)
+                or (share and share.median < SATURATED_SHARE)
+            )
+            per[sc] = {
+                "cpu_util": util.median if util else None,
+                "share_of_direct": share.median if share else None,
+                "events_per_s": eps.median if eps else None,
+                "offered_events_per_s": offered.get(sc),
+                "saturated": sat,
+            }
+        out[relay] = per
+    return out
+
+
+def _v(s: Stat | dict[str, Any] | None, digits: int) -> str:
+    if s is None:
+        return "n/a"
+    d = s if isinstance(s, dict) else asdict(s)
+    med = f"{d['median']:,.{digits}f}"
+    if d["n"] < 2:
+        return med
+    return f"{med} [{d['lo']:,.{digits}f}, {d['hi']:,.{digits}f}]"
+
+
+def render_table(result: dict[str, Any]) -> str:
+    """The rows as a Markdown table (also what ``python -m loadtest.hotpath`` prints)."""
+    lines = [
+        "| scenario | figure | Sluice | floor | ratio | target | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        unit = r["unit"].strip()
+        lines.append(
+            f"| {r['scenario']} | {r['figure']}{', ' + unit if unit else ''} "
+            f"| {_v(r['sluice'], r['digits'])} | {_v(r['floor'], r['digits'])} | {ratio} "
+            f"| {r['target']} | {r['verdict']} |"
+        )
+    return "\n".join(lines)
+
+
+def _saturation_lines(result: dict[str, Any]) -> list[str]:
+    """One line per relay: state per paced scenario, and where one core would be reached."""
+    one_core = {r["scenario"]: r for r in result["rows"] if r["key"] == "one_core_streams"}
+    out: list[str] = []
+    for relay, per in result.get("saturation", {}).items():
+        parts = []
+        for sc, s in per.items():
+            util = "n/a" if s["cpu_util"] is None else f"{s['cpu_util']:.2f} cores"
+            share = "n/a" if s["share_of_direct"] is None else f"{s['share_of_direct']:.0%}"
+            eps = "n/a" if s["events_per_s"] is None else f"{s['events_per_s']:,.0f}"
+            offered = s.get("offered_events_per_s") or 0.0
+            state = "saturated" if s["saturated"] else "not saturated"
+            parts.append(
+                f"{sc}: {state} ({util}; {eps} of {offered:,.0f} offered events/s, "
+                f"{share} of direct's)"
+            )
+        est = (one_core.get("paced200") or {}).get(relay)
+        if est:
+            parts.append(f"one core at ~{est['median']:,.0f} streams (paced200 estimate)")
+        if parts:
+            out.append(f"- {relay}: " + "; ".join(parts))
+    return out
+
+
+def _phase_lines(result: dict[str, Any]) -> list[str]:
+    """Every measured phase, in run order: where each process spent its CPU."""
+
+    def f(v: float | None, digits: int = 2) -> str:
+        return "n/a" if v is None else f"{v:,.{digits}f}"
+
+    lines = [
+        "| rep | scenario | target | wall s | events | events/s | CPU cores relay / mock / "
+        "load generator | TTFT p50 / p99 ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in result["phases"]:
+        lines.append(
+            f"| {p['rep'] + 1} | {p['scenario']} | {p['target']} | {f(p['wall_s'], 1)} "
+            f"| {p['events']:,} | {f(p['events_per_s'], 0)} | {f(p['cpu_util'])} / "
+            f"{f(p['mock_cpu_util'])} / {f(p['client_cpu_util'])} "
+            f"| {f(p['ttft_p50_ms'])} / {f(p['ttft_p99_ms'])} | {p['errors']} |"
+        )
+    return lines
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    meta = result["meta"]
+    m = meta["machine"]
+    scs = [f"- `{name}`: {s['description']}" for name, s in result["scenarios"].items()]
+    out = [
+        "# Sluice hot path vs the floor relay",
+        "",
+        f"{meta['started']}, {meta['elapsed_s']:.0f} s in all; "
+        f"{m['cpus']} CPUs ({m['cpu_model']}), "
+        f"{m['os']}, Python {m['python']}, aiohttp {m['aiohttp']}. Gateway from "
+        f"`{meta['gateway_src']}`. Mock upstream, relays and load generator share the "
+        f"machine; its 1-minute load average went {meta['loadavg_1m_start_end'][0]:.2f} -> "
+        f"{meta['loadavg_1m_start_end'][1]:.2f}. Arguments: `{meta['args']}`.",
+        "",
+        "Scenarios:",
+        "",
+        *scs,
+        "",
+        "The floor is `loadtest/floor_relay.py`: one aiohttp ClientSession upstream, "
+        "write + drain per SSE event, handler cancellation, nothing else. "
+        "Each cell: median over repetitions [min, max]. Ratio = Sluice / floor (medians). "
+        "Added TTFT = relay percentile minus direct's, same repetition. Figures are "
+        "reported against the targets, never asserted.",
+        "",
+        render_table(result),
+        "",
+        "## Saturation",
+        "",
+        f"Saturated: >= {SATURATED_UTIL} cores, or under {SATURATED_SHARE:.0%} of the events/s "
+        "the same load got straight from the mock. `streams at one core (est.)` = "
+        "streams / relay CPU utilisation.",
+        "",
+        *_saturation_lines(result),
+        "",
+        "## Phases",
+        "",
+        "Relay cores and events/s over the steady window where there is one; mock and "
+        "load-generator cores over the whole phase. A busy load generator or mock, or "
+        "other work on the machine, limits what any relay can show.",
+        "",
+        *_phase_lines(result),
+        "",
+    ]
+    for plot in result.get("plots", []):
+        out += [f"![{Path(plot).stem}]({Path(plot).name})", ""]
+    return "\n".join(out)
+
+
+def write_hotpath(result: dict[str, Any], out: Path) -> Path:
+    """``hotpath.json`` and ``hotpath.md`` in ``out``; returns the Markdown path."""
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    (out / "hotpath.json").write_bytes(orjson.dumps(result, option=opts, default=str))
+    path = out / "hotpath.md"
+    path.write_text(render_markdown(result))
+    return path

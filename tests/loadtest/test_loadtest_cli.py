@@ -1,0 +1,30 @@
+"""Every load-test command documents every option and shows its default."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import pytest
+
+from loadtest import bench, floor_relay, hotpath, relay_cpu, runner
+
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "loadtest": runner.build_parser,
+    "loadtest.bench": bench.build_parser,
+    "loadtest.relay_cpu": relay_cpu.build_parser,
+    "loadtest.hotpath": hotpath.build_parser,
+    "loadtest.floor_relay": floor_relay.build_parser,
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_every_option_has_a_description_and_its_default(name: str) -> None:
+    parser = PARSERS[name]()
+    assert parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter
+    options = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    assert options
+    for action in options:
+        assert action.help and action.help.strip(), f"{name} {action.option_strings}"
+    text = parser.format_help()
+    assert text.count("(default:") == len(options), text

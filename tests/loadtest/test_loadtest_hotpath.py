@@ -1,0 +1,42 @@
+"""The hot-path benchmark in its ``--quick`` form: mock, floor relay and gateway
+as subprocesses, every scenario once, the report complete and computed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from loadtest.hotpath import SCENARIOS, parse_args, run
+from loadtest.hotpath_report import FIGURES, GOALS
+
+
+def _finite(stat: dict[str, Any] | None) -> bool:
+    return stat is not None and all(math.isfinite(stat[k]) for k in ("median", "lo", "hi"))
+
+
+async def test_quick_hotpath_report(tmp_path: Path) -> None:
+    report = await run(parse_args(["--quick", "--out", str(tmp_path)]))
+    assert report == tmp_path / "hotpath.md"
+    result: dict[str, Any] = json.loads((tmp_path / "hotpath.json").read_text())
+    rows = {(r["scenario"], r["key"]): r for r in result["rows"]}
+    expected = {(sc, f.key) for f in FIGURES for sc in f.scenarios if sc in SCENARIOS}
+    assert set(rows) == expected
+    for key, row in rows.items():
+        assert _finite(row["sluice"]), key
+        assert _finite(row["floor"]), key
+        assert row["ratio"] is None or math.isfinite(row["ratio"]), key
+        if key in GOALS:
+            assert row["verdict"] in ("met", "missed"), key
+        else:
+            assert row["verdict"] == "report", key
+    for sc in ("paced200", "ttft_c1"):  # every client got its whole stream
+        assert rows[(sc, "errors")]["sluice"]["median"] == 0
+        assert rows[(sc, "errors")]["floor"]["median"] == 0
+    assert set(result["saturation"]) == {"floor", "sluice"}
+    text = report.read_text()
+    assert "| paced200 | relay CPU per 1,000 events, ms |" in text
+    assert "- `paced200`: 20 concurrent streams" in text
+    assert (tmp_path / "hotpath_cpu.png").stat().st_size > 0
+    assert (tmp_path / "hotpath_ttft.png").stat().st_size > 0

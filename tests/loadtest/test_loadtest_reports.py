@@ -1,0 +1,112 @@
+"""Verdicts in the reports: each target row says met or missed, from the figure."""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+from loadtest.bench_report import targets_rows
+from loadtest.hotpath_measure import PhaseResult, events_between
+from loadtest.hotpath_report import build_rows
+from loadtest.report import targets_table
+from loadtest.sse_client import StreamResult
+
+
+def _row(lines: list[str], start: str) -> list[str]:
+    line = next(x for x in lines if x.startswith(start))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_loadtest_targets_have_verdicts() -> None:
+    result: dict[str, Any] = {
+        "comparison": {"added_ttft_ms": {"p50": 0.4, "p99": 3.0}},
+        "phases": {
+            "gateway": {
+                "concurrency": 128,
+                "process": {"events_per_cpu_s": 52_000.0},
+                "frames_lost": 0,
+                "normal": {"stalls": 0},
+            },
+            "slow": {
+                "rss_trend": {"slope_kib_per_s": 12.0, "window_s": 55.0},
+                "cancel": {"latency_ms": {"p99": 25.0}},
+            },
+        },
+    }
+    lines = targets_table(result)
+    assert lines[0] == "| target | goal | measured here | verdict |"
+    assert _row(lines, "| added TTFT")[-1] == "missed"  # p99 3 ms > 1 ms
+    assert _row(lines, "| relayed events")[-1] == "met"
+    assert _row(lines, "| frames lost")[-1] == "met"
+    assert _row(lines, "| RSS slope")[-1] == "met"
+    assert _row(lines, "| Sluice vs baseline")[-1] == "n/a"  # no backpressure proof run
+    assert _row(lines, "| client disconnect")[-1] == "missed"
+
+
+def test_bench_targets_have_verdicts() -> None:
+    def pair(c: int, lost: int) -> dict[str, Any]:
+        return {"concurrency": c, "gateway": {"frames_lost": lost, "normal": {"stalls": 0}}}
+
+    result: dict[str, Any] = {
+        "ttft_c1": {"comparison": {"added_ttft_ms": {"p50": 0.3, "p99": 0.9}}},
+        "latency": [pair(1, 0), pair(512, 3)],
+        "throughput": {"gateway_events_per_cpu_s": 39_000.0},
+        "cancel": {"gateway": {"latency_ms": {"p99": 4.0}}},
+    }
+    lines = targets_rows(result)
+    assert _row(lines, "| added TTFT")[-1] == "met"
+    assert _row(lines, "| relayed events")[-1] == "missed"
+    assert _row(lines, "| frames lost")[-1] == "missed"
+    assert "c=512: 3 / 0" in _row(lines, "| frames lost")[2]
+    assert _row(lines, "| client disconnect")[-1] == "met"
+
+
+def _phase(target: str, cpu_s: float | None, ttft_ms: float, rep: int = 0) -> PhaseResult:
+    return PhaseResult(
+        scenario="paced200",
+        target=target,
+        rep=rep,
+        concurrency=200,
+        wall_s=10.0,
+        requests=1000,
+        events=100_000,
+        errors=0,
+        relay_cpu_s=cpu_s,
+        mock_cpu_s=3.0,
+        client_cpu_s=3.0,
+        steady_s=None,
+        steady_events=None,
+        steady_relay_cpu_s=None,
+        ttft_s=(ttft_ms / 1000.0,) * 10,
+        cancel_ms={"p50": 1.0, "p99": 2.0} if cpu_s is not None else None,
+        cancel_not_closed=0,
+        cancel_unmatched=0,
+    )
+
+
+def test_hotpath_rows_ratio_and_verdicts() -> None:
+    phases = []
+    for rep, (floor_cpu, sluice_cpu) in enumerate(((4.0, 5.0), (4.0, 6.0), (4.0, 5.5))):
+        phases += [
+            _phase("direct", None, 20.0, rep),
+            _phase("floor", floor_cpu, 21.0, rep),
+            _phase("sluice", sluice_cpu, 27.0, rep),
+        ]
+    rows = {r.key: r for r in build_rows(phases)}
+    cpu = rows["cpu_per_1k"]
+    assert cpu.sluice is not None and cpu.floor is not None
+    assert (cpu.sluice.median, cpu.sluice.lo, cpu.sluice.hi) == (55.0, 50.0, 60.0)  # ms / 1k
+    assert cpu.ratio == 55.0 / 40.0
+    assert cpu.verdict == "missed"  # 1.375x > 1.3x
+    ttft = rows["added_ttft_p99"]
+    assert ttft.sluice is not None and abs(ttft.sluice.median - 7.0) < 1e-9
+    assert ttft.verdict == "missed"  # 7 ms > 5 ms
+    assert rows["cancel_p99"].verdict == "met"
+    assert rows["cpu_util"].verdict == "report"
+
+
+def test_events_between_counts_token_arrivals_in_the_window() -> None:
+    r = StreamResult("c", "normal", "openai", 4, 0.1, start=0.0)
+    r.first_token_at, r.gaps, r.tokens = 1.0, array("d", [0.1, 0.1, 0.1]), 4  # 1.0 ... 1.3
+    assert events_between([r], 1.05, 1.25) == 2
+    assert events_between([r], 0.0, 10.0) == 4
