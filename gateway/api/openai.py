@@ -22,9 +22,7 @@ CHAT_ROUTE = "/v1/chat/completions"
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Create a chat completion, streamed (SSE) or as one JSON object."""
     settings = request.app[SETTINGS]
-    body = await read_json_object(
-        request, settings.server.max_body_bytes, settings.server.body_timeout_s
-    )
+    body = await read_json_object(request, settings.server)
     chat = parse_chat_request(body)
     call = ChatCall(
         client="openai",
