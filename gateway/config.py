@@ -8,8 +8,10 @@ Shape (every key optional except each model's ``name`` and ``provider``)::
 
 Unknown keys are errors, so a typo never silently falls back to a default.
 Without a file, :func:`default_settings` serves one simulator model, ``sim``.
-Errors: :class:`ConfigError`, whose message names every bad key as a dotted
-path (``models[1].itl_ms: Input should be greater than or equal to 0``).
+Errors: :class:`ConfigError`, whose message has one ``path: message`` per
+mistake, the path dotted as in the file (``models[1].itl_ms: Input should be
+greater than or equal to 0``; ``models[0].itl_msx: unknown key; did you mean
+'itl_ms'?``); see :mod:`gateway.config_errors`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,20 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from .config_errors import CROSS_CHECK, describe
 
 
 class ConfigError(Exception):
-    """The configuration file is missing, not TOML, or fails validation."""
+    """The configuration file is missing, not TOML, or fails validation.
+
+    ``errors`` holds one ``path: message`` line per mistake (validation only).
+    """
+
+    def __init__(self, message: str, errors: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class _Section(BaseModel):
@@ -155,16 +167,25 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:
-        names = [m.name for m in self.models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate model names: {', '.join(dupes)}")
+        problems: list[tuple[str, str]] = []
+        first: dict[str, int] = {}
+        for i, m in enumerate(self.models):
+            if m.name in first:
+                problems.append(
+                    (f"models[{i}].name", f"duplicate model name {m.name!r} "
+                     f"(models[{first[m.name]}] has it too)")
+                )  # fmt: skip
+            first.setdefault(m.name, i)
         for i, m in enumerate(self.models):
             for fallback in m.fallbacks:
-                if fallback not in names or fallback == m.name:
-                    raise ValueError(
-                        f"models[{i}].fallbacks: {fallback!r} is not another configured model"
+                if fallback not in first or fallback == m.name:
+                    problems.append(
+                        (f"models[{i}].fallbacks", f"{fallback!r} is not another configured model")
                     )
+        if problems:
+            raise PydanticCustomError(
+                CROSS_CHECK, "; ".join(f"{p}: {m}" for p, m in problems), {"problems": problems}
+            )
         return self
 
     def stream_for(self, model: ModelSettings) -> StreamSettings:
@@ -185,19 +206,12 @@ def default_settings() -> Settings:
     return Settings(models=(SimModel(name="sim", provider="sim"),))
 
 
-def _format_errors(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        path = ""
-        for part in e["loc"]:
-            if isinstance(part, int):
-                path += f"[{part}]"
-            elif part in ("sim", "openai", "anthropic"):
-                continue  # the discriminator tag pydantic inserts, not a key
-            else:
-                path += f".{part}" if path else str(part)
-        lines.append(f"{path or '<root>'}: {e['msg']}")
-    return "; ".join(lines)
+_PROVIDERS: dict[str, type[BaseModel]] = {
+    "openai": OpenAIModel,
+    "anthropic": AnthropicModel,
+    "sim": SimModel,
+}
+"""``provider`` values, in the order error messages list them."""
 
 
 def parse_settings(data: dict[str, object]) -> Settings:
@@ -205,7 +219,8 @@ def parse_settings(data: dict[str, object]) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"invalid configuration: {_format_errors(err)}") from None
+        lines = tuple(describe(err, Settings, _PROVIDERS))
+        raise ConfigError(f"invalid configuration: {'; '.join(lines)}", lines) from None
 
 
 def load_settings(path: Path | str | None) -> Settings:

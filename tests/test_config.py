@@ -65,7 +65,7 @@ ttft_ms = 10
         ('[[models]]\nname="s"\nprovider="openai"\nttft_ms=5', "models[0].ttft_ms"),
         ('[[models]]\nname="s"\nprovider="bogus"', "models[0]"),
         ('[[models]]\nname="a"\nprovider="sim"\n[[models]]\nname="a"\nprovider="sim"',
-         "duplicate model names: a"),
+         "models[1].name: duplicate model name 'a'"),
         ("[server]\n", "models"),
         ("not = [toml", "not valid TOML"),
     ],
@@ -73,6 +73,50 @@ ttft_ms = 10
 def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
         load_settings(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[[models]]\nname="s"\nprovider="ollama"',
+         "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, sim"
+         ' (use provider = "openai" with base_url for Ollama, vLLM and other OpenAI-compatible'
+         " servers)"),
+        ('[[models]]\nname="s"\nprovider="sim"\nitl_msx=5',
+         "models[0].itl_msx: unknown key; did you mean 'itl_ms'?"),
+        ('[[models]]\nname="s"\nprovider="sim"\n[models.stream]\nttft_timout_s=3',
+         "models[0].stream.ttft_timout_s: unknown key; did you mean 'ttft_timeout_s'?"),
+        ('[sever]\nport=1\n[[models]]\nname="s"\nprovider="sim"',
+         "sever: unknown key; did you mean 'server'?"),
+        ('[[model]]\nname="s"\nprovider="sim"', "model: unknown key; did you mean 'models'?"),
+        ('[[models]]\nname="s"\nprovder="sim"',
+         "models[0].provder: unknown key; did you mean 'provider'?"),
+        ('[[models]]\nname="s"', "models[0].provider: required; expected one of: openai, "
+         "anthropic, sim"),
+        ('[[models]]\nname="a"\nprovider="sim"\n[[models]]\nname="b"\nprovider="sim"\n'
+         '[[models]]\nname="a"\nprovider="sim"',
+         "models[2].name: duplicate model name 'a' (models[0] has it too)"),
+        ('[[models]]\nname="a"\nprovider="sim"\nfallbacks=["b"]',
+         "models[0].fallbacks: 'b' is not another configured model"),
+    ],
+    ids=["unknown-provider", "typo", "nested-typo", "section-typo", "models-typo",
+         "provider-typo", "no-provider", "duplicate", "fallback"],
+)  # fmt: skip
+def test_one_error_per_mistake_in_the_files_terms(tmp_path: Path, text: str, error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert info.value.errors == (error,)
+    assert str(info.value) == f"invalid configuration: {error}"
+
+
+def test_two_mistakes_are_two_errors(tmp_path: Path) -> None:
+    text = '[[models]]\nname="s"\nprovider="sim"\nitl_msx=5\n[[models]]\nname="t"\nprovider="x"'
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert [e.split(":")[0] for e in info.value.errors] == [
+        "models[0].itl_msx",
+        "models[1].provider",
+    ]
 
 
 def test_missing_file() -> None:
