@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from types import FrameType
 
@@ -23,21 +24,26 @@ from types import FrameType
 def _worker(config: str | None, host: str, port: int, log_level: str) -> None:
     from aiohttp import web
 
+    from .__main__ import listen_error
     from .app import create_app, server_options
     from .config import load_settings
     from .log import configure_logging
 
     settings = load_settings(config)
     configure_logging(log_level)
-    web.run_app(
-        create_app(settings),
-        host=host,
-        port=port,
-        reuse_port=True,
-        access_log=None,
-        print=None,
-        **server_options(settings),
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=host,
+            port=port,
+            reuse_port=True,
+            access_log=None,
+            print=None,
+            **server_options(settings),
+        )
+    except OSError as err:
+        print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def serve_workers(config: str | None, host: str, port: int, workers: int, log_level: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,20 @@ def test_readme_config_example_is_valid() -> None:
     assert blocks
     for block in blocks:
         assert parse_settings(tomllib.loads(block)).models
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_port_in_use_is_one_line_and_exit_2(workers: int) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "gateway", "--port", str(port), "--workers", str(workers)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 2
+    lines = set(proc.stderr.splitlines())  # each worker says the same line
+    assert lines == {f"sluice: cannot listen on 127.0.0.1:{port}: address already in use "
+                     "(--port picks another)"}  # fmt: skip
+    assert "Traceback" not in proc.stdout + proc.stderr
