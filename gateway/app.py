@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
@@ -19,6 +20,8 @@ from .providers.base import Provider
 from .providers.registry import build_provider
 from .state import ADMISSION, METRICS, PROVIDERS, SETTINGS
 
+log = structlog.get_logger("gateway.app")
+
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process is serving HTTP."""
@@ -27,7 +30,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 while the gateway takes traffic; 503 while starting,
-    draining (shutdown) or saturated (admission would turn requests away)."""
+    draining (shutdown) or saturated (admission would turn requests away).
+
+    Models whose upstream key variable is unset are listed in
+    ``unconfigured_models`` (``[{"model", "missing_env"}]``); that is still 200
+    while another model works, and 503 ``unconfigured`` when none does."""
     admission = request.app[ADMISSION]
     if PROVIDERS not in request.app:
         status = "starting"
@@ -36,8 +43,25 @@ async def readyz(request: web.Request) -> web.Response:
     elif admission.saturated:
         status = "saturated"
     else:
-        return web.json_response({"status": "ready", "open_streams": admission.open_streams})
+        unconfigured = unconfigured_models(request.app[SETTINGS])
+        body: dict[str, object] = {"status": "ready", "open_streams": admission.open_streams}
+        if unconfigured:
+            body["unconfigured_models"] = unconfigured
+            if len(unconfigured) == len(request.app[SETTINGS].models):
+                body["status"] = "unconfigured"
+                return web.json_response(body, status=503)
+            body["note"] = "ready: the other models serve; the listed ones answer 503"
+        return web.json_response(body)
     return web.json_response({"status": status, "open_streams": admission.open_streams}, status=503)
+
+
+def unconfigured_models(settings: Settings) -> list[dict[str, str]]:
+    """``[{"model", "missing_env"}]`` for each model whose key variable is unset."""
+    return [
+        {"model": m.name, "missing_env": env}
+        for m in settings.models
+        if (env := m.missing_key_env()) is not None
+    ]
 
 
 async def _drain_on_shutdown(app: web.Application) -> None:
@@ -47,6 +71,12 @@ async def _drain_on_shutdown(app: web.Application) -> None:
 
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    for missing in unconfigured_models(settings):
+        log.warning(
+            "upstream_key_missing",
+            **missing,
+            hint='set it, or api_key_env = "" for a server that needs no key',
+        )
     providers: dict[str, Provider] = {
         m.name: build_provider(m, settings.stream_for(m).connect_timeout_s) for m in settings.models
     }

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -116,6 +116,11 @@ class _ModelBase(_Section):
     def target_model(self) -> str:
         return self.upstream_model or self.name
 
+    def missing_key_env(self) -> str | None:
+        """The environment variable that should hold this model's upstream key
+        and is unset (or empty); None when the key is there or none is needed."""
+        return None
+
 
 class SimModel(_ModelBase):
     """The built-in simulator: deterministic text paced by a monotonic clock."""
@@ -130,20 +135,37 @@ class _RemoteModel(_ModelBase):
     base_url: str | None = None
     """Upstream base URL; defaults to the provider's public API."""
     api_key_env: str | None = None
-    """Name of the environment variable holding the upstream API key."""
+    """Name of the environment variable holding the upstream API key; unset:
+    the provider's usual one (``default_key_env``); ``""``: a keyless server
+    (a local Ollama or vLLM), sent no key."""
+    default_key_env: ClassVar[str] = ""
     upstream_buffer_bytes: int = Field(default=65536, ge=4096, le=64 << 20)
     """Receive buffer (``SO_RCVBUF``) of upstream sockets: how far the upstream
     can run ahead into the kernel while a slow client holds the relay back."""
 
-    def api_key(self, default_env: str) -> str:
-        """The key from ``api_key_env`` (or ``default_env``); empty if unset."""
-        return os.environ.get(self.api_key_env or default_env, "")
+    @property
+    def key_env(self) -> str:
+        """The variable holding the key (``""``: keyless)."""
+        return self.default_key_env if self.api_key_env is None else self.api_key_env
+
+    def api_key(self, default_env: str = "") -> str:
+        """The key from ``api_key_env`` (or ``default_env`` when that is unset);
+        empty for a keyless server or an unset variable."""
+        env = (
+            (default_env or self.default_key_env) if self.api_key_env is None else self.api_key_env
+        )
+        return os.environ.get(env, "") if env else ""
+
+    def missing_key_env(self) -> str | None:
+        env = self.key_env
+        return env if env and not os.environ.get(env) else None
 
 
 class OpenAIModel(_RemoteModel):
     """OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp, ...)."""
 
     provider: Literal["openai"]
+    default_key_env: ClassVar[str] = "OPENAI_API_KEY"
     stream_usage: bool = True
     """Ask upstream for a usage chunk (``stream_options.include_usage``) even when
     the client did not, so token metrics are exact; the chunk is then not relayed."""
@@ -153,6 +175,7 @@ class AnthropicModel(_RemoteModel):
     """Anthropic's Messages API."""
 
     provider: Literal["anthropic"]
+    default_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
 
 
 ModelSettings = Annotated[SimModel | OpenAIModel | AnthropicModel, Field(discriminator="provider")]

@@ -18,11 +18,11 @@ from ..config import ModelSettings, Settings
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
-from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown
+from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown, UpstreamNotConfigured
 from ..providers.base import Dialect, Provider
 from ..recorder import StreamRecorder
 from ..relay import StreamJob, relay
-from ..state import ADMISSION, ARRIVAL, METRICS, PROVIDERS, SETTINGS
+from ..state import ADMISSION, ARRIVAL, METRICS, PROVIDERS, SETTINGS, SUMMARY
 from ..timing import StreamClock
 
 
@@ -55,10 +55,15 @@ def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: 
 
 def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
     settings = request.app[SETTINGS]
+    request[SUMMARY]["model"] = call.model
     model = settings.model(call.model)
     if model is None:
         raise ModelNotFound(
             f"The model '{call.model}' does not exist; see GET /v1/models", param="model"
+        )
+    if (env := model.missing_key_env()) is not None:
+        raise UpstreamNotConfigured(
+            f"The model '{model.name}' has no upstream API key configured", detail=f"{env} is unset"
         )
     providers = request.app[PROVIDERS]
     chain = [model, *(m for name in model.fallbacks if (m := settings.model(name)) is not None)]
