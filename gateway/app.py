@@ -12,6 +12,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from .admission import Admission
 from .api import anthropic as anthropic_api
+from .api import models as models_api
 from .api import openai as openai_api
 from .config import Settings
 from .metrics import Metrics, multiprocess_enabled
@@ -130,6 +131,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app.cleanup_ctx.append(_providers_ctx)
     openai_api.add_routes(app)
     anthropic_api.add_routes(app)
+    models_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))

@@ -30,6 +30,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from .api.models import wants_anthropic
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -45,11 +46,25 @@ log = structlog.get_logger("gateway.http")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 ANTHROPIC_PREFIX = "/v1/messages"
+MODELS_PREFIX = "/v1/models"
 
 
 def is_anthropic(request: web.Request) -> bool:
-    """Whether the route speaks the Anthropic dialect (errors included)."""
-    return request.path.startswith(ANTHROPIC_PREFIX)
+    """Whether the route speaks the Anthropic dialect (errors included): paths
+    under ``/v1/messages``, and ``/v1/models`` asked with ``anthropic-version``."""
+    if request.path.startswith(ANTHROPIC_PREFIX):
+        return True
+    return request.path.startswith(MODELS_PREFIX) and wants_anthropic(request)
+
+
+def served_routes(app: web.Application) -> list[str]:
+    """``METHOD /path`` for every route the app serves (HEAD implied by GET)."""
+    routes = []
+    for route in app.router.routes():
+        resource = route.resource
+        if route.method != "HEAD" and resource is not None:
+            routes.append(f"{route.method} {resource.canonical}")
+    return routes
 
 
 def error_response(request: web.Request, err: GatewayError) -> web.Response:
@@ -73,12 +88,17 @@ def error_response(request: web.Request, err: GatewayError) -> web.Response:
     )
 
 
-def _from_http_exception(exc: web.HTTPException) -> GatewayError:
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> GatewayError:
     status = exc.status
+    asked = f"{request.method} {request.path}"
     if status == 404:
-        return RouteNotFound("Unknown route")
+        served = ", ".join(served_routes(request.app))
+        return RouteNotFound(f"{asked} is not implemented by Sluice; it serves: {served}")
     if status == 405:
-        return MethodNotAllowed("Method not allowed for this route")
+        allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
+        return MethodNotAllowed(
+            f"{asked} is not implemented; this path accepts {', '.join(allowed) or 'no method'}"
+        )
     if status == 413:
         return PayloadTooLarge("Request body too large")
     if status == 415:
@@ -112,7 +132,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = error_response(request, _from_http_exception(exc))
+            response = error_response(request, _from_http_exception(request, exc))
         status = response.status
         return response
     except asyncio.CancelledError:

@@ -1,4 +1,4 @@
-"""OpenAI-dialect routes: ``POST /v1/chat/completions``, ``GET /v1/models``.
+"""OpenAI-dialect route: ``POST /v1/chat/completions`` (models: :mod:`.models`).
 
 API reference: https://platform.openai.com/docs/api-reference/chat/create.
 Streaming responses are SSE ``data: {chat.completion.chunk}`` events ending in
@@ -8,7 +8,6 @@ Streaming responses are SSE ``data: {chat.completion.chunk}`` events ending in
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from ..dialects.openai import parse_chat_request
@@ -35,18 +34,5 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await serve(request, call)
 
 
-async def list_models(request: web.Request) -> web.Response:
-    """``GET /v1/models``: the configured model names, OpenAI list shape."""
-    settings = request.app[SETTINGS]
-    data = [
-        {"id": m.name, "object": "model", "created": 0, "owned_by": f"sluice:{m.provider}"}
-        for m in settings.models
-    ]
-    return web.Response(
-        body=orjson.dumps({"object": "list", "data": data}), content_type="application/json"
-    )
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_post(CHAT_ROUTE, chat_completions)
-    app.router.add_get("/v1/models", list_models)
