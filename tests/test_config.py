@@ -163,3 +163,35 @@ def test_port_in_use_is_one_line_and_exit_2(workers: int) -> None:
     assert lines == {f"sluice: cannot listen on 127.0.0.1:{port}: address already in use "
                      "(--port picks another)"}  # fmt: skip
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_shipped_example_loads_and_is_the_readmes() -> None:
+    root = Path(__file__).parent.parent
+    example = root / "examples" / "sluice.toml"
+    settings = load_settings(example)
+    keys = {m.name: (m.provider, m.missing_key_env()) for m in settings.models}
+    assert keys == {
+        "gpt-4o-mini": ("openai", None),
+        "claude-sonnet-4-5": ("anthropic", None),
+        "llama3.2": ("openai", None),
+        "sim": ("sim", None),
+    }  # the test environment sets both key variables
+    local = settings.model("llama3.2")
+    assert isinstance(local, OpenAIModel)
+    assert (local.base_url, local.key_env, local.api_key()) == ("http://127.0.0.1:11434/v1", "", "")
+    readme = (root / "README.md").read_text()
+    first_screen = readme[: readme.index("## Try it")]
+    assert f"```toml\n{example.read_text()}```" in first_screen
+
+
+def test_key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(Path(__file__).parent.parent / "examples" / "sluice.toml")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "")
+    missing = {m.name: m.missing_key_env() for m in settings.models}
+    assert missing == {
+        "gpt-4o-mini": "OPENAI_API_KEY",
+        "claude-sonnet-4-5": "ANTHROPIC_API_KEY",
+        "llama3.2": None,
+        "sim": None,
+    }
