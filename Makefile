@@ -18,12 +18,19 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
 
-$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+# Two stamps, one venv: `make run` needs only the runtime dependencies;
+# everything else needs the dev group too. The runtime sync is --inexact so it
+# never removes the dev tools a `make test` installed (either order works).
+$(VENV)/.synced-runtime: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
+	touch $@
+
+$(VENV)/.synced-dev: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
 ## run: start the gateway on the embedded default (the simulator, no API keys)
-run: $(VENV)/.synced
+run: $(VENV)/.synced-runtime
 	$(PY) -m gateway --host $(HOST) --port $(PORT) $(ARGS)
 
 ## promtool: Debian's prometheus package provides promtool and prometheus
@@ -33,14 +40,14 @@ promtool:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 ## test: the whole suite (installs what it needs first)
-test: $(VENV)/.synced promtool
+test: $(VENV)/.synced-dev promtool
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-lint: $(VENV)/.synced
+lint: $(VENV)/.synced-dev
 	$(VENV)/bin/ruff check gateway tests loadtest
 	$(VENV)/bin/ruff format --check gateway tests loadtest
 
-typecheck: $(VENV)/.synced
+typecheck: $(VENV)/.synced-dev
 	$(VENV)/bin/mypy
 
 check: lint typecheck test
@@ -49,12 +56,12 @@ clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
 
 ## loadtest: default end-to-end scenario (mock upstream + gateway + load), ~3 min
-loadtest: $(VENV)/.synced
+loadtest: $(VENV)/.synced-dev
 	$(PY) -m loadtest $(LOADTEST_ARGS)
 
 ## bench: hot path vs the floor relay (~4-5 min), then the comparison suite (added
 ## latency, events per CPU-second, RSS per stream)
-bench: $(VENV)/.synced
+bench: $(VENV)/.synced-dev
 	$(PY) -m loadtest.hotpath $(HOTPATH_ARGS)
 	$(PY) -m loadtest.relay_cpu
 	$(PY) -m loadtest.bench $(BENCH_ARGS)

@@ -3,12 +3,14 @@
 Usage: ``sluice [--config PATH] [--host HOST] [--port PORT] [--log-level LEVEL]
 [--workers N]``.
 Without ``--config`` (or ``SLUICE_CONFIG``) it serves the built-in simulator.
-Exit status 2 for a bad configuration, with the bad key named on stderr.
+Exit status 2 for a bad configuration (each bad key named on stderr) or an
+address it cannot listen on (one line on stderr: address in use, ...).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -43,8 +45,19 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_workers(args.config, host, port, args.workers, args.log_level)
     configure_logging(args.log_level)
-    run(settings, host, port, print=lambda msg: print(msg, flush=True))
+    try:
+        run(settings, host, port, print=lambda msg: print(msg, flush=True))
+    except OSError as err:
+        print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def listen_error(err: OSError, host: str, port: int) -> str:
+    """One line for an address the gateway cannot listen on (``EADDRINUSE``, ...)."""
+    if err.errno == errno.EADDRINUSE:
+        return f"cannot listen on {host}:{port}: address already in use (--port picks another)"
+    return f"cannot listen on {host}:{port}: {err.strerror or err}"
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from .admission import Admission
 from .api import anthropic as anthropic_api
+from .api import models as models_api
 from .api import openai as openai_api
 from .config import Settings
 from .metrics import Metrics, multiprocess_enabled
@@ -33,7 +34,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: 200 while the gateway takes traffic; 503 while starting,
-    draining (shutdown) or saturated (admission would turn requests away)."""
+    draining (shutdown) or saturated (admission would turn requests away).
+
+    Models whose upstream key variable is unset are listed in
+    ``unconfigured_models`` (``[{"model", "missing_env"}]``); that is still 200
+    while another model works, and 503 ``unconfigured`` when none does."""
     admission = request.app[ADMISSION]
     if PROVIDERS not in request.app:
         status = "starting"
@@ -42,8 +47,25 @@ async def readyz(request: web.Request) -> web.Response:
     elif admission.saturated:
         status = "saturated"
     else:
-        return web.json_response({"status": "ready", "open_streams": admission.open_streams})
+        unconfigured = unconfigured_models(request.app[SETTINGS])
+        body: dict[str, object] = {"status": "ready", "open_streams": admission.open_streams}
+        if unconfigured:
+            body["unconfigured_models"] = unconfigured
+            if len(unconfigured) == len(request.app[SETTINGS].models):
+                body["status"] = "unconfigured"
+                return web.json_response(body, status=503)
+            body["note"] = "ready: the other models serve; the listed ones answer 503"
+        return web.json_response(body)
     return web.json_response({"status": status, "open_streams": admission.open_streams}, status=503)
+
+
+def unconfigured_models(settings: Settings) -> list[dict[str, str]]:
+    """``[{"model", "missing_env"}]`` for each model whose key variable is unset."""
+    return [
+        {"model": m.name, "missing_env": env}
+        for m in settings.models
+        if (env := m.missing_key_env()) is not None
+    ]
 
 
 async def _drain_on_shutdown(app: web.Application) -> None:
@@ -53,6 +75,12 @@ async def _drain_on_shutdown(app: web.Application) -> None:
 
 async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    for missing in unconfigured_models(settings):
+        log.warning(
+            "upstream_key_missing",
+            **missing,
+            hint='set it, or api_key_env = "" for a server that needs no key',
+        )
     sessions = UpstreamSessions()
     providers: dict[str, Provider] = {
         m.name: build_provider(m, sessions, settings.stream_for(m).connect_timeout_s)
@@ -145,6 +173,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app.cleanup_ctx.append(_providers_ctx)
     openai_api.add_routes(app)
     anthropic_api.add_routes(app)
+    models_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))

@@ -8,8 +8,10 @@ Shape (every key optional except each model's ``name`` and ``provider``)::
 
 Unknown keys are errors, so a typo never silently falls back to a default.
 Without a file, :func:`default_settings` serves one simulator model, ``sim``.
-Errors: :class:`ConfigError`, whose message names every bad key as a dotted
-path (``models[1].itl_ms: Input should be greater than or equal to 0``).
+Errors: :class:`ConfigError`, whose message has one ``path: message`` per
+mistake, the path dotted as in the file (``models[1].itl_ms: Input should be
+greater than or equal to 0``; ``models[0].itl_msx: unknown key; did you mean
+'itl_ms'?``); see :mod:`gateway.config_errors`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,23 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from .config_errors import CROSS_CHECK, describe
 
 
 class ConfigError(Exception):
-    """The configuration file is missing, not TOML, or fails validation."""
+    """The configuration file is missing, not TOML, or fails validation.
+
+    ``errors`` holds one ``path: message`` line per mistake (validation only).
+    """
+
+    def __init__(self, message: str, errors: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class _Section(BaseModel):
@@ -110,6 +122,11 @@ class _ModelBase(_Section):
     def target_model(self) -> str:
         return self.upstream_model or self.name
 
+    def missing_key_env(self) -> str | None:
+        """The environment variable that should hold this model's upstream key
+        and is unset (or empty); None when the key is there or none is needed."""
+        return None
+
 
 class SimModel(_ModelBase):
     """The built-in simulator: deterministic text paced by a monotonic clock."""
@@ -124,20 +141,37 @@ class _RemoteModel(_ModelBase):
     base_url: str | None = None
     """Upstream base URL; defaults to the provider's public API."""
     api_key_env: str | None = None
-    """Name of the environment variable holding the upstream API key."""
+    """Name of the environment variable holding the upstream API key; unset:
+    the provider's usual one (``default_key_env``); ``""``: a keyless server
+    (a local Ollama or vLLM), sent no key."""
+    default_key_env: ClassVar[str] = ""
     upstream_buffer_bytes: int = Field(default=65536, ge=4096, le=64 << 20)
     """Receive buffer (``SO_RCVBUF``) of upstream sockets: how far the upstream
     can run ahead into the kernel while a slow client holds the relay back."""
 
-    def api_key(self, default_env: str) -> str:
-        """The key from ``api_key_env`` (or ``default_env``); empty if unset."""
-        return os.environ.get(self.api_key_env or default_env, "")
+    @property
+    def key_env(self) -> str:
+        """The variable holding the key (``""``: keyless)."""
+        return self.default_key_env if self.api_key_env is None else self.api_key_env
+
+    def api_key(self, default_env: str = "") -> str:
+        """The key from ``api_key_env`` (or ``default_env`` when that is unset);
+        empty for a keyless server or an unset variable."""
+        env = (
+            (default_env or self.default_key_env) if self.api_key_env is None else self.api_key_env
+        )
+        return os.environ.get(env, "") if env else ""
+
+    def missing_key_env(self) -> str | None:
+        env = self.key_env
+        return env if env and not os.environ.get(env) else None
 
 
 class OpenAIModel(_RemoteModel):
     """OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp, ...)."""
 
     provider: Literal["openai"]
+    default_key_env: ClassVar[str] = "OPENAI_API_KEY"
     stream_usage: bool = True
     """Ask upstream for a usage chunk (``stream_options.include_usage``) even when
     the client did not, so token metrics are exact; the chunk is then not relayed."""
@@ -147,6 +181,7 @@ class AnthropicModel(_RemoteModel):
     """Anthropic's Messages API."""
 
     provider: Literal["anthropic"]
+    default_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
 
 
 ModelSettings = Annotated[SimModel | OpenAIModel | AnthropicModel, Field(discriminator="provider")]
@@ -161,16 +196,25 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:
-        names = [m.name for m in self.models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate model names: {', '.join(dupes)}")
+        problems: list[tuple[str, str]] = []
+        first: dict[str, int] = {}
+        for i, m in enumerate(self.models):
+            if m.name in first:
+                problems.append(
+                    (f"models[{i}].name", f"duplicate model name {m.name!r} "
+                     f"(models[{first[m.name]}] has it too)")
+                )  # fmt: skip
+            first.setdefault(m.name, i)
         for i, m in enumerate(self.models):
             for fallback in m.fallbacks:
-                if fallback not in names or fallback == m.name:
-                    raise ValueError(
-                        f"models[{i}].fallbacks: {fallback!r} is not another configured model"
+                if fallback not in first or fallback == m.name:
+                    problems.append(
+                        (f"models[{i}].fallbacks", f"{fallback!r} is not another configured model")
                     )
+        if problems:
+            raise PydanticCustomError(
+                CROSS_CHECK, "; ".join(f"{p}: {m}" for p, m in problems), {"problems": problems}
+            )
         return self
 
     def stream_for(self, model: ModelSettings) -> StreamSettings:
@@ -191,19 +235,12 @@ def default_settings() -> Settings:
     return Settings(models=(SimModel(name="sim", provider="sim"),))
 
 
-def _format_errors(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        path = ""
-        for part in e["loc"]:
-            if isinstance(part, int):
-                path += f"[{part}]"
-            elif part in ("sim", "openai", "anthropic"):
-                continue  # the discriminator tag pydantic inserts, not a key
-            else:
-                path += f".{part}" if path else str(part)
-        lines.append(f"{path or '<root>'}: {e['msg']}")
-    return "; ".join(lines)
+_PROVIDERS: dict[str, type[BaseModel]] = {
+    "openai": OpenAIModel,
+    "anthropic": AnthropicModel,
+    "sim": SimModel,
+}
+"""``provider`` values, in the order error messages list them."""
 
 
 def parse_settings(data: dict[str, object]) -> Settings:
@@ -211,7 +248,8 @@ def parse_settings(data: dict[str, object]) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(f"invalid configuration: {_format_errors(err)}") from None
+        lines = tuple(describe(err, Settings, _PROVIDERS))
+        raise ConfigError(f"invalid configuration: {'; '.join(lines)}", lines) from None
 
 
 def load_settings(path: Path | str | None) -> Settings:

@@ -209,3 +209,11 @@ class UpstreamStalled(UpstreamError):
 
     status, type, anthropic_type = 504, "upstream_stalled", "timeout_error"
     code, reason, retryable = "upstream_stalled", Termination.UPSTREAM_STALLED, False
+
+
+class UpstreamNotConfigured(Unavailable):
+    """The model's upstream API key is not set (its ``api_key_env`` variable is
+    unset or empty): 503 ``upstream_not_configured``; ``detail`` names the variable."""
+
+    code, anthropic_type = "upstream_not_configured", "api_error"
+    reason = Termination.REJECTED

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import BinaryIO
 
 import orjson
 import structlog
 
 
-def configure_logging(level: str = "info") -> None:
-    """Configure structlog and the stdlib root logger. Idempotent."""
+def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> None:
+    """Configure structlog and the stdlib root logger. Idempotent.
+
+    ``stream`` (default: stdout) receives structlog's lines; tests pass a buffer.
+    """
     lvl = logging.getLevelNamesMapping()[level.upper()]
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -31,7 +35,7 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.BytesLoggerFactory(sys.stdout.buffer),
+        logger_factory=structlog.BytesLoggerFactory(stream or sys.stdout.buffer),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)

@@ -6,8 +6,16 @@
 - ``sluice_requests_total{route,method,status}`` and
   ``sluice_request_duration_seconds`` are labelled by route *template*.
 - A ``GatewayError`` or aiohttp ``HTTPException`` raised before a response is
-  committed becomes a JSON error in the route's dialect; anything else is
-  logged with its traceback and becomes a 500 (never a bare traceback page).
+  committed becomes a JSON error in the route's dialect whose message is the
+  error's short sentence plus ``(request id <id>)``; internals (the error's
+  ``detail``: exception, address, upstream body) go only to the log. Anything
+  else is logged with its traceback and becomes a 500 (never a traceback page).
+- Every request gets exactly one summary log line, ``event="request"``:
+  ``method``, ``route`` (template), ``status``, ``duration_ms``, ``bytes``
+  (response body length, when known), the fields handlers put in
+  ``request[SUMMARY]`` (``model``, ...), and for an error ``error_type``,
+  ``error_code``, ``error`` (the client's message) and ``detail``. The
+  ``request_id`` comes from the bound context.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from .api.models import wants_anthropic
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -30,23 +39,47 @@ from .errors import (
     RouteNotFound,
     UnsupportedMediaType,
 )
-from .state import ARRIVAL, METRICS, REQUEST_ID
+from .state import ARRIVAL, METRICS, REQUEST_ID, SUMMARY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("gateway.http")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 ANTHROPIC_PREFIX = "/v1/messages"
+MODELS_PREFIX = "/v1/models"
 
 
 def is_anthropic(request: web.Request) -> bool:
-    """Whether the route speaks the Anthropic dialect (errors included)."""
-    return request.path.startswith(ANTHROPIC_PREFIX)
+    """Whether the route speaks the Anthropic dialect (errors included): paths
+    under ``/v1/messages``, and ``/v1/models`` asked with ``anthropic-version``."""
+    if request.path.startswith(ANTHROPIC_PREFIX):
+        return True
+    return request.path.startswith(MODELS_PREFIX) and wants_anthropic(request)
+
+
+def served_routes(app: web.Application) -> list[str]:
+    """``METHOD /path`` for every route the app serves (HEAD implied by GET)."""
+    routes = []
+    for route in app.router.routes():
+        resource = route.resource
+        if route.method != "HEAD" and resource is not None:
+            routes.append(f"{route.method} {resource.canonical}")
+    return routes
 
 
 def error_response(request: web.Request, err: GatewayError) -> web.Response:
-    """``err`` as a JSON response in the dialect of ``request``'s route."""
+    """``err`` as a JSON response in the dialect of ``request``'s route; the
+    message ends with ``(request id <id>)``, the key to the log line that has
+    the error's ``detail``. Records the error in ``request[SUMMARY]``."""
     body = err.anthropic_body() if is_anthropic(request) else err.openai_body()
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        body["error"]["message"] = f"{err.message} (request id {request_id})"
+    summary = request.get(SUMMARY)
+    if summary is not None:
+        summary.update(error_type=err.type, error_code=err.code, error=err.message)
+        if err.detail:
+            summary["detail"] = err.detail
     return web.Response(
         status=err.http_status,
         body=orjson.dumps(body),
@@ -55,12 +88,17 @@ def error_response(request: web.Request, err: GatewayError) -> web.Response:
     )
 
 
-def _from_http_exception(exc: web.HTTPException) -> GatewayError:
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> GatewayError:
     status = exc.status
+    asked = f"{request.method} {request.path}"
     if status == 404:
-        return RouteNotFound("Unknown route")
+        served = ", ".join(served_routes(request.app))
+        return RouteNotFound(f"{asked} is not implemented by Sluice; it serves: {served}")
     if status == 405:
-        return MethodNotAllowed("Method not allowed for this route")
+        allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
+        return MethodNotAllowed(
+            f"{asked} is not implemented; this path accepts {', '.join(allowed) or 'no method'}"
+        )
     if status == 413:
         return PayloadTooLarge("Request body too large")
     if status == 415:
@@ -80,9 +118,12 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     supplied = request.headers.get("X-Request-Id", "")
     request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    summary: dict[str, object] = {}
+    request[SUMMARY] = summary
     structlog.contextvars.bind_contextvars(request_id=request_id)
     route = _route_of(request)
     status = 500
+    response: web.StreamResponse | None = None
     try:
         try:
             response = await handler(request)
@@ -91,7 +132,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            response = error_response(request, _from_http_exception(exc))
+            response = error_response(request, _from_http_exception(request, exc))
         status = response.status
         return response
     except asyncio.CancelledError:
@@ -100,15 +141,52 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         status = exc.status
         raise
-    except Exception:
+    except Exception as exc:
         log.exception("unhandled_error", route=route)
-        response = error_response(request, GatewayError("Internal gateway error"))
+        internal = GatewayError(
+            "The gateway failed to handle this request", detail=f"{type(exc).__name__}: {exc}"
+        )
+        response = error_response(request, internal)
         return response
     finally:
         metrics = request.app[METRICS]
         method = request.method
+        elapsed = time.perf_counter() - started
         metrics.requests.labels(route, method, str(status)).inc()
-        metrics.request_duration.labels(route, method).observe(time.perf_counter() - started)
+        metrics.request_duration.labels(route, method).observe(elapsed)
+        _log_request(request, route, status, elapsed, response, summary)
+
+
+def _body_bytes(response: web.StreamResponse | None) -> int | None:
+    """Bytes of the response body: known for a buffered response, and for a
+    stream once it was sent (``body_length`` counts what was written)."""
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        return len(response.body)
+    if response is not None and response.prepared:
+        return response.body_length
+    return None
+
+
+def _log_request(
+    request: web.Request,
+    route: str,
+    status: int,
+    elapsed_s: float,
+    response: web.StreamResponse | None,
+    summary: dict[str, object],
+) -> None:
+    """The request's one summary line (see the module docstring)."""
+    fields: dict[str, object] = {
+        "method": request.method,
+        "route": route,
+        "status": status,
+        "duration_ms": round(elapsed_s * 1000, 3),
+        "bytes": _body_bytes(response),
+    }
+    for name, value in summary.items():
+        fields.setdefault(name, value)
+    emit = log.error if status >= 500 else log.info
+    emit("request", **fields)
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:

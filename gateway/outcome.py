@@ -52,13 +52,10 @@ class Outcome:
         clock = self.clock
         itl = clock.itl_percentiles()
         error = self.error
-        return {
-            "model": self.model,
+        fields: dict[str, object] = {
+            "served_model": self.model,
             "provider": self.provider,
             "outcome": self.reason.value,
-            "error_type": error.type if error else None,
-            "error": error.message if error else None,
-            "error_detail": error.detail if error else None,
             "ttft_ms": _ms(clock.ttft),
             "upstream_ttft_ms": _ms(clock.upstream_ttft),
             "e2e_ms": _ms(clock.e2e),
@@ -75,6 +72,11 @@ class Outcome:
             "heartbeats": self.heartbeats,
             "upstream_cancel_ms": _ms(self.upstream_cancel_s),
         }
+        if error is not None:
+            fields.update(error_type=error.type, error_code=error.code, error=error.message)
+            if error.detail:
+                fields["detail"] = error.detail
+        return fields
 
 
 def _ms(seconds: float | None) -> float | None:

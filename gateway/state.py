@@ -17,3 +17,6 @@ ARRIVAL = web.RequestKey("arrival", float)
 """``time.perf_counter()`` when the middleware first saw the request."""
 REQUEST_ID = web.RequestKey("request_id", str)
 """The request id bound to logs and echoed in ``X-Request-Id``."""
+SUMMARY = web.RequestKey("summary", dict[str, object])
+"""Fields for the request's one summary log line (``event="request"``, written
+by the middleware): handlers add what they know (the chat path: ``model``)."""

@@ -16,18 +16,24 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from types import FrameType
 
 
 def _worker(config: str | None, host: str, port: int, log_level: str) -> None:
+    from .__main__ import listen_error
     from .app import run
     from .config import load_settings
     from .log import configure_logging
 
     settings = load_settings(config)
     configure_logging(log_level)
-    run(settings, host, port, reuse_port=True, print=None)
+    try:
+        run(settings, host, port, reuse_port=True, print=None)
+    except OSError as err:
+        print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def serve_workers(config: str | None, host: str, port: int, workers: int, log_level: str) -> int:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import logging
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import aioresponses.core
+import orjson
 import pytest
+import structlog
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app, server_options
+from gateway.log import configure_logging
 from gateway.metrics import Metrics
 from tests.fake_anthropic import FakeAnthropic
 from tests.fakes import FakeOpenAI
@@ -83,3 +89,32 @@ async def fake_anthropic(aiohttp_server: Any) -> FakeAnthropic:
     server: TestServer = await aiohttp_server(fake.app)
     fake.base_url = str(server.make_url(""))
     return fake
+
+
+@pytest.fixture(autouse=True)
+def upstream_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remote models need their key variable set (or 503 upstream_not_configured);
+    the fakes accept any key."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test-openai-key")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-anthropic-key")
+
+
+LogLines = Callable[[], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    """The gateway's JSON log lines (``configure_logging``) as parsed dicts."""
+    buffer = io.BytesIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("debug", buffer)
+    structlog.configure(cache_logger_on_first_use=False)  # later tests reconfigure
+
+    def lines() -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in buffer.getvalue().splitlines() if line]
+
+    yield lines
+    structlog.reset_defaults()
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,20 +64,33 @@ async def test_slow_headers_are_cut_by_the_keepalive_timeout(gateway: GatewayFac
         writer.close()
 
 
-async def test_slow_body_gets_408(gateway: GatewayFactory) -> None:
+@pytest.mark.parametrize("path", [URL, "/v1/messages"])
+async def test_slow_body_gets_408(gateway: GatewayFactory, path: str) -> None:
+    """Both routes read bodies through one path, under ``body_timeout_s``."""
     client = await gateway(server={"body_timeout_s": 0.3})
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
         writer.write(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+            f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode()
+            + b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
         )
         await writer.drain()
         async with asyncio.timeout(5):
             status_line = await reader.readline()
+            headers = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = orjson.loads(await reader.readexactly(int(headers["content-length"])))
     finally:
         writer.close()
     assert b" 408 " in status_line
+    if path == URL:
+        assert body["error"]["code"] == "request_timeout"
+    else:
+        assert body["type"] == "error"
+        assert body["error"]["type"] == "invalid_request_error"
+        assert "0.3 s" in body["error"]["message"]
 
 
 async def test_many_connections_that_never_read_do_not_block_others(

@@ -28,7 +28,7 @@ MESSAGES_ROUTE = "/v1/messages"
 async def create_message(request: web.Request) -> web.StreamResponse:
     """Create a message, streamed (SSE) or as one JSON object."""
     settings = request.app[SETTINGS]
-    body = await read_json_object(request, settings.server.max_body_bytes)
+    body = await read_json_object(request, settings.server)
     parsed = parse_messages_request(body)
     call = ChatCall(
         client="anthropic",

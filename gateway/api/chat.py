@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import structlog
 from aiohttp import web
 
 from ..attempts import Target, with_fallbacks
@@ -19,15 +18,13 @@ from ..config import ModelSettings, Settings
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
-from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown
+from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown, UpstreamNotConfigured
 from ..interrupts import Interrupter
 from ..providers.base import Dialect, Provider
 from ..recorder import Recorder, make_recorder
-from ..state import ADMISSION, ARRIVAL, METRICS, PROVIDERS, SETTINGS
+from ..state import ADMISSION, ARRIVAL, METRICS, PROVIDERS, SETTINGS, SUMMARY
 from ..stream import Stream
 from ..timing import StreamClock
-
-log = structlog.get_logger("gateway.stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +56,15 @@ def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: 
 
 def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
     settings = request.app[SETTINGS]
+    request[SUMMARY]["model"] = call.model
     model = settings.model(call.model)
     if model is None:
         raise ModelNotFound(
             f"The model '{call.model}' does not exist; see GET /v1/models", param="model"
+        )
+    if (env := model.missing_key_env()) is not None:
+        raise UpstreamNotConfigured(
+            f"The model '{model.name}' has no upstream API key configured", detail=f"{env} is unset"
         )
     providers = request.app[PROVIDERS]
     chain = [model, *(m for name in model.fallbacks if (m := settings.model(name)) is not None)]
@@ -90,7 +92,8 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
         finally:
             admission.release(stream)
             if stream.outcome is not None:
-                log.info("stream_end", **stream.outcome.log_fields())
+                # Onto the request's one summary line (the middleware writes it).
+                request[SUMMARY].update(stream.outcome.log_fields())
     interrupter = Interrupter(_current_task())
     admission.admit(interrupter)
     try:

@@ -66,9 +66,13 @@ def invalid_from(err: ValidationError) -> InvalidRequest:
 def parse_chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
     """Validate ``body``. Raises :class:`~gateway.errors.InvalidRequest`."""
     try:
-        return ChatCompletionRequest.model_validate(body)
+        chat = ChatCompletionRequest.model_validate(body)
     except ValidationError as err:
         raise invalid_from(err) from None
+    if chat.stream_options is not None and not chat.stream:  # OpenAI's message, and its 400
+        msg = "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+        raise InvalidRequest(msg, param="stream_options")
+    return chat
 
 
 def _has_content(choices: list[Any]) -> bool:
