@@ -51,7 +51,7 @@ from .errors import (
 )
 from .interrupts import Interrupt, Interrupter
 from .outcome import Outcome
-from .providers.base import UpstreamChunk, UpstreamStream
+from .providers.base import UpstreamChunk
 from .recorder import Recorder
 from .sse import SlowClientError, SSEResponse
 from .termination import Termination
@@ -194,7 +194,7 @@ class Stream:
                     "The upstream sent an event the gateway cannot read",
                     detail=f"{type(exc).__name__}: {exc}; event {chunk.data[:200]!r}",
                 ) from None
-            if frame.content:
+            if frame.content and clock.first_received is None:
                 clock.content_received()
             if frame.usage is not None:
                 self._usage = frame.usage
@@ -205,22 +205,20 @@ class Stream:
                     gap = clock.content_written(sse.last_write)
                     if gap is not None:
                         recorder.itl(gap)
-            chunk = await self._next_chunk(upstream)
-        self._sent(await send(encoder.finish()))
-
-    async def _next_chunk(self, upstream: UpstreamStream) -> UpstreamChunk | None:
-        """The next upstream chunk; heartbeats while the upstream is silent."""
-        self._wait_from = time.perf_counter()
-        while True:
+            # Wait for the next chunk (inline: no coroutine per event). A
+            # heartbeat interrupt pings, and the wait goes on.
+            self._wait_from = time.perf_counter()
             self._waiting = True
-            try:
-                return await upstream.next()
-            except asyncio.CancelledError:
-                if not self._heartbeat_due():
-                    raise
-            finally:
-                self._waiting = False
-            await self._sse.ping()
+            while True:
+                try:
+                    chunk = await upstream.next()
+                    break
+                except asyncio.CancelledError:
+                    if not self._heartbeat_due():
+                        raise
+                await sse.ping()
+            self._waiting = False
+        self._sent(await send(encoder.finish()))
 
     def _sent(self, waited: float) -> None:
         """After one event: account its drain wait and the bytes still queued."""
