@@ -137,7 +137,7 @@ def run(settings: Settings, host: str, port: int, **options: Any) -> None:
 
     ``gc.freeze()`` first: what import and start-up left behind (~100k
     objects) moves out of the collector's way, so full collections stop
-    walking it on every stream (DESIGN.md, "Where a stream's CPU goes").
+    walking it on every stream (docs/architecture.md, "Facts the design rests on").
     """
     app = create_app(settings)
     loop = new_event_loop(settings)

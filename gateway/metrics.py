@@ -1,6 +1,6 @@
 """Every Prometheus metric Sluice exports, defined once on a registry.
 
-Names, types and labels are the contract in DESIGN.md ("Metrics"); dashboards
+Names, types and labels are the contract in docs/architecture.md ("Metric contract"); dashboards
 and alerts depend on them. Units are base units (seconds, bytes).
 
 Multi-process (several worker processes): set ``PROMETHEUS_MULTIPROC_DIR``

@@ -54,7 +54,7 @@ class SSEResponse:
     ``buffer_bytes`` bounds what may sit queued toward this client: half goes to
     the kernel send buffer (``SO_SNDBUF``; Linux doubles the requested value for
     bookkeeping), a quarter to asyncio's transport high-water mark. Without
-    this, loopback lets a stalled client fall ~4 MB behind unseen (DESIGN.md).
+    this, loopback lets a stalled client fall ~4 MB behind unseen (docs/architecture.md).
     The connection's previous settings come back in :meth:`finish`, so a
     keep-alive connection's next request does not inherit this stream's bound.
     """

@@ -1,6 +1,6 @@
 """StreamClock: TTFT, ITL, TPOT and E2E for one stream, from one monotonic clock.
 
-Definitions (DESIGN.md; TPOT as vLLM defines it):
+Definitions (docs/architecture.md, "Words"; TPOT as vLLM defines it):
 
 - TTFT: request arrival -> first content event written (and drained) to the
   client; upstream TTFT: upstream request sent -> first content chunk received.

@@ -3,7 +3,7 @@
 It forwards upstream bytes to the client as they arrive with
 ``transport.write()`` (HTTP chunked framing by hand; never a drain), so a
 client that does not read makes it buffer without limit: the design that
-DESIGN.md calls out as not bounding memory.
+docs/architecture.md calls out as not bounding memory.
 Never use this for anything but a comparison; the load test stops it once its
 RSS passes a bound.
 

@@ -5,8 +5,8 @@ shared ``aiohttp.ClientSession``, opens a ``web.StreamResponse`` with SSE
 headers and, for each complete upstream SSE event (lines read from
 ``resp.content`` up to the blank line that ends an event), does
 ``await response.write(event)`` then ``await request.writer.drain()``.
-``write()`` alone only drains after 64 KiB (DESIGN.md, "aiohttp write and
-drain"), so the explicit drain is what makes each event wait for the client's
+``write()`` alone only drains after 64 KiB (docs/architecture.md, "Facts the
+design rests on"), so the explicit drain is what makes each event wait for the client's
 socket: a client that stops reading stops this relay pulling from upstream
 (bounded by aiohttp's own buffers: the client payload reader pauses its
 socket at 128 KiB, plus the kernel queues). It runs with

@@ -7,7 +7,7 @@ reader really backs bytes up into the kernel and the gateway. An
 ``asyncio.Protocol`` sees each ``data_received`` as it happens, so arrival
 times are exact and cost no extra task switches.
 
-Definitions (DESIGN.md): TTFT = request start -> first content event;
+Definitions (docs/architecture.md, "Words"): TTFT = request start -> first content event;
 ITL = every gap between content events; TPOT = (last - first) / (tokens - 1);
 E2E = request start -> last content event. Times are ``time.monotonic()``
 (the event loop's clock), comparable with the mock's records.

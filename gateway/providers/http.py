@@ -2,7 +2,7 @@
 
 Why not the SDKs: request setup through ``openai`` -> ``httpx2`` -> the SDK's
 aiohttp transport costs ~1.3 ms of CPU per request, and the layers add work
-per chunk (DESIGN.md, "SDK cost per request and per chunk"). Here a request
+per chunk (docs/architecture.md, "Facts the design rests on"). Here a request
 is one ``orjson.dumps`` and one ``ClientSession.post``; the body is read with
 :class:`~gateway.providers.sse_decoder.SSEDecoder`.
 
@@ -275,8 +275,8 @@ class EventStream:
         return pending.popleft()
 
     def close(self) -> None:
-        """Close the upstream connection now (synchronous, idempotent): the
-        upstream sees the TCP connection close (DESIGN.md, "Closing the upstream")."""
+        """Close the upstream connection now (synchronous, idempotent): the upstream
+        sees the TCP connection close (docs/architecture.md, "Facts the design rests on")."""
         self._response.close()
 
     def release(self) -> None:

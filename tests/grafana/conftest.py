@@ -1,6 +1,6 @@
 """Fixtures for the Grafana / Prometheus / alerting tests.
 
-The metric contract below is DESIGN.md's "Metrics" table (plus
+The metric contract below is the metric contract of docs/architecture.md (plus
 ``sluice_build_info`` and Prometheus's own ``up``); dashboards and alerts may
 name nothing else. The PromQL helpers are a small tokenizer, enough to find
 every metric selector in the queries we ship; they are exposed as fixtures.
@@ -25,7 +25,7 @@ GRAFANA = REPO / "grafana"
 _MODEL = frozenset({"model", "provider"})
 _ROUTE = frozenset({"route"})
 
-# name -> (type, labels), from DESIGN.md "Metrics".
+# name -> (type, labels), from docs/architecture.md "Metric contract".
 CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "sluice_requests_total": ("counter", frozenset({"route", "method", "status"})),
     "sluice_streams_active": ("gauge", _ROUTE),

@@ -1,6 +1,6 @@
 """Structure of grafana/dashboards/sluice.json: what Grafana needs to load it with
 no clicks, and what an operator needs to read it (units, descriptions, rows),
-with every query naming only metrics and labels of the DESIGN.md contract."""
+with every query naming only metrics and labels of the docs/architecture.md contract."""
 
 from __future__ import annotations
 
