@@ -17,6 +17,7 @@ greater than or equal to 0``; ``models[0].itl_msx: unknown key; did you mean
 from __future__ import annotations
 
 import os
+from functools import cached_property
 import tomllib
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
@@ -218,9 +219,16 @@ class Settings(_Section):
         return self
 
     def stream_for(self, model: ModelSettings) -> StreamSettings:
-        """``[stream]`` with ``model``'s overrides applied."""
-        overrides = model.stream.model_dump(exclude_none=True)
-        return self.stream.model_copy(update=overrides) if overrides else self.stream
+        """``[stream]`` with ``model``'s overrides applied (computed once per model)."""
+        return self._streams[model.name]
+
+    @cached_property
+    def _streams(self) -> dict[str, StreamSettings]:
+        out = {}
+        for m in self.models:
+            overrides = m.stream.model_dump(exclude_none=True)
+            out[m.name] = self.stream.model_copy(update=overrides) if overrides else self.stream
+        return out
 
     def model(self, name: str) -> ModelSettings | None:
         """The configured model a client calls ``name``, or None."""

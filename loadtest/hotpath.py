@@ -215,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the floor relay on uvloop (off: asyncio's loop, the floor as specified)",
     )
     p.add_argument(
+        "--gateway-asyncio",
+        action="store_true",
+        help="run the gateway on asyncio's own loop ([server] uvloop = false) instead of uvloop",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="seconds-long run (smoke test): 1 rep, 20/50 streams, 0.6 s phases, small firehose",
@@ -292,7 +297,11 @@ async def run(args: argparse.Namespace) -> Path:
         await procs.wait_ready(ps["mock"], "/_mock/records")
         ps["floor"] = procs.start_floor(out, ps["mock"].url, uvloop=args.floor_uvloop)
         ps["sluice"] = procs.start_gateway(
-            out, ps["mock"].port, log_level=args.gateway_log_level, src=args.gateway_src
+            out,
+            ps["mock"].port,
+            log_level=args.gateway_log_level,
+            src=args.gateway_src,
+            server_extra="uvloop = false" if args.gateway_asyncio else "",
         )
         await procs.wait_ready(ps["floor"], "/healthz")
         await procs.wait_ready(ps["sluice"], "/healthz")

@@ -122,8 +122,10 @@ def write_gateway_config(
     downstream_buffer_bytes: int = 65536,
     send_timeout_s: float = 300.0,
     anthropic: bool = False,
+    server_extra: str = "",
 ) -> None:
-    """A gateway TOML with ``mock-openai`` (and ``mock-anthropic``) models on the mock."""
+    """A gateway TOML with ``mock-openai`` (and ``mock-anthropic``) models on the mock;
+    ``server_extra``: more ``[server]`` lines (e.g. ``uvloop = false``)."""
     base = f"http://{HOST}:{mock_port}"
     path.write_text(
         f"""# written by loadtest.procs
@@ -133,7 +135,7 @@ port = {port}
 # The load test opens thousands of streams on purpose: no admission cap.
 max_streams = 100000
 max_queued_bytes = 17179869184
-
+{server_extra}
 [stream]
 downstream_buffer_bytes = {downstream_buffer_bytes}
 send_timeout_s = {send_timeout_s}
@@ -169,13 +171,16 @@ def start_gateway(
     log_level: str = "warning",
     anthropic: bool = False,
     src: Path | None = None,
+    server_extra: str = "",
 ) -> Managed:
     """The gateway on the mock; ``src`` is a directory holding another build's
     ``gateway`` package (e.g. ``git archive HEAD gateway | tar -x -C DIR``)."""
     port = port or free_port()
     cfg = logdir / "gateway.toml"
     logdir.mkdir(parents=True, exist_ok=True)
-    write_gateway_config(cfg, mock_port, port, downstream_buffer_bytes, send_timeout_s, anthropic)
+    write_gateway_config(
+        cfg, mock_port, port, downstream_buffer_bytes, send_timeout_s, anthropic, server_extra
+    )
     args = ["-m", "gateway", "--config", str(cfg), "--host", HOST, "--port", str(port)]
     args += ["--log-level", log_level]
     env = {API_KEY_ENV: "loadtest-key"}
