@@ -17,8 +17,8 @@ greater than or equal to 0``; ``models[0].itl_msx: unknown key; did you mean
 from __future__ import annotations
 
 import os
-from functools import cached_property
 import tomllib
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 

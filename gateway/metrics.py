@@ -11,7 +11,8 @@ aggregates the workers' files (prometheus-client docs, "Multiprocess Mode").
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -96,6 +97,27 @@ def multiprocess_enabled() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
+class ModelChildren(NamedTuple):
+    """The label children of one (model, provider), resolved once per process."""
+
+    ttft: Histogram
+    upstream_ttft: Histogram
+    itl: Histogram
+    tpot: Histogram
+    stream_duration: Histogram
+    output_tokens: Counter
+    input_tokens: Counter
+
+
+class RouteChildren(NamedTuple):
+    """The label children of one route template, resolved once per process."""
+
+    streams_active: Gauge
+    connection_write_buffer: Histogram
+    backpressure_waits: Counter
+    backpressure_wait_seconds: Histogram
+
+
 @dataclass(frozen=True, slots=True)
 class Metrics:
     """The metric families. Build with :meth:`create`; tests pass a fresh registry."""
@@ -121,6 +143,37 @@ class Metrics:
     upstream_cancel: Histogram
     upstream_retries: Counter
     admission_rejections: Counter
+    _by_model: dict[tuple[str, str], ModelChildren] = field(default_factory=dict)
+    _by_route: dict[str, RouteChildren] = field(default_factory=dict)
+
+    def for_model(self, model: str, provider: str) -> ModelChildren:
+        """``(model, provider)``'s children (``labels()`` costs a few µs a call;
+        the label values are bounded by the config)."""
+        children = self._by_model.get((model, provider))
+        if children is None:
+            labels = (model, provider)
+            children = self._by_model[labels] = ModelChildren(
+                self.ttft.labels(*labels),
+                self.upstream_ttft.labels(*labels),
+                self.itl.labels(*labels),
+                self.tpot.labels(*labels),
+                self.stream_duration.labels(*labels),
+                self.output_tokens.labels(*labels),
+                self.input_tokens.labels(*labels),
+            )
+        return children
+
+    def for_route(self, route: str) -> RouteChildren:
+        """``route``'s children (route templates are bounded by the app's routes)."""
+        children = self._by_route.get(route)
+        if children is None:
+            children = self._by_route[route] = RouteChildren(
+                self.streams_active.labels(route),
+                self.connection_write_buffer.labels(route),
+                self.backpressure_waits.labels(route),
+                self.backpressure_wait_seconds.labels(route),
+            )
+        return children
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Histogram
 
 from .metrics import Metrics
 from .outcome import Outcome
@@ -94,34 +94,21 @@ class NullRecorder:
 class StreamRecorder(NullRecorder):
     """Records one stream into :class:`~gateway.metrics.Metrics`."""
 
-    __slots__ = (
-        "_bp_wait_s",
-        "_bp_waits",
-        "_buffer",
-        "_itl",
-        "_metrics",
-        "_model",
-        "_provider",
-        "_route",
-        "_started",
-        "_total_buffer",
-    )
+    __slots__ = ("_buffer", "_itl", "_metrics", "_model", "_provider", "_route", "_started")
 
     def __init__(self, metrics: Metrics, *, model: str, provider: str, route: str) -> None:
         self._metrics = metrics
-        self._model, self._provider, self._route = model, provider, route
+        self._model, self._provider = model, provider
+        self._route = metrics.for_route(route)
         self._started = False
-        self._itl = HistogramBatch(metrics.itl.labels(model, provider))
-        self._buffer = HistogramBatch(metrics.connection_write_buffer.labels(route))
-        self._bp_waits: Counter = metrics.backpressure_waits.labels(route)
-        self._bp_wait_s: Histogram = metrics.backpressure_wait_seconds.labels(route)
-        self._total_buffer: Gauge = metrics.write_buffer
+        self._itl = HistogramBatch(metrics.for_model(model, provider).itl)
+        self._buffer = HistogramBatch(self._route.connection_write_buffer)
 
     def relabel(self, model: str, provider: str) -> None:
         """A fallback serves the stream: record under its model and provider."""
         self._model, self._provider = model, provider
         self._itl.flush()
-        self._itl = HistogramBatch(self._metrics.itl.labels(model, provider))
+        self._itl = HistogramBatch(self._metrics.for_model(model, provider).itl)
 
     def retry(self, provider: str, reason: str) -> None:
         """A retry (``reason`` = the error code) or ``fallback`` before the first token."""
@@ -130,17 +117,17 @@ class StreamRecorder(NullRecorder):
     def started(self) -> None:
         """The stream is open (counted in ``streams_active`` until :meth:`finished`)."""
         self._started = True
-        self._metrics.streams_active.labels(self._route).inc()
+        self._route.streams_active.inc()
 
     def event(self, queued_bytes: int, queued_delta: int, waited_s: float) -> None:
         """After one SSE event: bytes still queued toward the client, their
         change since the last event, and the drain's wait (seconds)."""
         self._buffer.observe(queued_bytes)
         if queued_delta:
-            self._total_buffer.inc(queued_delta)
+            self._metrics.write_buffer.inc(queued_delta)
         if waited_s > 0.0:
-            self._bp_waits.inc()
-            self._bp_wait_s.observe(waited_s)
+            self._route.backpressure_waits.inc()
+            self._route.backpressure_wait_seconds.observe(waited_s)
 
     def itl(self, gap_s: float) -> None:
         self._itl.observe(gap_s)
@@ -148,15 +135,15 @@ class StreamRecorder(NullRecorder):
     def unqueue(self, queued_bytes: int) -> None:
         """The stream ended with ``queued_bytes`` still counted toward its client."""
         if queued_bytes:
-            self._total_buffer.dec(queued_bytes)
+            self._metrics.write_buffer.dec(queued_bytes)
 
     def tokens(self, output_tokens: int | None, input_tokens: int | None) -> None:
         """Count a request's tokens under the model and provider that served it."""
-        m = self._metrics
+        children = self._metrics.for_model(self._model, self._provider)
         if output_tokens:
-            m.output_tokens.labels(self._model, self._provider).inc(output_tokens)
+            children.output_tokens.inc(output_tokens)
         if input_tokens:
-            m.input_tokens.labels(self._model, self._provider).inc(input_tokens)
+            children.input_tokens.inc(input_tokens)
 
     def finished(self, outcome: Outcome) -> None:
         """Record the stream's end: timings, tokens, termination reason; takes
@@ -164,20 +151,20 @@ class StreamRecorder(NullRecorder):
         m = self._metrics
         self._itl.flush()
         self._buffer.flush()
-        labels = (outcome.model, outcome.provider)
         if self._started:
-            m.streams_active.labels(self._route).dec()
-        m.terminations.labels(*labels, outcome.reason.value).inc()
+            self._route.streams_active.dec()
+        m.terminations.labels(outcome.model, outcome.provider, outcome.reason.value).inc()
+        children = m.for_model(outcome.model, outcome.provider)
         clock = outcome.clock
         if clock.ttft is not None:
-            m.ttft.labels(*labels).observe(clock.ttft)
+            children.ttft.observe(clock.ttft)
         if clock.upstream_ttft is not None:
-            m.upstream_ttft.labels(*labels).observe(clock.upstream_ttft)
+            children.upstream_ttft.observe(clock.upstream_ttft)
         tpot = clock.tpot(outcome.output_tokens)
         if tpot is not None:
-            m.tpot.labels(*labels).observe(tpot)
+            children.tpot.observe(tpot)
         if outcome.committed:
-            m.stream_duration.labels(*labels).observe(outcome.end - clock.arrival)
+            children.stream_duration.observe(outcome.end - clock.arrival)
         if outcome.upstream_cancel_s is not None:
             m.upstream_cancel.labels(outcome.provider).observe(outcome.upstream_cancel_s)
         self.tokens(outcome.output_tokens, outcome.input_tokens)

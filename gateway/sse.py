@@ -130,14 +130,15 @@ class SSEResponse:
         return self._writer is not None
 
     async def prepare(self) -> None:
-        """Send the status line and SSE headers (commits the response; once).
-        Raises ``ConnectionError`` if the client is gone."""
+        """Commit the response (status and SSE headers; once). aiohttp holds
+        the headers until the first write, which is always right after (an
+        event or a ping), so they share its packet. Raises ``ConnectionError``
+        if the client is gone."""
         if self._writer is not None:
             return
         writer = await self._response.prepare(self._request)
         if not isinstance(writer, StreamWriter):  # pragma: no cover - aiohttp internals
             raise TypeError(f"unexpected payload writer {type(writer)!r}")
-        writer.send_headers()
         self._writer = writer
         self.last_write = time.perf_counter()
 
