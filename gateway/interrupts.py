@@ -31,8 +31,6 @@ class Interrupt(Enum):
     """The stream ran past ``deadline_s``."""
     SHUTDOWN = "shutdown"
     """The gateway is shutting down and the grace period is over."""
-    STOP = "stop"
-    """Stopped on request (e.g. a detached stream cancelled by its owner)."""
 
 
 class Interrupter:

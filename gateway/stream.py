@@ -216,7 +216,9 @@ class Stream:
                 except asyncio.CancelledError:
                     if not self._heartbeat_due():
                         raise
+                self._waiting = False
                 await sse.ping()
+                self._waiting = True
             self._waiting = False
         self._sent(await send(encoder.finish()))
 
@@ -270,7 +272,9 @@ class Stream:
             backpressure_waits=self._waits,
             backpressure_wait_s=self._wait_s,
             heartbeats=sse.pings,
-            upstream_cancel_s=end - gone_at if gone_at is not None and opened else None,
+            upstream_cancel_s=(
+                end - gone_at if gone_at is not None and opened is not None else None
+            ),
         )
         self.outcome = outcome
         self._recorder.finished(outcome)
@@ -331,11 +335,15 @@ class Stream:
 
 
 def _error_for(why: Interrupt) -> GatewayError:
+    """The error an interrupt ends the stream with. (A heartbeat interrupt only
+    ever lands in a wait, where it is taken and the wait goes on.)"""
     if why is Interrupt.IDLE:
         return UpstreamStalled("The upstream provider went silent in the middle of the stream")
     if why is Interrupt.DEADLINE:
         return DeadlineExceeded("The stream exceeded its deadline")
-    return ShuttingDown("The gateway is shutting down")
+    if why is Interrupt.SHUTDOWN:
+        return ShuttingDown("The gateway is shutting down")
+    return GatewayError("The stream was interrupted", detail=f"interrupt {why.value}")
 
 
 def _discard_open(task: asyncio.Task[OpenUpstream]) -> None:
