@@ -26,10 +26,10 @@ import socket
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from yarl import URL
 
 from ..errors import (
     GatewayError,
@@ -62,7 +62,8 @@ class UpstreamSessions:
 
     def get(self, url: str, rcvbuf_bytes: int, connect_timeout_s: float) -> aiohttp.ClientSession:
         """The session for ``url``'s origin (created on first use)."""
-        origin = str(URL(url).origin())
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
         key = (origin, rcvbuf_bytes, connect_timeout_s)
         session = self._sessions.get(key)
         if session is None or session.closed:
