@@ -16,6 +16,7 @@ from .admission import Admission
 from .api import anthropic as anthropic_api
 from .api import models as models_api
 from .api import openai as openai_api
+from .api import responses as responses_api
 from .config import Settings
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_request_id, gateway_middleware
@@ -174,6 +175,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     openai_api.add_routes(app)
     anthropic_api.add_routes(app)
     models_api.add_routes(app)
+    responses_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))

@@ -157,8 +157,10 @@ class Rig:
         self.gateway_url = str(gw.make_url(""))
 
     async def ask(self, path: str, model: str) -> tuple[int, bytes]:
-        body = {"model": model, "stream": True, "max_tokens": 16,
-                "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+        body: dict[str, Any] = {"model": model, "stream": True, "max_tokens": 16,
+                                "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+        if path == "/v1/responses":
+            body = {"model": model, "stream": True, "input": "hi", "max_output_tokens": 16}
         async with (
             ClientSession(timeout=ClientTimeout(total=10)) as session,
             session.post(self.gateway_url + path, json=body) as resp,
@@ -204,13 +206,29 @@ def _check_anthropic_answer(status: int, text: bytes) -> None:
     assert events[-1].startswith((b"event: message_stop", b"event: error")), events[-1]
 
 
+def _check_responses_answer(status: int, text: bytes) -> None:
+    assert status in (200, 502), (status, text)
+    if status == 502:
+        assert orjson.loads(text)["error"]["code"].startswith("upstream_")
+        return
+    events = [e for e in text.split(b"\n\n") if e]
+    assert events, text
+    assert events[-1].startswith(
+        (b"event: response.completed", b"event: response.incomplete", b"event: response.failed")
+    ), events[-1]
+
+
 HYPOTHESIS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
 BODIES = {"up": openai_bodies(), "claude": anthropic_bodies()}
-CHECKS = {"/v1/chat/completions": _check_openai_answer, "/v1/messages": _check_anthropic_answer}
+CHECKS = {
+    "/v1/chat/completions": _check_openai_answer,
+    "/v1/messages": _check_anthropic_answer,
+    "/v1/responses": _check_responses_answer,
+}
 
 
 @pytest.mark.parametrize("path", list(CHECKS))

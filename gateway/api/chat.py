@@ -20,7 +20,7 @@ from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
 from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown, UpstreamNotConfigured
 from ..interrupts import Interrupter
-from ..providers.base import Dialect, Provider
+from ..providers.base import Provider
 from ..recorder import Recorder, make_recorder
 from ..state import ADMISSION, ARRIVAL, METRICS, PROVIDERS, SETTINGS, SUMMARY
 from ..stream import Stream
@@ -31,7 +31,7 @@ from ..timing import StreamClock
 class ChatCall:
     """A validated chat request, whatever the client's dialect."""
 
-    client: Dialect
+    client: bridge.ClientDialect
     route: str
     model: str
     stream: bool
@@ -45,7 +45,11 @@ def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: 
         provider=provider,
         body=bridge.upstream_body(call.client, provider.dialect, call.body),
         encoder=bridge.stream_encoder(
-            call.client, provider.dialect, include_usage=call.include_usage, model=call.model
+            call.client,
+            provider.dialect,
+            include_usage=call.include_usage,
+            model=call.model,
+            body=call.body,
         ),
         settings=settings.stream_for(model),
         retries=model.retries,
@@ -130,5 +134,7 @@ async def _complete(
     usage = usage_of(payload)
     if usage is not None:
         recorder.tokens(usage.output_tokens, usage.input_tokens)
-    out = bridge.response_body(call.client, target.provider.dialect, payload, model=call.model)
+    out = bridge.response_body(
+        call.client, target.provider.dialect, payload, model=call.model, body=call.body
+    )
     return web.Response(body=orjson.dumps(out), content_type="application/json")

@@ -10,23 +10,32 @@ fields that do not survive them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from ..providers.base import Dialect
 from .anthropic import AnthropicPassthrough
 from .frames import StreamEncoder
 from .openai import OpenAIPassthrough
+from .responses import chat_from_responses, response_from_completion
 from .translate_request import anthropic_from_openai, openai_from_anthropic
 from .translate_response import anthropic_from_openai_completion, openai_from_anthropic_message
+from .translate_responses import Chained, ResponsesFromChat
 from .translate_stream import AnthropicFromOpenAI, OpenAIFromAnthropic
 
+ClientDialect = Literal["openai", "anthropic", "responses"]
+"""What a client speaks: a provider dialect, or OpenAI's Responses API (served
+through the Chat Completions dialect)."""
 
-def upstream_body(client: Dialect, upstream: Dialect, body: dict[str, Any]) -> dict[str, Any]:
+
+def upstream_body(client: ClientDialect, upstream: Dialect, body: dict[str, Any]) -> dict[str, Any]:
     """The request body to send upstream (the provider sets ``model``/``stream``).
 
     Raises :class:`~gateway.errors.InvalidRequest` for content the upstream's
     dialect cannot express.
     """
+    if client == "responses":
+        chat = chat_from_responses(body)
+        return chat if upstream == "openai" else anthropic_from_openai(chat)
     if client == upstream:
         return body
     if client == "openai":
@@ -35,9 +44,20 @@ def upstream_body(client: Dialect, upstream: Dialect, body: dict[str, Any]) -> d
 
 
 def stream_encoder(
-    client: Dialect, upstream: Dialect, *, include_usage: bool, model: str
+    client: ClientDialect,
+    upstream: Dialect,
+    *,
+    include_usage: bool,
+    model: str,
+    body: dict[str, Any] | None = None,
 ) -> StreamEncoder:
-    """A fresh encoder for one stream; ``model`` is the name the client asked for."""
+    """A fresh encoder for one stream; ``model`` is the name the client asked
+    for, ``body`` the client's request (a Responses stream echoes it)."""
+    if client == "responses":
+        responses = ResponsesFromChat(body or {})
+        if upstream == "openai":
+            return responses
+        return Chained(OpenAIFromAnthropic(model=model, include_usage=True), responses)
     if client == "openai":
         if upstream == "openai":
             return OpenAIPassthrough(include_usage=include_usage)
@@ -48,13 +68,23 @@ def stream_encoder(
 
 
 def response_body(
-    client: Dialect, upstream: Dialect, payload: dict[str, Any], *, model: str
+    client: ClientDialect,
+    upstream: Dialect,
+    payload: dict[str, Any],
+    *,
+    model: str,
+    body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A non-streaming upstream response in the client's dialect.
+    """A non-streaming upstream response in the client's dialect (``body``:
+    the client's request, echoed by a Response object).
 
     Raises :class:`~gateway.errors.UpstreamProtocolError` for a response that
     cannot be expressed in the client's dialect.
     """
+    if client == "responses":
+        if upstream == "anthropic":
+            payload = openai_from_anthropic_message(payload, model=model)
+        return response_from_completion(payload, body or {})
     if client == upstream:
         return payload
     if client == "openai":

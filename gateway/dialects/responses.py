@@ -1,0 +1,304 @@
+"""The OpenAI Responses API as a client dialect: requests in, Response objects out.
+
+API reference: https://platform.openai.com/docs/api-reference/responses
+(create, the Response object). Sluice serves Responses requests through the
+Chat Completions path it already has: a request becomes a Chat Completions
+body (:func:`chat_from_responses`), and a chat completion becomes a Response
+object (:func:`response_from_completion`); streams are translated event by
+event in :mod:`gateway.dialects.translate_responses`.
+
+Supported request fields: ``model``, ``input`` (a string, or a list of
+message items with text content, ``function_call`` and
+``function_call_output`` items), ``instructions``, ``tools`` of type
+``function``, ``tool_choice``, ``parallel_tool_calls``, ``max_output_tokens``,
+``temperature``, ``top_p``, ``metadata``, ``stream``, ``store``, ``user``,
+``text`` (plain text format only), ``truncation: "disabled"``. Any other
+field, ``background: true`` and ``previous_response_id`` get a 400 naming the
+field: Sluice does not store responses yet, so it never pretends to.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import InvalidRequest
+from .openai import MAX_MESSAGES, MAX_TOKENS_LIMIT, invalid_from
+
+ROLES = ("user", "assistant", "system", "developer")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class FunctionTool(_Strict):
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class TextFormat(_Strict):
+    type: Literal["text"]
+
+
+class TextConfig(_Strict):
+    format: TextFormat | None = None
+    verbosity: str | None = None
+
+
+class ResponsesRequest(_Strict):
+    """The validated view of a Responses request body (see the module docstring)."""
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_MESSAGES)]
+    instructions: str | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2, strict=False)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1, strict=False)] | None = None
+    metadata: dict[str, str] | None = None
+    stream: bool = False
+    store: bool | None = None
+    user: str | None = None
+    text: TextConfig | None = None
+    truncation: Literal["disabled"] | None = None
+    background: Literal[False] | None = None
+    """``background: true`` needs stored responses (not yet)."""
+
+
+def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
+    """Validate ``body``. Raises :class:`~gateway.errors.InvalidRequest` (400)
+    naming the first bad or unsupported field."""
+    if body.get("previous_response_id") is not None:
+        raise InvalidRequest(
+            "'previous_response_id' is not supported: Sluice does not store responses yet",
+            param="previous_response_id",
+        )
+    try:
+        return ResponsesRequest.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        if first["type"] == "extra_forbidden":
+            param = ".".join(str(p) for p in first["loc"])
+            raise InvalidRequest(
+                f"'{param}' is not supported by Sluice's Responses API", param=param
+            ) from None
+        if first["loc"][:1] == ("background",):
+            raise InvalidRequest(
+                "'background' responses are not supported: Sluice does not store responses yet",
+                param="background",
+            ) from None
+        raise invalid_from(err) from None
+
+
+def _text_of(content: object, where: str) -> str:
+    """Message content (a string or ``input_text``/``output_text`` parts) as text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for i, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            else:
+                raise InvalidRequest(
+                    f"Only text content is supported; got {kind!r}", param=f"{where}[{i}]"
+                )
+        return "".join(parts)
+    raise InvalidRequest("Message content must be a string or a list of parts", param=where)
+
+
+def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    if request.instructions:
+        messages.append({"role": "system", "content": request.instructions})
+    if isinstance(request.input, str):
+        messages.append({"role": "user", "content": request.input})
+        return messages
+    for i, item in enumerate(request.input):
+        where = f"input[{i}]"
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ROLES:
+                raise InvalidRequest(f"Unknown role {role!r}", param=f"{where}.role")
+            text = _text_of(item.get("content"), f"{where}.content")
+            messages.append({"role": role, "content": text})
+        elif kind == "function_call":
+            call = {
+                "id": item.get("call_id"),
+                "type": "function",
+                "function": {"name": item.get("name"), "arguments": item.get("arguments", "")},
+            }
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
+                last["tool_calls"].append(call)  # parallel calls share one message
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            text = output if isinstance(output, str) else orjson.dumps(output).decode()
+            messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": text})
+        else:
+            raise InvalidRequest(f"Input items of type {kind!r} are not supported", param=where)
+    return messages
+
+
+def chat_from_responses(body: dict[str, Any]) -> dict[str, Any]:
+    """A Chat Completions request body for a (validated) Responses body.
+
+    Usage is always requested (``stream_options.include_usage``): the
+    ``response.completed`` event carries it.
+    """
+    request = ResponsesRequest.model_validate(body)
+    chat: dict[str, Any] = {"model": request.model, "messages": _messages(request)}
+    if request.tools:
+        chat["tools"] = [
+            {
+                "type": "function",
+                "function": t.model_dump(exclude={"type"}, exclude_none=True),
+            }
+            for t in request.tools
+        ]
+    if isinstance(request.tool_choice, dict):
+        name = request.tool_choice.get("name")
+        chat["tool_choice"] = {"type": "function", "function": {"name": name}}
+    elif request.tool_choice is not None:
+        chat["tool_choice"] = request.tool_choice
+    for field in ("parallel_tool_calls", "temperature", "top_p", "user"):
+        value = getattr(request, field)
+        if value is not None:
+            chat[field] = value
+    if request.max_output_tokens is not None:
+        chat["max_completion_tokens"] = request.max_output_tokens
+    if request.stream:
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+    return chat
+
+
+def new_response_id() -> str:
+    return f"resp_{uuid.uuid4().hex}"
+
+
+def response_object(
+    body: dict[str, Any],
+    *,
+    response_id: str,
+    created_at: int,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    incomplete_reason: str | None = None,
+) -> dict[str, Any]:
+    """A Response object (``"object": "response"``) echoing the request's settings."""
+    tools = body.get("tools") or []
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "background": False,
+        "error": error,
+        "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "metadata": body.get("metadata") or {},
+        "model": body.get("model"),
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": None,
+        "store": False,
+        "temperature": body.get("temperature"),
+        "text": {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": tools,
+        "top_p": body.get("top_p"),
+        "truncation": "disabled",
+        "usage": usage,
+        "user": body.get("user"),
+    }
+
+
+def response_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A Chat Completions ``usage`` object as a Responses one."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens") or 0
+    completion = usage.get("completion_tokens") or 0
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": completion,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt + completion,
+    }
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [part] if status == "completed" else [],
+    }
+
+
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
+
+
+def new_item_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def response_from_completion(completion: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """A non-streaming chat completion as a Response object."""
+    choices = completion.get("choices") or []
+    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message") or {}
+    output: list[dict[str, Any]] = []
+    if isinstance(message.get("content"), str) and message["content"]:
+        output.append(message_item(new_item_id("msg"), message["content"]))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        output.append(
+            function_call_item(
+                new_item_id("fc"),
+                str(call.get("id") or new_item_id("call")),
+                str(function.get("name") or ""),
+                str(function.get("arguments") or ""),
+            )
+        )
+    incomplete = "max_output_tokens" if choice.get("finish_reason") == "length" else None
+    return response_object(
+        body,
+        response_id=new_response_id(),
+        created_at=int(time.time()),
+        status="incomplete" if incomplete else "completed",
+        output=output,
+        usage=response_usage(completion.get("usage")),
+        incomplete_reason=incomplete,
+    )

@@ -1,0 +1,278 @@
+"""Chat Completions chunks -> OpenAI Responses streaming events.
+
+Event format: https://platform.openai.com/docs/api-reference/responses-streaming.
+Each event is ``event: <type>`` and a JSON ``data`` carrying ``type`` and a
+``sequence_number`` that starts at 0 and rises by one. A stream is:
+
+``response.created``, ``response.in_progress``; per output item
+``response.output_item.added`` then, for a message,
+``response.content_part.added`` and ``response.output_text.delta``\\*, for a
+function call ``response.function_call_arguments.delta``\\*; at the end, per
+item in order, ``response.output_text.done`` + ``response.content_part.done``
+or ``response.function_call_arguments.done``, then
+``response.output_item.done``; last ``response.completed`` (with ``usage``),
+``response.incomplete`` (``finish_reason: "length"`` ->
+``incomplete_details.reason: "max_output_tokens"``) or, when the stream
+fails, ``response.failed`` with an ``error`` object: never a completion.
+
+``reasoning_content`` deltas, logprobs and refusals are not translated.
+:class:`Chained` runs an Anthropic stream through the Anthropic -> Chat
+Completions translation first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..errors import GatewayError
+from ..providers.base import UpstreamChunk
+from .frames import EMPTY, Frame, StreamEncoder
+from .openai import usage_of
+from .responses import (
+    function_call_item,
+    message_item,
+    new_item_id,
+    new_response_id,
+    response_object,
+    response_usage,
+)
+
+
+@dataclass(slots=True)
+class _Item:
+    """One output item being streamed: a message's text or a function call."""
+
+    kind: str
+    item_id: str
+    output_index: int
+    text: list[str] = field(default_factory=list)
+    call_id: str = ""
+    name: str = ""
+
+
+class ResponsesFromChat:
+    """Chat Completions chunks (OpenAI dialect) -> Responses events; see the
+    module docstring. ``body`` is the client's Responses request (echoed in
+    the Response object)."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self._body = body
+        self._id = new_response_id()
+        self._created = int(time.time())
+        self._seq = 0
+        self._started = False
+        self._items: list[_Item] = []
+        self._text: _Item | None = None
+        self._calls: dict[int, _Item] = {}
+        self._finish: str | None = None
+        self._usage: dict[str, Any] | None = None
+
+    def _event(self, kind: str, **fields: Any) -> bytes:
+        data = {"type": kind, "sequence_number": self._seq, **fields}
+        self._seq += 1
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+    def _response(self, status: str, **extra: Any) -> dict[str, Any]:
+        return response_object(
+            self._body,
+            response_id=self._id,
+            created_at=self._created,
+            status=status,
+            output=[self._done_item(i) for i in self._items] if status != "in_progress" else [],
+            **extra,
+        )
+
+    def encode(self, chunk: UpstreamChunk) -> Frame:
+        payload = chunk.payload
+        out: list[bytes] = []
+        if not self._started:
+            self._started = True
+            response = self._response("in_progress")
+            out.append(self._event("response.created", response=response))
+            out.append(self._event("response.in_progress", response=response))
+        usage = usage_of(payload) if payload.get("usage") else None
+        if usage is not None:
+            self._usage = payload["usage"]
+        content = False
+        for choice in payload.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue  # one output per response: n > 1 has no Responses counterpart
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                out.extend(self._text_delta(text))
+                content = True
+            for call in delta.get("tool_calls") or ():
+                out.extend(self._call_delta(call))
+                content = True
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+        if not out:
+            return Frame(b"", usage=usage) if usage is not None else EMPTY
+        return Frame(b"".join(out), content, usage)
+
+    def _text_delta(self, text: str) -> list[bytes]:
+        out = []
+        item = self._text
+        if item is None:
+            item = self._text = _Item("message", new_item_id("msg"), len(self._items))
+            self._items.append(item)
+            out.append(
+                self._event(
+                    "response.output_item.added",
+                    output_index=item.output_index,
+                    item=message_item(item.item_id, "", status="in_progress"),
+                )
+            )
+            out.append(
+                self._event(
+                    "response.content_part.added",
+                    item_id=item.item_id,
+                    output_index=item.output_index,
+                    content_index=0,
+                    part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+                )
+            )
+        item.text.append(text)
+        out.append(
+            self._event(
+                "response.output_text.delta",
+                item_id=item.item_id,
+                output_index=item.output_index,
+                content_index=0,
+                delta=text,
+                logprobs=[],
+            )
+        )
+        return out
+
+    def _call_delta(self, call: dict[str, Any]) -> list[bytes]:
+        out = []
+        index = call.get("index", 0)
+        function = call.get("function") or {}
+        item = self._calls.get(index)
+        if item is None:
+            item = _Item(
+                "function_call",
+                new_item_id("fc"),
+                len(self._items),
+                call_id=str(call.get("id") or new_item_id("call")),
+                name=str(function.get("name") or ""),
+            )
+            self._calls[index] = item
+            self._items.append(item)
+            added = function_call_item(item.item_id, item.call_id, item.name, "", "in_progress")
+            out.append(
+                self._event(
+                    "response.output_item.added", output_index=item.output_index, item=added
+                )
+            )
+        arguments = function.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            item.text.append(arguments)
+            out.append(
+                self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=item.item_id,
+                    output_index=item.output_index,
+                    delta=arguments,
+                )
+            )
+        return out
+
+    def _done_item(self, item: _Item) -> dict[str, Any]:
+        text = "".join(item.text)
+        if item.kind == "message":
+            return message_item(item.item_id, text)
+        return function_call_item(item.item_id, item.call_id, item.name, text)
+
+    def finish(self) -> bytes:
+        out = []
+        for item in self._items:
+            text = "".join(item.text)
+            where = {"item_id": item.item_id, "output_index": item.output_index}
+            if item.kind == "message":
+                out.append(
+                    self._event(
+                        "response.output_text.done",
+                        **where,
+                        content_index=0,
+                        text=text,
+                        logprobs=[],
+                    )
+                )
+                part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                out.append(
+                    self._event("response.content_part.done", **where, content_index=0, part=part)
+                )
+            else:
+                out.append(
+                    self._event(
+                        "response.function_call_arguments.done",
+                        **where,
+                        name=item.name,
+                        arguments=text,
+                    )
+                )
+            out.append(
+                self._event(
+                    "response.output_item.done",
+                    output_index=item.output_index,
+                    item=self._done_item(item),
+                )
+            )
+        usage = response_usage(self._usage)
+        if self._finish == "length":
+            response = self._response(
+                "incomplete", usage=usage, incomplete_reason="max_output_tokens"
+            )
+            out.append(self._event("response.incomplete", response=response))
+        else:
+            out.append(
+                self._event("response.completed", response=self._response("completed", usage=usage))
+            )
+        return b"".join(out)
+
+    def error(self, err: GatewayError) -> bytes:
+        failure = {"code": err.code or err.type, "message": err.message}
+        head = b""
+        if not self._started:
+            self._started = True
+            head = self._event("response.created", response=self._response("in_progress"))
+        response = self._response("failed", error=failure)
+        return head + self._event("response.failed", response=response)
+
+
+class Chained:
+    """Two encoders in a row: ``first``'s SSE output is parsed again and fed to
+    ``second`` (Anthropic -> Chat Completions -> Responses). Translation paths
+    only: the re-parse costs a JSON round trip per chunk."""
+
+    def __init__(self, first: StreamEncoder, second: StreamEncoder) -> None:
+        self._first = first
+        self._second = second
+
+    def encode(self, chunk: UpstreamChunk) -> Frame:
+        frame = self._first.encode(chunk)
+        if not frame.data:
+            return frame
+        out: list[bytes] = []
+        content = frame.content
+        for event in frame.data.split(b"\n\n"):
+            if not event.startswith(b"data: ") or event == b"data: [DONE]":
+                continue
+            data = event[6:]
+            inner = self._second.encode(UpstreamChunk(data, orjson.loads(data)))
+            out.append(inner.data)
+            content = content or inner.content
+        return Frame(b"".join(out), content, frame.usage)
+
+    def finish(self) -> bytes:
+        return self._second.finish()
+
+    def error(self, err: GatewayError) -> bytes:
+        return self._second.error(err)
