@@ -18,12 +18,14 @@ from .api import models as models_api
 from .api import openai as openai_api
 from .api import responses as responses_api
 from .config import Settings
+from .detached import Detached
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.registry import build_provider
-from .state import ADMISSION, METRICS, PROVIDERS, SETTINGS
+from .state import ADMISSION, DETACHED, METRICS, PROVIDERS, SETTINGS, STREAM_STORE
+from .store.memory import MemoryStreamStore
 
 log = structlog.get_logger("gateway.app")
 
@@ -92,6 +94,13 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     for provider in providers.values():
         await provider.aclose()
     await sessions.aclose()
+
+
+async def _detached_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    # After on_shutdown's drain: stop what still runs, then drop the store.
+    await app[DETACHED].aclose()
+    await app[STREAM_STORE].aclose()
 
 
 def _metrics_registry(metrics: Metrics) -> CollectorRegistry:
@@ -169,9 +178,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[ADMISSION] = Admission(
         settings.server.max_streams, settings.server.max_queued_bytes, metrics
     )
+    app[STREAM_STORE] = MemoryStreamStore(
+        ttl_s=settings.store.ttl_s,
+        max_bytes=settings.store.max_bytes,
+        stream_max_bytes=settings.store.stream_max_bytes,
+    )
+    app[DETACHED] = Detached()
     app.on_response_prepare.append(add_request_id)
     app.on_shutdown.append(_drain_on_shutdown)
     app.cleanup_ctx.append(_providers_ctx)
+    app.cleanup_ctx.append(_detached_ctx)  # cleaned up first: streams before sessions
     openai_api.add_routes(app)
     anthropic_api.add_routes(app)
     models_api.add_routes(app)

@@ -188,11 +188,23 @@ class AnthropicModel(_RemoteModel):
 ModelSettings = Annotated[SimModel | OpenAIModel | AnthropicModel, Field(discriminator="provider")]
 
 
+class StoreSettings(_Section):
+    """``[store]``: the stream store (stored and background responses), in memory."""
+
+    ttl_s: float = Field(default=3600.0, gt=0)
+    """A finished stream stays readable (and resumable) for this long."""
+    max_bytes: int = Field(default=256 << 20, ge=65536)
+    """All streams together; the oldest finished ones are evicted first."""
+    stream_max_bytes: int = Field(default=8 << 20, ge=4096)
+    """One stream; a generation past it stops with an error (never unbounded)."""
+
+
 class Settings(_Section):
     """The whole configuration; see the module docstring for the file shape."""
 
     server: ServerSettings = ServerSettings()
     stream: StreamSettings = StreamSettings()
+    store: StoreSettings = StoreSettings()
     models: tuple[ModelSettings, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -110,6 +110,12 @@ class ModelNotFound(ClientError):
     status, code, anthropic_type = 404, "model_not_found", "not_found_error"
 
 
+class ResponseNotFound(ClientError):
+    """No stored response with that id (never stored, expired, deleted, or another key's)."""
+
+    status, code, anthropic_type = 404, "not_found", "not_found_error"
+
+
 class RouteNotFound(ClientError):
     status, code, anthropic_type = 404, "not_found", "not_found_error"
 
@@ -217,3 +223,10 @@ class UpstreamNotConfigured(Unavailable):
 
     code, anthropic_type = "upstream_not_configured", "api_error"
     reason = Termination.REJECTED
+
+
+class StreamCancelled(GatewayError):
+    """A detached generation (a background response) was cancelled by its owner."""
+
+    status, type, anthropic_type, code = 409, "cancelled", "api_error", "cancelled"
+    reason = Termination.CANCELLED

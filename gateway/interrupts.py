@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from enum import Enum
+from typing import Any
 
 
 class Interrupt(Enum):
@@ -31,6 +32,8 @@ class Interrupt(Enum):
     """The stream ran past ``deadline_s``."""
     SHUTDOWN = "shutdown"
     """The gateway is shutting down and the grace period is over."""
+    CANCEL = "cancel"
+    """Its owner cancelled it (``POST /v1/responses/{id}/cancel``)."""
 
 
 class Interrupter:
@@ -39,17 +42,29 @@ class Interrupter:
 
     __slots__ = ("_armed", "_task", "pending")
 
-    def __init__(self, task: asyncio.Task[object]) -> None:
+    def __init__(self, task: asyncio.Task[Any] | None = None) -> None:
         self._task = task
         self._armed = True
         self.pending: Interrupt | None = None
 
+    def bind(self, task: asyncio.Task[Any]) -> None:
+        """The task to interrupt, when it was not known at construction; an
+        interrupt that came before cancels it now."""
+        self._task = task
+        if self.pending is not None:
+            task.cancel()
+
     def interrupt(self, why: Interrupt) -> None:
         """Cancel the task's current wait with ``why`` (no-op once disarmed or
-        while an earlier interrupt is pending)."""
-        if self._armed and self.pending is None and not self._task.done():
+        while an earlier interrupt is pending; recorded until :meth:`bind`)."""
+        if not self._armed or self.pending is not None:
+            return
+        task = self._task
+        if task is None:
             self.pending = why
-            self._task.cancel()
+        elif not task.done():
+            self.pending = why
+            task.cancel()
 
     stop = interrupt
     """:class:`~gateway.admission.Stoppable`: a plain request stops by being interrupted."""
@@ -59,7 +74,7 @@ class Interrupter:
         carries, or None when the task was (also) cancelled by someone else,
         in which case the caller must re-raise."""
         why, self.pending = self.pending, None
-        if why is None:
+        if why is None or self._task is None:
             return None
         return why if self._task.uncancel() == 0 else None
 

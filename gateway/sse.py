@@ -222,3 +222,7 @@ class SSEResponse:
     @property
     def response(self) -> web.StreamResponse:
         return self._response
+
+    def ended(self, status: str) -> None:
+        """:class:`~gateway.downstream.Downstream`: nothing to do for a socket."""
+        return None

@@ -6,13 +6,17 @@ from aiohttp import web
 
 from .admission import Admission
 from .config import Settings
+from .detached import Detached
 from .metrics import Metrics
 from .providers.base import Provider
+from .store.base import StreamStore
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 PROVIDERS = web.AppKey("providers", dict[str, Provider])
 ADMISSION = web.AppKey("admission", Admission)
+STREAM_STORE = web.AppKey("stream_store", StreamStore)
+DETACHED = web.AppKey("detached", Detached)
 ARRIVAL = web.RequestKey("arrival", float)
 """``time.perf_counter()`` when the middleware first saw the request."""
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -42,10 +42,12 @@ from aiohttp import web
 from .admission import Admission
 from .attempts import OpenUpstream, Target, open_first
 from .dialects.frames import StreamEncoder, Usage
+from .downstream import Downstream
 from .errors import (
     DeadlineExceeded,
     GatewayError,
     ShuttingDown,
+    StreamCancelled,
     UpstreamProtocolError,
     UpstreamStalled,
 )
@@ -53,12 +55,19 @@ from .interrupts import Interrupt, Interrupter
 from .outcome import Outcome
 from .providers.base import UpstreamChunk
 from .recorder import Recorder
-from .sse import SlowClientError, SSEResponse
+from .sse import SlowClientError
 from .termination import Termination
 from .timing import StreamClock
 
 _MALFORMED = (AttributeError, TypeError, KeyError, ValueError, IndexError)
 """What a dialect encoder raises on an upstream value of the wrong shape."""
+
+_STATUS = {
+    Termination.COMPLETED: "completed",
+    Termination.CLIENT_DISCONNECTED: "cancelled",
+    Termination.CANCELLED: "cancelled",
+}
+"""A stored stream's status for how it ended (everything else: ``failed``)."""
 
 ERROR_EVENT_TIMEOUT_S = 5.0
 """How long the final error event may wait for the client before we drop it."""
@@ -69,26 +78,19 @@ class Stream:
 
     def __init__(
         self,
-        request: web.Request,
+        downstream: Downstream,
         targets: tuple[Target, ...],
         clock: StreamClock,
         recorder: Recorder,
         admission: Admission,
     ) -> None:
         primary = targets[0].settings
-        self._request = request
         self._targets = targets
         self._clock = clock
         self._recorder = recorder
         self._admission = admission
-        self._sse = SSEResponse(
-            request,
-            buffer_bytes=primary.downstream_buffer_bytes,
-            send_timeout_s=primary.send_timeout_s,
-        )
-        task = asyncio.current_task()
-        assert task is not None, "a Stream runs inside its request's task"
-        self._interrupter = Interrupter(task)
+        self._sse = downstream
+        self._interrupter = Interrupter()  # bound to the task that runs it
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline_at = clock.arrival + primary.deadline_s
@@ -112,13 +114,17 @@ class Stream:
 
     # -- the life of a stream ------------------------------------------------
 
-    async def run(self) -> web.StreamResponse:
-        """Serve the stream; returns the finished response (:attr:`outcome` is set).
+    async def run(self) -> web.StreamResponse | None:
+        """Serve the stream; returns the finished response (None for a
+        downstream with no HTTP response); :attr:`outcome` is set.
 
         Raises ``GatewayError`` only before the response is committed (the
         caller renders it as an HTTP error; the outcome is still recorded),
         and re-raises ``asyncio.CancelledError`` (the client left).
         """
+        task = asyncio.current_task()
+        assert task is not None, "a Stream runs inside a task"
+        self._interrupter.bind(task)
         sse = self._sse
         reason = Termination.UPSTREAM_ERROR
         error: GatewayError | None = None
@@ -278,6 +284,7 @@ class Stream:
         )
         self.outcome = outcome
         self._recorder.finished(outcome)
+        self._sse.ended(_STATUS.get(reason, "failed"))
 
     async def _send_error(self, err: GatewayError) -> None:
         """The error event in the client's dialect; a client that does not
@@ -343,6 +350,8 @@ def _error_for(why: Interrupt) -> GatewayError:
         return DeadlineExceeded("The stream exceeded its deadline")
     if why is Interrupt.SHUTDOWN:
         return ShuttingDown("The gateway is shutting down")
+    if why is Interrupt.CANCEL:
+        return StreamCancelled("The response was cancelled")
     return GatewayError("The stream was interrupted", detail=f"interrupt {why.value}")
 
 

@@ -15,6 +15,7 @@ slow_client            the client took nothing for ``send_timeout_s``
 deadline               the whole stream ran past ``deadline_s``
 shutdown               the gateway shut down before the stream finished
 rejected               the gateway refused the request (invalid, at capacity)
+cancelled              its owner cancelled a detached generation
 =====================  =========================================================
 """
 
@@ -35,3 +36,4 @@ class Termination(StrEnum):
     DEADLINE = "deadline"
     SHUTDOWN = "shutdown"
     REJECTED = "rejected"
+    CANCELLED = "cancelled"

@@ -18,11 +18,13 @@ from ..config import ModelSettings, Settings
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
+from ..downstream import StoreDownstream, StoreWriter, TeeDownstream
 from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown, UpstreamNotConfigured
 from ..interrupts import Interrupter
 from ..providers.base import Provider
 from ..recorder import Recorder, make_recorder
-from ..state import ADMISSION, ARRIVAL, METRICS, PROVIDERS, SETTINGS, SUMMARY
+from ..sse import SSEResponse
+from ..state import ADMISSION, ARRIVAL, DETACHED, METRICS, PROVIDERS, SETTINGS, SUMMARY
 from ..stream import Stream
 from ..timing import StreamClock
 
@@ -37,6 +39,10 @@ class ChatCall:
     stream: bool
     include_usage: bool
     body: dict[str, Any]
+    response_id: str | None = None
+    """Responses API: the id of the Response (and its key in the stream store)."""
+    keep: StoreWriter | None = None
+    """Responses API: keep a copy of the stream's events in the stream store."""
 
 
 def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: Provider) -> Target:
@@ -50,6 +56,7 @@ def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: 
             include_usage=call.include_usage,
             model=call.model,
             body=call.body,
+            response_id=call.response_id,
         ),
         settings=settings.stream_for(model),
         retries=model.retries,
@@ -89,10 +96,17 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
     )
     if call.stream:
         clock = StreamClock(request.get(ARRIVAL, time.perf_counter()))
-        stream = Stream(request, targets, clock, recorder, admission)
+        sse = SSEResponse(
+            request,
+            buffer_bytes=primary.settings.downstream_buffer_bytes,
+            send_timeout_s=primary.settings.send_timeout_s,
+        )
+        downstream = sse if call.keep is None else TeeDownstream(sse, call.keep)
+        stream = Stream(downstream, targets, clock, recorder, admission)
         admission.admit(stream)
         try:
-            return await stream.run()
+            await stream.run()
+            return sse.response
         finally:
             admission.release(stream)
             if stream.outcome is not None:
@@ -104,6 +118,32 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
         return await _complete(call, targets, recorder, interrupter)
     finally:
         admission.release(interrupter)
+
+
+def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> None:
+    """Start ``call`` (a stream) detached from ``request``: it runs on, into the
+    stream store, after the request is answered. Raises ``GatewayError`` now
+    for what fails before it starts (unknown model, admission)."""
+    assert call.response_id is not None
+    settings = request.app[SETTINGS]
+    targets = _targets(request, call)
+    admission = request.app[ADMISSION]
+    recorder = make_recorder(
+        request.app[METRICS] if settings.server.metrics_enabled else None,
+        model=targets[0].model,
+        provider=targets[0].provider.kind,
+        route=call.route,
+    )
+    stream = Stream(StoreDownstream(writer), targets, StreamClock(), recorder, admission)
+    admission.admit(stream)
+
+    async def run() -> None:
+        try:
+            await stream.run()
+        finally:
+            admission.release(stream)
+
+    request.app[DETACHED].start(call.response_id, stream, run)
 
 
 def _current_task() -> asyncio.Task[Any]:
@@ -135,6 +175,11 @@ async def _complete(
     if usage is not None:
         recorder.tokens(usage.output_tokens, usage.input_tokens)
     out = bridge.response_body(
-        call.client, target.provider.dialect, payload, model=call.model, body=call.body
+        call.client,
+        target.provider.dialect,
+        payload,
+        model=call.model,
+        body=call.body,
+        response_id=call.response_id,
     )
     return web.Response(body=orjson.dumps(out), content_type="application/json")

@@ -1,42 +1,172 @@
-"""OpenAI Responses route: ``POST /v1/responses``.
+"""OpenAI Responses routes.
 
-API reference: https://platform.openai.com/docs/api-reference/responses/create.
-Served on every provider through the Chat Completions path
-(:mod:`gateway.dialects.responses`, :mod:`gateway.dialects.translate_responses`),
-with the same backpressure, timeouts, metrics and admission as
-``/v1/chat/completions``. Streaming responses are named SSE events
-(``response.created`` ... ``response.completed``); a failure after the first
-event ends the stream with ``response.failed``. Stored responses, background
-mode, resume and ``previous_response_id`` are not implemented yet: asking for
-them is a 400 naming the field.
+API reference: https://platform.openai.com/docs/api-reference/responses.
+
+- ``POST /v1/responses``: served on every provider through the Chat
+  Completions path (:mod:`gateway.dialects.responses`,
+  :mod:`gateway.dialects.translate_responses`), with the same backpressure,
+  timeouts, metrics and admission as ``/v1/chat/completions``. Stored by
+  default (``store``): the events go to the stream store too.
+  ``background: true`` answers at once (status ``queued``) and the generation
+  runs on, detached from the request, into the store (with ``stream: true``
+  the answer follows it live).
+- ``GET /v1/responses/{id}``: the Response object as it stands;
+  ``?stream=true&starting_after=N`` replays the stored events after sequence
+  number N, then follows live to the end, with a drain per event: how a
+  client whose connection dropped resumes, nothing lost or repeated.
+- ``POST /v1/responses/{id}/cancel``: stops a background response (its
+  upstream closes at once); ``DELETE /v1/responses/{id}`` removes one.
+
+A non-background stream whose client disconnects still cancels its upstream
+at once: only background responses outlive their client.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+
+import orjson
 from aiohttp import web
 
-from ..dialects.responses import parse_responses_request
-from ..state import SETTINGS
+from ..dialects.responses import new_response_id, parse_responses_request, response_object
+from ..downstream import StoreWriter
+from ..errors import GatewayError, InvalidRequest, ResponseNotFound
+from ..sse import SSEResponse
+from ..state import DETACHED, SETTINGS, STREAM_STORE, SUMMARY
+from ..store.base import StoredStream
 from .body import read_json_object
-from .chat import ChatCall, serve
+from .chat import ChatCall, detach, serve
 
 RESPONSES_ROUTE = "/v1/responses"
+CANCEL_WAIT_S = 5.0
+"""How long a cancel waits for the generation to record its end."""
+
+
+def _owner(request: web.Request) -> str | None:
+    """The caller's key name (None until client keys exist); responses belong to it."""
+    return None
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    """Create a model response, streamed (SSE) or as one Response object."""
+    """Create a model response: streamed (SSE), one Response object, or in the background."""
     body = await read_json_object(request, request.app[SETTINGS].server)
     parsed = parse_responses_request(body)
+    response_id = new_response_id()
+    request[SUMMARY]["response_id"] = response_id
+    store = request.app[STREAM_STORE]
+    keep = parsed.store is not False
+    writer = None
+    if keep:
+        await store.create(response_id, _owner(request))
+        writer = StoreWriter(store, response_id)
     call = ChatCall(
         client="responses",
         route=RESPONSES_ROUTE,
         model=parsed.model,
-        stream=parsed.stream,
+        stream=parsed.stream or bool(parsed.background),
         include_usage=True,
         body=body,
+        response_id=response_id,
+        keep=None if parsed.background else writer,
     )
-    return await serve(request, call)
+    try:
+        if parsed.background:
+            assert writer is not None
+            queued = response_object(
+                body,
+                response_id=response_id,
+                created_at=int(time.time()),
+                status="queued",
+                output=[],
+            )
+            await store.append(response_id, [], orjson.dumps(queued))
+            detach(request, call, writer)
+            if parsed.stream:
+                return await _follow(request, response_id, -1)
+            return web.Response(body=orjson.dumps(queued), content_type="application/json")
+        response = await serve(request, call)
+    except GatewayError:
+        if keep:
+            await store.delete(response_id)
+        raise
+    if keep and not parsed.stream and isinstance(response, web.Response) and response.body:
+        snapshot = bytes(response.body)  # type: ignore[arg-type]
+        status = orjson.loads(snapshot).get("status", "completed")
+        await store.close(response_id, status, snapshot)
+    return response
+
+
+async def _stored(request: web.Request) -> StoredStream:
+    response_id = request.match_info["response_id"]
+    stored = await request.app[STREAM_STORE].get(response_id)
+    if stored is None or stored.owner != _owner(request):
+        raise ResponseNotFound(f"No response with id '{response_id}'", param="response_id")
+    return stored
+
+
+async def get_response(request: web.Request) -> web.StreamResponse:
+    """The Response object, or (``?stream=true``) its events after ``starting_after``."""
+    stored = await _stored(request)
+    if request.query.get("stream") in ("true", "1"):
+        try:
+            after = int(request.query.get("starting_after", "-1"))
+        except ValueError:
+            raise InvalidRequest(
+                "'starting_after' must be an integer", param="starting_after"
+            ) from None
+        return await _follow(request, stored.stream_id, after)
+    return web.Response(body=stored.snapshot or b"{}", content_type="application/json")
+
+
+async def _follow(request: web.Request, response_id: str, after: int) -> web.StreamResponse:
+    """The stored events after ``after``, then live ones, drained one by one."""
+    stream = request.app[SETTINGS].stream
+    sse = SSEResponse(
+        request,
+        buffer_bytes=stream.downstream_buffer_bytes,
+        send_timeout_s=stream.send_timeout_s,
+    )
+    await sse.prepare()
+    try:
+        async for event in request.app[STREAM_STORE].follow(response_id, after):
+            await sse.send(event)
+    except ConnectionError:
+        sse.abort()
+    await sse.finish()
+    return sse.response
+
+
+async def cancel_response(request: web.Request) -> web.Response:
+    """Stop a background response; returns it (status ``cancelled``)."""
+    stored = await _stored(request)
+    detached = request.app[DETACHED]
+    if not detached.cancel(stored.stream_id):
+        if stored.status == "in_progress":
+            raise InvalidRequest("Only background responses can be cancelled")
+        return web.Response(body=stored.snapshot or b"{}", content_type="application/json")
+    store = request.app[STREAM_STORE]
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CANCEL_WAIT_S):
+            async for _ in store.follow(stored.stream_id, stored.events - 1):
+                pass  # until the generation records its end
+    current = await store.get(stored.stream_id)
+    snapshot = current.snapshot if current is not None else stored.snapshot
+    return web.Response(body=snapshot or b"{}", content_type="application/json")
+
+
+async def delete_response(request: web.Request) -> web.Response:
+    """Remove a stored response (a running one is cancelled first)."""
+    stored = await _stored(request)
+    request.app[DETACHED].cancel(stored.stream_id)
+    await request.app[STREAM_STORE].delete(stored.stream_id)
+    body = {"id": stored.stream_id, "object": "response.deleted", "deleted": True}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post(RESPONSES_ROUTE, create_response)
+    app.router.add_get(RESPONSES_ROUTE + "/{response_id}", get_response)
+    app.router.add_post(RESPONSES_ROUTE + "/{response_id}/cancel", cancel_response)
+    app.router.add_delete(RESPONSES_ROUTE + "/{response_id}", delete_response)

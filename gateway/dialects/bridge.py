@@ -50,11 +50,13 @@ def stream_encoder(
     include_usage: bool,
     model: str,
     body: dict[str, Any] | None = None,
+    response_id: str | None = None,
 ) -> StreamEncoder:
     """A fresh encoder for one stream; ``model`` is the name the client asked
-    for, ``body`` the client's request (a Responses stream echoes it)."""
+    for, ``body`` the client's request (a Responses stream echoes it) and
+    ``response_id`` the Response's id."""
     if client == "responses":
-        responses = ResponsesFromChat(body or {})
+        responses = ResponsesFromChat(body or {}, response_id)
         if upstream == "openai":
             return responses
         return Chained(OpenAIFromAnthropic(model=model, include_usage=True), responses)
@@ -74,6 +76,7 @@ def response_body(
     *,
     model: str,
     body: dict[str, Any] | None = None,
+    response_id: str | None = None,
 ) -> dict[str, Any]:
     """A non-streaming upstream response in the client's dialect (``body``:
     the client's request, echoed by a Response object).
@@ -84,7 +87,7 @@ def response_body(
     if client == "responses":
         if upstream == "anthropic":
             payload = openai_from_anthropic_message(payload, model=model)
-        return response_from_completion(payload, body or {})
+        return response_from_completion(payload, body or {}, response_id)
     if client == upstream:
         return payload
     if client == "openai":

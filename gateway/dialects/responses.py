@@ -12,9 +12,10 @@ message items with text content, ``function_call`` and
 ``function_call_output`` items), ``instructions``, ``tools`` of type
 ``function``, ``tool_choice``, ``parallel_tool_calls``, ``max_output_tokens``,
 ``temperature``, ``top_p``, ``metadata``, ``stream``, ``store``, ``user``,
-``text`` (plain text format only), ``truncation: "disabled"``. Any other
-field, ``background: true`` and ``previous_response_id`` get a 400 naming the
-field: Sluice does not store responses yet, so it never pretends to.
+``text`` (plain text format only), ``truncation: "disabled"``, ``store``
+(default true: the response is kept in the stream store) and ``background``.
+Any other field, and ``previous_response_id`` (not built yet), get a 400
+naming the field.
 """
 
 from __future__ import annotations
@@ -71,8 +72,7 @@ class ResponsesRequest(_Strict):
     user: str | None = None
     text: TextConfig | None = None
     truncation: Literal["disabled"] | None = None
-    background: Literal[False] | None = None
-    """``background: true`` needs stored responses (not yet)."""
+    background: bool | None = None
 
 
 def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -80,11 +80,10 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
     naming the first bad or unsupported field."""
     if body.get("previous_response_id") is not None:
         raise InvalidRequest(
-            "'previous_response_id' is not supported: Sluice does not store responses yet",
-            param="previous_response_id",
+            "'previous_response_id' is not supported yet", param="previous_response_id"
         )
     try:
-        return ResponsesRequest.model_validate(body)
+        request = ResponsesRequest.model_validate(body)
     except ValidationError as err:
         first = err.errors()[0]
         if first["type"] == "extra_forbidden":
@@ -92,12 +91,10 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
             raise InvalidRequest(
                 f"'{param}' is not supported by Sluice's Responses API", param=param
             ) from None
-        if first["loc"][:1] == ("background",):
-            raise InvalidRequest(
-                "'background' responses are not supported: Sluice does not store responses yet",
-                param="background",
-            ) from None
         raise invalid_from(err) from None
+    if request.background and request.store is False:
+        raise InvalidRequest("A background response must be stored ('store')", param="store")
+    return request
 
 
 def _text_of(content: object, where: str) -> str:
@@ -209,7 +206,7 @@ def response_object(
         "object": "response",
         "created_at": created_at,
         "status": status,
-        "background": False,
+        "background": bool(body.get("background")),
         "error": error,
         "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
         "instructions": body.get("instructions"),
@@ -219,7 +216,7 @@ def response_object(
         "output": output,
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": None,
-        "store": False,
+        "store": body.get("store") is not False,
         "temperature": body.get("temperature"),
         "text": {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice") or "auto",
@@ -274,7 +271,9 @@ def new_item_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-def response_from_completion(completion: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+def response_from_completion(
+    completion: dict[str, Any], body: dict[str, Any], response_id: str | None = None
+) -> dict[str, Any]:
     """A non-streaming chat completion as a Response object."""
     choices = completion.get("choices") or []
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
@@ -295,7 +294,7 @@ def response_from_completion(completion: dict[str, Any], body: dict[str, Any]) -
     incomplete = "max_output_tokens" if choice.get("finish_reason") == "length" else None
     return response_object(
         body,
-        response_id=new_response_id(),
+        response_id=response_id or new_response_id(),
         created_at=int(time.time()),
         status="incomplete" if incomplete else "completed",
         output=output,

@@ -59,9 +59,9 @@ class ResponsesFromChat:
     module docstring. ``body`` is the client's Responses request (echoed in
     the Response object)."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
+    def __init__(self, body: dict[str, Any], response_id: str | None = None) -> None:
         self._body = body
-        self._id = new_response_id()
+        self._id = response_id or new_response_id()
         self._created = int(time.time())
         self._seq = 0
         self._started = False
@@ -243,7 +243,9 @@ class ResponsesFromChat:
         if not self._started:
             self._started = True
             head = self._event("response.created", response=self._response("in_progress"))
-        response = self._response("failed", error=failure)
+        # A cancelled background response ends the same way, with its own status.
+        status = "cancelled" if err.code == "cancelled" else "failed"
+        response = self._response(status, error=failure)
         return head + self._event("response.failed", response=response)
 
 

@@ -1,0 +1,74 @@
+"""Generations that outlive their request (background responses).
+
+A detached stream runs in a task of its own, inside admission control (it
+counts as an open stream, graceful shutdown stops it) and its deadline, and
+writes only to the stream store. :class:`Detached` keeps the running ones by
+id so their owner can cancel them, and logs each one's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import structlog
+
+from .interrupts import Interrupt
+from .outcome import Outcome
+
+log = structlog.get_logger("gateway.detached")
+
+
+class DetachedStream(Protocol):
+    outcome: Outcome | None
+
+    def stop(self, why: Interrupt) -> None: ...
+
+
+class Detached:
+    """The running detached streams of this process, by stream id."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, DetachedStream] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(
+        self, stream_id: str, stream: DetachedStream, run: Callable[[], Awaitable[object]]
+    ) -> None:
+        """Run ``run()`` (the stream's ``run``) in a task of its own; ``done``
+        bookkeeping and the end-of-stream log line follow."""
+        self._running[stream_id] = stream
+
+        async def go() -> None:
+            try:
+                await run()
+            except Exception:  # errors before the commit: recorded in the outcome
+                pass
+            finally:
+                self._running.pop(stream_id, None)
+                if stream.outcome is not None:
+                    log.info("detached_end", stream_id=stream_id, **stream.outcome.log_fields())
+
+        task = asyncio.get_running_loop().create_task(go())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel(self, stream_id: str) -> bool:
+        """Stop the stream (its upstream closes at once). False if it is not
+        running in this process."""
+        stream = self._running.get(stream_id)
+        if stream is None:
+            return False
+        stream.stop(Interrupt.CANCEL)
+        return True
+
+    def running(self, stream_id: str) -> bool:
+        return stream_id in self._running
+
+    async def aclose(self) -> None:
+        """Stop every running stream (the app is shutting down) and wait for them."""
+        for stream in list(self._running.values()):
+            stream.stop(Interrupt.SHUTDOWN)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10)

@@ -1,0 +1,243 @@
+"""Where a stream's events go: the client's socket, the stream store, or both.
+
+:class:`Downstream` is what :class:`~gateway.stream.Stream` writes to.
+:class:`~gateway.sse.SSEResponse` is the client's socket (drain per event);
+:class:`StoreDownstream` is the stream store, for a background response
+whose generation outlives its request; :class:`TeeDownstream` writes to the
+client and keeps a copy in the store (a stored response a client may read
+again). Store writes are backpressured by the store's own bound: past it the
+producer stops with :class:`~gateway.store.base.StreamTooLarge`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+import orjson
+from aiohttp import web
+
+from .errors import GatewayError
+from .store.base import StreamStore, StreamTooLarge
+
+LIFECYCLE = (
+    b"event: response.created\n",
+    b"event: response.in_progress\n",
+    b"event: response.completed\n",
+    b"event: response.incomplete\n",
+    b"event: response.failed\n",
+)
+"""Events that carry the whole Response object: its latest is the snapshot."""
+
+
+class Downstream(Protocol):
+    """The stream core's sink (the attributes are counters it reports)."""
+
+    @property
+    def bytes_sent(self) -> int: ...
+
+    @property
+    def events_sent(self) -> int: ...
+
+    @property
+    def last_write(self) -> float: ...
+
+    @property
+    def max_queued(self) -> int: ...
+
+    @property
+    def pings(self) -> int: ...
+
+    @property
+    def prepared(self) -> bool: ...
+
+    @property
+    def response(self) -> web.StreamResponse | None: ...
+
+    async def prepare(self) -> None: ...
+
+    async def send(self, data: bytes) -> float: ...
+
+    async def ping(self) -> None: ...
+
+    def queued_bytes(self) -> int: ...
+
+    async def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def ended(self, status: str) -> None:
+        """The stream is over with ``status`` (``completed``, ``failed``,
+        ``cancelled``, ...), whatever path ended it; never raises."""
+        ...
+
+
+class StoreWriter:
+    """Appends one stream's SSE events to the store, keeping the Response
+    snapshot current; see the module docstring."""
+
+    def __init__(self, store: StreamStore, stream_id: str) -> None:
+        self._store = store
+        self._id = stream_id
+        self._snapshot: bytes | None = None
+        self.status = "in_progress"
+        """The Response status of the latest lifecycle event written."""
+        self.overflow: StreamTooLarge | None = None
+        self._closed = False
+
+    async def write(self, data: bytes) -> None:
+        """Append the events in ``data``. Raises :class:`StreamTooLarge` (once:
+        after it, the stream's closing events are kept past the bound)."""
+        events = [e + b"\n\n" for e in data.split(b"\n\n") if e]
+        snapshot = None
+        for event in events:
+            if event.startswith(LIFECYCLE):
+                payload = orjson.loads(event.split(b"\ndata: ", 1)[1])
+                response = payload.get("response") or {}
+                self.status = str(response.get("status") or self.status)
+                snapshot = orjson.dumps(response)
+        try:
+            await self._store.append(self._id, events, snapshot, final=self.overflow is not None)
+        except StreamTooLarge as err:
+            self.overflow = err
+            raise
+        if snapshot is not None:
+            self._snapshot = snapshot
+
+    def close(self, status: str | None = None) -> None:
+        """Close the stored stream (in the background: never raises, never waits)."""
+        if self._closed:
+            return
+        self._closed = True
+        final = status or self.status
+        if final == "in_progress":
+            final = "failed"
+        task = asyncio.get_running_loop().create_task(self._store.close(self._id, final))
+        task.add_done_callback(_ignore_result)
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class StoreDownstream:
+    """The store as the only downstream: a background response's generation."""
+
+    response = None
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
+        self.bytes_sent = 0
+        self.events_sent = 0
+        self.last_write = time.perf_counter()
+        self.max_queued = 0
+        self.pings = 0
+
+    @property
+    def prepared(self) -> bool:
+        return True
+
+    async def prepare(self) -> None:
+        return None
+
+    async def send(self, data: bytes) -> float:
+        await self._writer.write(data)
+        self.bytes_sent += len(data)
+        self.events_sent += 1
+        self.last_write = time.perf_counter()
+        return 0.0
+
+    async def ping(self) -> None:
+        self.last_write = time.perf_counter()
+
+    def queued_bytes(self) -> int:
+        return 0
+
+    async def finish(self) -> None:
+        self._writer.close()
+
+    def abort(self) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
+
+    def ended(self, status: str) -> None:
+        self._writer.close(None if status == "completed" else status)
+
+
+class TeeDownstream:
+    """The client's SSE response, with a copy of every event in the store. A
+    store that cannot keep the stream (too large, unreachable) stops keeping
+    it; the client's stream goes on."""
+
+    def __init__(self, sse: Downstream, writer: StoreWriter) -> None:
+        self._sse = sse
+        self._writer: StoreWriter | None = writer
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._sse.bytes_sent
+
+    @property
+    def events_sent(self) -> int:
+        return self._sse.events_sent
+
+    @property
+    def last_write(self) -> float:
+        return self._sse.last_write
+
+    @property
+    def max_queued(self) -> int:
+        return self._sse.max_queued
+
+    @property
+    def pings(self) -> int:
+        return self._sse.pings
+
+    @property
+    def prepared(self) -> bool:
+        return self._sse.prepared
+
+    @property
+    def response(self) -> web.StreamResponse | None:
+        return self._sse.response
+
+    async def prepare(self) -> None:
+        await self._sse.prepare()
+
+    async def send(self, data: bytes) -> float:
+        waited = await self._sse.send(data)
+        writer = self._writer
+        if writer is not None:
+            try:
+                await writer.write(data)
+            except GatewayError:
+                writer.close("failed")
+                self._writer = None
+        return waited
+
+    async def ping(self) -> None:
+        await self._sse.ping()
+
+    def queued_bytes(self) -> int:
+        return self._sse.queued_bytes()
+
+    async def finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        await self._sse.finish()
+
+    def abort(self) -> None:
+        self._sse.abort()
+
+    def release(self) -> None:
+        self._sse.release()
+
+    def ended(self, status: str) -> None:
+        if self._writer is not None:
+            self._writer.close(None if status == "completed" else status)
