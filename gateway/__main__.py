@@ -1,21 +1,26 @@
 """``python -m gateway`` / ``sluice``: load settings and serve.
 
 Usage: ``sluice [--config PATH] [--host HOST] [--port PORT] [--log-level LEVEL]
-[--workers N]``.
+[--workers N]``, and ``sluice keys new NAME`` (prints a fresh client key's
+secret, once, and the ``[[auth.keys]]`` block to paste into the config).
 Without ``--config`` (or ``SLUICE_CONFIG``) it serves the built-in simulator.
-Exit status 2 for a bad configuration (each bad key named on stderr) or an
-address it cannot listen on (one line on stderr: address in use, ...).
+Exit status 2 for a bad configuration (each bad key named on stderr), an
+address it cannot listen on (one line on stderr: address in use, ...), or a
+setup that would be unsafe or wrong (:func:`refusal`): no client keys on a
+non-loopback address without ``[auth] anonymous = true``; several workers
+with per-key limits and no ``[state] redis_url``.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import os
 import sys
 
 from .app import run
-from .config import ConfigError, load_settings
+from .config import ConfigError, Settings, load_settings
 from .log import configure_logging
 
 
@@ -31,7 +36,63 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def keys_main(argv: list[str]) -> int:
+    """``sluice keys new NAME``."""
+    from .config_auth import ApiKeySettings
+    from .keys import new_secret, sha256_hex, toml_block
+
+    p = argparse.ArgumentParser(prog="sluice keys", description="client API keys")
+    sub = p.add_subparsers(dest="command", required=True)
+    new = sub.add_parser("new", help="make a key: prints its secret (once) and its config block")
+    new.add_argument("name", help="the key's name in logs, metrics and errors (e.g. team-a)")
+    args = p.parse_args(argv)
+    try:
+        ApiKeySettings(name=args.name, sha256="0" * 64)
+    except ValueError:
+        print(
+            f"sluice: invalid key name {args.name!r}: use letters, digits, . _ : -", file=sys.stderr
+        )
+        return 2
+    secret = new_secret()
+    print(f"# The secret of key {args.name!r}; it is shown only now, store it safely:")
+    print(secret)
+    print("\n# Add this to the config ([auth]), then restart or send SIGHUP:")
+    print(toml_block(args.name, sha256_hex(secret)), end="")
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refusal(settings: Settings, host: str, workers: int) -> str | None:
+    """Why the gateway must not start this way (one line), or None."""
+    auth = settings.auth
+    if not auth.keys and not auth.anonymous and not is_loopback(host):
+        return (
+            f"refusing to listen on {host} with no client keys: anyone who reaches it would "
+            "spend the upstream keys; add [[auth.keys]] (`sluice keys new NAME`), or set "
+            "[auth] anonymous = true to serve anyone"
+        )
+    limited = [k.name for k in auth.keys if k.limited]
+    if workers > 1 and limited and settings.state.redis_url is None:
+        return (
+            f"refusing --workers {workers}: keys with limits ({', '.join(limited)}) need "
+            "[state] redis_url so the workers share one count (or run one worker)"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        return keys_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -40,13 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
+    if (why := refusal(settings, host, args.workers)) is not None:
+        print(f"sluice: {why}", file=sys.stderr)
+        return 2
     if args.workers > 1:
         from .workers import serve_workers
 
         return serve_workers(args.config, host, port, args.workers, args.log_level)
     configure_logging(args.log_level)
     try:
-        run(settings, host, port, print=lambda msg: print(msg, flush=True))
+        run(settings, host, port, args.config, print=lambda msg: print(msg, flush=True))
     except OSError as err:
         print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr)
         return 2

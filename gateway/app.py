@@ -14,15 +14,18 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from .admission import Admission
 from .api import anthropic as anthropic_api
+from .api import key as key_api
 from .api import models as models_api
 from .api import openai as openai_api
+from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
 from .config import Settings
+from .keys import Identity
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.registry import build_provider
-from .state import ADMISSION, METRICS, PROVIDERS, SETTINGS
+from .state import ADMISSION, CONFIG_PATH, IDENTITY, METRICS, PROVIDERS, SETTINGS
 
 log = structlog.get_logger("gateway.app")
 
@@ -132,7 +135,9 @@ def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run(settings: Settings, host: str, port: int, **options: Any) -> None:
+def run(
+    settings: Settings, host: str, port: int, config_path: str | None = None, **options: Any
+) -> None:
     """Serve until SIGINT/SIGTERM (``web.run_app``) on :func:`new_event_loop`.
 
     ``gc.freeze()`` first: what import and start-up left behind (~100k
@@ -140,6 +145,8 @@ def run(settings: Settings, host: str, port: int, **options: Any) -> None:
     walking it on every stream (DESIGN.md, "Where a stream's CPU goes").
     """
     app = create_app(settings)
+    if config_path is not None:
+        app[CONFIG_PATH] = config_path  # SIGHUP re-reads its [auth]
     loop = new_event_loop(settings)
     gc.collect()
     gc.freeze()
@@ -159,7 +166,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     """The gateway application. ``metrics`` defaults to a fresh registry."""
     metrics = metrics or Metrics.create()
     app = web.Application(
-        middlewares=[gateway_middleware],
+        middlewares=[gateway_middleware, auth_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -168,12 +175,16 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[ADMISSION] = Admission(
         settings.server.max_streams, settings.server.max_queued_bytes, metrics
     )
+    app[IDENTITY] = Identity(settings.auth)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(add_rate_limit_headers)
     app.on_shutdown.append(_drain_on_shutdown)
     app.cleanup_ctx.append(_providers_ctx)
+    app.cleanup_ctx.append(quotas_ctx)
     openai_api.add_routes(app)
     anthropic_api.add_routes(app)
     models_api.add_routes(app)
+    key_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))

@@ -6,8 +6,11 @@ from aiohttp import web
 
 from .admission import Admission
 from .config import Settings
+from .config_auth import ApiKeySettings
+from .keys import Identity
 from .metrics import Metrics
 from .providers.base import Provider
+from .quota.limiter import Quotas, QuotaView
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -20,3 +23,13 @@ REQUEST_ID = web.RequestKey("request_id", str)
 SUMMARY = web.RequestKey("summary", dict[str, object])
 """Fields for the request's one summary log line (``event="request"``, written
 by the middleware): handlers add what they know (the chat path: ``model``)."""
+IDENTITY = web.AppKey("identity", Identity)
+"""The configured client keys (``[auth]``); its ring is swapped on SIGHUP."""
+QUOTAS = web.AppKey("quotas", Quotas)
+"""Per-key admission (set up on startup: the store may be Redis)."""
+CONFIG_PATH = web.AppKey("config_path", str)
+"""The config file the process was started with (SIGHUP re-reads its [auth])."""
+KEY = web.RequestKey("key", ApiKeySettings)
+"""The client key a request authenticated with (absent: anonymous)."""
+QUOTA_VIEW = web.RequestKey("quota_view", QuotaView)
+"""The key's counters as of this request, for the rate-limit headers."""

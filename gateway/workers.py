@@ -7,7 +7,8 @@ directory in ``PROMETHEUS_MULTIPROC_DIR`` (created empty if unset) must be
 in the environment before a worker imports prometheus_client, and any worker's
 /metrics reports all of them (prometheus-client docs, "Multiprocess Mode").
 SIGTERM/SIGINT to the parent is forwarded to every worker, each of which
-drains gracefully; the parent exits with the worst worker status.
+drains gracefully; the parent exits with the worst worker status. SIGHUP is
+forwarded too: each worker re-reads the config's ``[auth]`` keys.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def _worker(config: str | None, host: str, port: int, log_level: str) -> None:
     settings = load_settings(config)
     configure_logging(log_level)
     try:
-        run(settings, host, port, reuse_port=True, print=None)
+        run(settings, host, port, config, reuse_port=True, print=None)
     except OSError as err:
         print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
@@ -65,6 +66,7 @@ def serve_workers(config: str | None, host: str, port: int, workers: int, log_le
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # each worker re-reads [auth]
     from prometheus_client import multiprocess
 
     status = 0

@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from ..attempts import Target, with_fallbacks
+from ..auth import check_model, stash_view
 from ..config import ModelSettings, Settings
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
@@ -22,7 +23,7 @@ from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown, UpstreamNotC
 from ..interrupts import Interrupter
 from ..providers.base import Dialect, Provider
 from ..recorder import Recorder, make_recorder
-from ..state import ADMISSION, ARRIVAL, METRICS, PROVIDERS, SETTINGS, SUMMARY
+from ..state import ADMISSION, ARRIVAL, KEY, METRICS, PROVIDERS, QUOTAS, SETTINGS, SUMMARY
 from ..stream import Stream
 from ..timing import StreamClock
 
@@ -72,9 +73,42 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
 
 
 async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
-    """Serve ``call``. Raises ``GatewayError`` (rendered by the middleware)."""
-    settings = request.app[SETTINGS]
+    """Serve ``call``. Raises ``GatewayError`` (rendered by the middleware).
+
+    A keyed request is checked against the key's models (403) and limits
+    (429, or 503 when the quota store does not answer) before it is admitted,
+    and charged the tokens it spent when it ends, however it ends."""
     targets = _targets(request, call)
+    key = request.get(KEY)
+    if key is None:
+        return await _serve(request, call, targets, _Spent(targets[0].model))
+    check_model(request, call.model)
+    quotas = request.app[QUOTAS]
+    ticket = await quotas.admit(key, stash_view(request))
+    spent = _Spent(targets[0].model)
+    try:
+        return await _serve(request, call, targets, spent)
+    finally:
+        # Shielded: a client that leaves cancels this task, and its slot and
+        # tokens must still be settled.
+        await asyncio.shield(
+            quotas.settle(ticket, spent.model, spent.input_tokens, spent.output_tokens)
+        )
+
+
+@dataclass(slots=True)
+class _Spent:
+    """What a request spent, filled in as it ends (for the key's quota)."""
+
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+async def _serve(
+    request: web.Request, call: ChatCall, targets: tuple[Target, ...], spent: _Spent
+) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
     primary = targets[0]
     admission = request.app[ADMISSION]
     recorder = make_recorder(
@@ -91,13 +125,17 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
             return await stream.run()
         finally:
             admission.release(stream)
-            if stream.outcome is not None:
+            outcome = stream.outcome
+            if outcome is not None:
+                spent.model = outcome.model
+                spent.input_tokens = outcome.input_tokens or 0
+                spent.output_tokens = outcome.output_tokens
                 # Onto the request's one summary line (the middleware writes it).
-                request[SUMMARY].update(stream.outcome.log_fields())
+                request[SUMMARY].update(outcome.log_fields())
     interrupter = Interrupter(_current_task())
     admission.admit(interrupter)
     try:
-        return await _complete(call, targets, recorder, interrupter)
+        return await _complete(call, targets, recorder, interrupter, spent)
     finally:
         admission.release(interrupter)
 
@@ -109,7 +147,11 @@ def _current_task() -> asyncio.Task[Any]:
 
 
 async def _complete(
-    call: ChatCall, targets: tuple[Target, ...], recorder: Recorder, interrupter: Interrupter
+    call: ChatCall,
+    targets: tuple[Target, ...],
+    recorder: Recorder,
+    interrupter: Interrupter,
+    spent: _Spent,
 ) -> web.Response:
     async def attempt(target: Target) -> tuple[Target, dict[str, Any]]:
         return target, await target.provider.complete(target.body)
@@ -128,7 +170,10 @@ async def _complete(
         interrupter.disarm()
     usage_of = openai_usage_of if target.provider.dialect == "openai" else anthropic_usage_of
     usage = usage_of(payload)
+    spent.model = target.model
     if usage is not None:
         recorder.tokens(usage.output_tokens, usage.input_tokens)
+        spent.input_tokens = usage.input_tokens or 0
+        spent.output_tokens = usage.output_tokens or 0
     out = bridge.response_body(call.client, target.provider.dialect, payload, model=call.model)
     return web.Response(body=orjson.dumps(out), content_type="application/json")
