@@ -12,7 +12,7 @@ PORT ?= 8080
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck check promtool loadtest bench prometheus clean
+.PHONY: run test lint typecheck check promtool redis loadtest bench prometheus clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -39,8 +39,14 @@ promtool:
 	  echo "installing Debian's prometheus package (promtool)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
+## redis: Debian's redis-server, which the quota tests start on free ports
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing Debian's redis-server (quota tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
 ## test: the whole suite (installs what it needs first)
-test: $(VENV)/.synced-dev promtool
+test: $(VENV)/.synced-dev promtool redis
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced-dev

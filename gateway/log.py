@@ -16,7 +16,6 @@ from typing import BinaryIO
 import orjson
 import structlog
 
-
 _DICT_TRACEBACKS = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
 )
