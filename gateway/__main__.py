@@ -1,8 +1,9 @@
 """``python -m gateway`` / ``sluice``: load settings and serve.
 
 Usage: ``sluice [--config PATH] [--host HOST] [--port PORT] [--log-level LEVEL]
-[--workers N]``, and ``sluice keys new NAME`` (prints a fresh client key's
-secret, once, and the ``[[auth.keys]]`` block to paste into the config).
+[--workers N]``, and ``sluice keys new NAME``: a fresh client key's secret,
+once, on stderr, and on stdout the ``[[auth.keys]]`` block for the config
+(so ``sluice keys new NAME >> sluice.toml`` appends just the block).
 Without ``--config`` (or ``SLUICE_CONFIG``) it serves the built-in simulator.
 Exit status 2 for a bad configuration (each bad key named on stderr), an
 address it cannot listen on (one line on stderr: address in use, ...), or a
@@ -54,9 +55,14 @@ def keys_main(argv: list[str]) -> int:
         )
         return 2
     secret = new_secret()
-    print(f"# The secret of key {args.name!r}; it is shown only now, store it safely:")
-    print(secret)
-    print("\n# Add this to the config ([auth]), then restart or send SIGHUP:")
+    # The secret to the terminal (stderr), the block to stdout: so
+    # `sluice keys new NAME >> sluice.toml` appends only the block.
+    print(
+        f"Secret of key {args.name!r} (shown only now; Sluice keeps only its SHA-256):",
+        file=sys.stderr,
+    )
+    print(f"  {secret}", file=sys.stderr, flush=True)
+    print(f"# Client key {args.name!r}: add to the config, then restart or send SIGHUP.")
     print(toml_block(args.name, sha256_hex(secret)), end="")
     return 0
 

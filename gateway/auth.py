@@ -153,6 +153,10 @@ def reload_keys(app: web.Application, path: str) -> bool:
         log.error("keys_reload_failed", path=path, error=str(err), kept=len(before))
         return False
     after = set(identity.ring.by_name)
+    quotas = app.get(QUOTAS)
+    if quotas is not None:
+        for name in before - after:
+            quotas.forget(name)
     log.info(
         "keys_reloaded",
         path=path,

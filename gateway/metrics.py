@@ -130,6 +130,7 @@ class Metrics:
     key_rejections: Counter
     auth_failures: Counter
     key_budget_remaining: Gauge
+    key_budget: Gauge
     quota_state_errors: Counter
 
     @classmethod
@@ -257,6 +258,12 @@ class Metrics:
                 "key_budget_remaining_tokens",
                 "Tokens a client key may still spend this budget period (token_budget minus "
                 "what it spent), as of its last request.",
+                ["key"], namespace=ns, registry=reg, multiprocess_mode="mostrecent",
+            ),
+            key_budget=Gauge(
+                "key_token_budget_tokens",
+                "A client key's configured token_budget per budget period (for ratios "
+                "with sluice_key_budget_remaining_tokens).",
                 ["key"], namespace=ns, registry=reg, multiprocess_mode="mostrecent",
             ),
             quota_state_errors=Counter(

@@ -31,15 +31,16 @@ def sluice(*args: str) -> subprocess.CompletedProcess[str]:
 def test_keys_new_prints_a_secret_and_its_block() -> None:
     out = sluice("keys", "new", "team-a")
     assert out.returncode == 0, out.stderr
-    (secret,) = re.findall(r"^sk-sluice-[A-Za-z0-9_-]{43}$", out.stdout, re.M)
-    block = out.stdout[out.stdout.index("[[auth.keys]]") :]
+    (secret,) = re.findall(r"^  (sk-sluice-[A-Za-z0-9_-]{43})$", out.stderr, re.M)
+    assert secret not in out.stdout  # stdout is only the block, to append to a config
+    block = out.stdout
     key = tomllib.loads(block)["auth"]["keys"][0]
     assert key["name"] == "team-a"
     assert key["sha256"] == hashlib.sha256(secret.encode()).hexdigest()
     settings = parse_settings({"models": [SIM], **tomllib.loads(block)})
     assert settings.auth.keys[0].name == "team-a"
     again = sluice("keys", "new", "team-a")
-    assert secret not in again.stdout  # fresh every time
+    assert secret not in again.stderr  # fresh every time
     bad = sluice("keys", "new", "team a!")
     assert bad.returncode == 2 and "invalid key name" in bad.stderr
 

@@ -16,6 +16,7 @@ store failing (Redis down) answers 503 ``state_unavailable``, or with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -158,6 +159,13 @@ class Quotas:
         if limits.token_budget != NO_LIMIT:
             remaining = max(0, limits.token_budget - usage.period_tokens)
             self._metrics.key_budget_remaining.labels(key.name).set(remaining)
+            self._metrics.key_budget.labels(key.name).set(limits.token_budget)
+
+    def forget(self, name: str) -> None:
+        """A revoked key: drop its per-key gauges (counters keep their history)."""
+        for gauge in (self._metrics.key_budget_remaining, self._metrics.key_budget):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
 
     async def keep_leases(self) -> None:
         """Renew the leases of this process's open requests every third of
