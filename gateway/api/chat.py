@@ -91,9 +91,7 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
     finally:
         # Shielded: a client that leaves cancels this task, and its slot and
         # tokens must still be settled.
-        await asyncio.shield(
-            quotas.settle(ticket, spent.model, spent.input_tokens, spent.output_tokens)
-        )
+        await quotas.settle_shielded(ticket, spent.model, spent.input_tokens, spent.output_tokens)
 
 
 @dataclass(slots=True)

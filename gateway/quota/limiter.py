@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
+from prometheus_client import Gauge
 
 from ..config_auth import ApiKeySettings, StateSettings
 from ..errors import KeyQuotaExhausted, KeyRateLimited, StateUnavailable
 from ..metrics import Metrics
 from ..redisconn import REDIS_ERRORS
-from .store import NO_LIMIT, Limits, QuotaStore, Usage, Verdict, Windows
+from .memory import MemoryQuotaStore
+from .store import NO_LIMIT, Limits, QuotaStore, Usage, Verdict, WindowClock, Windows
 
 log = structlog.get_logger("gateway.quota")
 
@@ -75,9 +78,16 @@ class Quotas:
         self._metrics = metrics
         self._live: dict[str, str] = {}
         """lease id -> key name, for the renewals."""
+        self._lease_prefix = secrets.token_hex(6)
+        self._lease_ids = itertools.count()
+        self._gauges: dict[str, Gauge] = {}
+        """key name -> its budget-remaining gauge child (resolved once)."""
+        self._clock = WindowClock()
+        self.local = isinstance(store, MemoryQuotaStore)
+        """Whether the store answers without suspending (nothing to shield)."""
 
     def _windows(self, key: ApiKeySettings) -> Windows:
-        return Windows.at(time.time(), key.budget_period)
+        return self._clock.at(time.time(), key.budget_period)
 
     async def admit(self, key: ApiKeySettings, seen: Callable[[QuotaView], None]) -> Ticket:
         """Count a request of ``key``; ``seen`` gets the counters (for the
@@ -88,7 +98,11 @@ class Quotas:
             return Ticket(key, None, counted=False, view=None)
         limits = limits_of(key)
         w = self._windows(key)
-        lease = uuid.uuid4().hex if limits.max_concurrent != NO_LIMIT else None
+        lease = (
+            f"{self._lease_prefix}-{next(self._lease_ids)}"
+            if limits.max_concurrent != NO_LIMIT
+            else None
+        )
         expiry_ms = w.now_ms + int(self._state.lease_ttl_s * 1000)
         try:
             decision = await self.store.admit(key.name, limits, w, lease, expiry_ms)
@@ -156,13 +170,27 @@ class Quotas:
         return QuotaView(limits_of(key), await self.store.usage(key.name, w), w)
 
     def _budget_gauge(self, key: ApiKeySettings, limits: Limits, usage: Usage) -> None:
-        if limits.token_budget != NO_LIMIT:
-            remaining = max(0, limits.token_budget - usage.period_tokens)
-            self._metrics.key_budget_remaining.labels(key.name).set(remaining)
+        if limits.token_budget == NO_LIMIT:
+            return
+        gauge = self._gauges.get(key.name)
+        if gauge is None:
+            gauge = self._gauges[key.name] = self._metrics.key_budget_remaining.labels(key.name)
             self._metrics.key_budget.labels(key.name).set(limits.token_budget)
+        gauge.set(max(0, limits.token_budget - usage.period_tokens))
+
+    async def settle_shielded(
+        self, ticket: Ticket, model: str, input_tokens: int, output_tokens: int
+    ) -> None:
+        """:meth:`settle`, run to its end even if the caller is cancelled (a
+        client that left) while Redis answers."""
+        if self.local:
+            await self.settle(ticket, model, input_tokens, output_tokens)
+        else:
+            await asyncio.shield(self.settle(ticket, model, input_tokens, output_tokens))
 
     def forget(self, name: str) -> None:
         """A revoked key: drop its per-key gauges (counters keep their history)."""
+        self._gauges.pop(name, None)
         for gauge in (self._metrics.key_budget_remaining, self._metrics.key_budget):
             with contextlib.suppress(KeyError):
                 gauge.remove(name)

@@ -78,6 +78,21 @@ class Windows:
         return int(self.period_ends - self.now) + 86400
 
 
+class WindowClock:
+    """:meth:`Windows.at`, with the calendar work done once per minute."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Windows] = {}
+
+    def at(self, now: float, budget_period: str) -> Windows:
+        last = self._cache.get(budget_period)
+        if last is None or int(now // 60) != last.minute:
+            last = self._cache[budget_period] = Windows.at(now, budget_period)
+        return Windows(now, last.minute, last.minute_ends, last.period, last.period_ends)
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """A key's counters: this minute, this period, open requests now."""
