@@ -12,7 +12,7 @@ PORT ?= 8080
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck check promtool redis loadtest bench prometheus clean
+.PHONY: run key test lint typecheck check promtool redis loadtest bench prometheus clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -32,6 +32,14 @@ $(VENV)/.synced-dev: $(UV) pyproject.toml uv.lock
 ## run: start the gateway on the embedded default (the simulator, no API keys)
 run: $(VENV)/.synced-runtime
 	$(PY) -m gateway --host $(HOST) --port $(PORT) $(ARGS)
+
+## key: a client key: its secret printed once, its [[auth.keys]] block appended to
+## $(CONFIG); ARGS for limits, e.g. ARGS="--token-budget 1000000 --requests-per-minute 60"
+CONFIG ?= sluice.toml
+key: $(VENV)/.synced-runtime
+	@test -n "$(NAME)" || { echo "usage: make key NAME=team-a [CONFIG=sluice.toml] [ARGS=...]" >&2; exit 2; }
+	@$(PY) -m gateway keys new $(NAME) $(ARGS) >> $(CONFIG)
+	@echo "appended key $(NAME) to $(CONFIG)" >&2
 
 ## promtool: Debian's prometheus package provides promtool and prometheus
 promtool:

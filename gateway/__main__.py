@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+LIMIT_OPTIONS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "max_concurrent_streams",
+    "token_budget",
+)
+
+
 def keys_main(argv: list[str]) -> int:
     """``sluice keys new NAME``."""
     from .config_auth import ApiKeySettings
@@ -46,13 +54,22 @@ def keys_main(argv: list[str]) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     new = sub.add_parser("new", help="make a key: prints its secret (once) and its config block")
     new.add_argument("name", help="the key's name in logs, metrics and errors (e.g. team-a)")
+    new.add_argument("--models", help="comma-separated allow-list (default: every model)")
+    for limit in LIMIT_OPTIONS:
+        new.add_argument(f"--{limit.replace('_', '-')}", type=int, dest=limit, metavar="N")
+    new.add_argument("--budget-period", choices=("day", "month"), default="day")
     args = p.parse_args(argv)
+    options: dict[str, object] = {
+        k: getattr(args, k) for k in LIMIT_OPTIONS if getattr(args, k) is not None
+    }
+    if args.models:
+        options["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.token_budget is not None:
+        options["budget_period"] = args.budget_period
     try:
-        ApiKeySettings(name=args.name, sha256="0" * 64)
-    except ValueError:
-        print(
-            f"sluice: invalid key name {args.name!r}: use letters, digits, . _ : -", file=sys.stderr
-        )
+        ApiKeySettings(name=args.name, sha256="0" * 64, **options)  # type: ignore[arg-type]
+    except ValueError as err:
+        print(f"sluice: invalid key {args.name!r}: {err}", file=sys.stderr)
         return 2
     secret = new_secret()
     # The secret to the terminal (stderr), the block to stdout: so
@@ -63,7 +80,7 @@ def keys_main(argv: list[str]) -> int:
     )
     print(f"  {secret}", file=sys.stderr, flush=True)
     print(f"# Client key {args.name!r}: add to the config, then restart or send SIGHUP.")
-    print(toml_block(args.name, sha256_hex(secret)), end="")
+    print(toml_block(args.name, sha256_hex(secret), options), end="")
     return 0
 
 

@@ -32,20 +32,31 @@ def sha256_hex(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def toml_block(name: str, digest: str) -> str:
-    """The ``[[auth.keys]]`` block to paste into the config for a new key."""
-    return (
-        "[[auth.keys]]\n"
-        f'name = "{name}"\n'
-        f'sha256 = "{digest}"\n'
-        '# models = ["gpt-4o-mini"]        # optional allow-list; default every model\n'
-        "# requests_per_minute = 600\n"
-        "# tokens_per_minute = 200000\n"
-        "# max_concurrent_streams = 20\n"
-        '# token_budget = 5000000           # per budget_period ("day" or "month", UTC)\n'
-        '# budget_period = "day"\n'
-        "# expires_at = 2027-01-01T00:00:00Z\n"
-    )
+def toml_block(name: str, digest: str, options: Mapping[str, object] | None = None) -> str:
+    """The ``[[auth.keys]]`` block to paste into the config for a new key:
+    ``options`` (limits, ``models``) as keys, the others as comments."""
+    options = options or {}
+    lines = ["[[auth.keys]]", f'name = "{name}"', f'sha256 = "{digest}"']
+    hints = {
+        "models": '["gpt-4o-mini"]        # optional allow-list; default every model',
+        "requests_per_minute": "600",
+        "tokens_per_minute": "200000           # input + output tokens",
+        "max_concurrent_streams": "20",
+        "token_budget": '5000000               # per budget_period ("day" or "month", UTC)',
+        "budget_period": '"day"',
+        "expires_at": "2027-01-01T00:00:00Z",
+    }
+    for key, hint in hints.items():
+        value = options.get(key)
+        if value is None:
+            lines.append(f"# {key} = {hint}")
+        elif isinstance(value, str):
+            lines.append(f'{key} = "{value}"')
+        elif isinstance(value, list):
+            lines.append(f"{key} = [{', '.join(f'{chr(34)}{v}{chr(34)}' for v in value)}]")
+        else:
+            lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
 
 
 def presented_digest(headers: Mapping[str, str]) -> bytes | None:

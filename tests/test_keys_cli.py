@@ -42,7 +42,22 @@ def test_keys_new_prints_a_secret_and_its_block() -> None:
     again = sluice("keys", "new", "team-a")
     assert secret not in again.stderr  # fresh every time
     bad = sluice("keys", "new", "team a!")
-    assert bad.returncode == 2 and "invalid key name" in bad.stderr
+    assert bad.returncode == 2 and "invalid key 'team a!'" in bad.stderr
+    assert sluice("keys", "new", "a", "--token-budget", "0").returncode == 2
+
+
+def test_keys_new_with_limits_is_a_working_block() -> None:
+    out = sluice(
+        "keys", "new", "team-b", "--models", "sim", "--requests-per-minute", "60",
+        "--token-budget", "1000", "--budget-period", "month",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    settings = parse_settings({"models": [SIM], **tomllib.loads(out.stdout)})
+    (key,) = settings.auth.keys
+    assert (key.models, key.requests_per_minute, key.token_budget, key.budget_period) == (
+        ("sim",), 60, 1000, "month",
+    )  # fmt: skip
+    assert key.tokens_per_minute is None
 
 
 def test_no_keys_on_a_non_loopback_address_refuses_to_start() -> None:
