@@ -28,7 +28,8 @@ import structlog
 from aiohttp import web
 
 from .config import ConfigError, load_settings
-from .errors import AuthenticationFailed, ModelNotAllowed
+from .config_auth import ApiKeySettings
+from .errors import AuthenticationFailed, GatewayError, ModelNotAllowed, StateUnavailable
 from .keys import expired, presented_digest
 from .middleware import is_anthropic
 from .quota.headers import rate_limit_headers
@@ -72,17 +73,29 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise _fail(request, "expired", f"The API key '{key.name}' has expired")
     request[KEY] = key
     request[SUMMARY]["key"] = key.name
-    response = await handler(request)
-    if QUOTA_VIEW not in request and key.limited:
-        # Routes that count nothing (models, the key's own view) still say
-        # where the key stands, as the SDKs expect on every answer.
-        try:
-            view = await request.app[QUOTAS].view(key)
-        except REDIS_ERRORS:
-            view = None
-        if view is not None:
-            request[QUOTA_VIEW] = view
+    try:
+        response = await handler(request)
+    except StateUnavailable:
+        raise  # the store just failed: do not wait on it again
+    except GatewayError:
+        await _peek(request, key)  # errors before admission (403, 404, 400) too
+        raise
+    await _peek(request, key)
     return response
+
+
+async def _peek(request: web.Request, key: ApiKeySettings) -> None:
+    """Routes that count nothing (models, the key's own view) and requests
+    refused before admission still say where the key stands, as the SDKs
+    expect on every answer (read only; nothing when the store fails)."""
+    if QUOTA_VIEW in request or not key.limited:
+        return
+    try:
+        view = await request.app[QUOTAS].view(key)
+    except REDIS_ERRORS:
+        return
+    if view is not None:
+        request[QUOTA_VIEW] = view
 
 
 def check_model(request: web.Request, model: str) -> None:

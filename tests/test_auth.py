@@ -168,6 +168,9 @@ async def test_anthropic_headers_on_messages_and_streams(gateway: GatewayFactory
             await ostream.read()
         raw_models = await sdk.models.with_raw_response.list()
         assert raw_models.headers["x-ratelimit-remaining-requests"] == "47"  # not counted
+        with pytest.raises(openai.NotFoundError) as info:
+            await sdk.chat.completions.create(model="nope", messages=MSGS)  # type: ignore[arg-type]
+        assert info.value.response.headers["x-ratelimit-remaining-requests"] == "47"
 
 
 async def test_tokens_per_minute_429(gateway: GatewayFactory, metrics: Metrics) -> None:

@@ -5,6 +5,7 @@ that expire, Redis going away and coming back under traffic."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,36 @@ async def test_redis_down_is_503_then_recovers(
         "sluice_quota_state_errors_total", {"action": "rejected"}
     )
     assert rejected is not None and rejected >= 2
+
+
+async def test_hung_redis_is_503_within_the_timeout_then_recovers(
+    gateway: GatewayFactory, redis_server: RedisServer
+) -> None:
+    """A Redis that accepts connections but never answers (SIGSTOP): each
+    request waits at most [state] timeout_s, then 503; SIGCONT: served again."""
+    secret, key = make_key("team-a", requests_per_minute=1000)
+    client = await gateway(
+        auth={"keys": [key]}, state={"redis_url": redis_server.url, "timeout_s": 0.2}
+    )
+    assert redis_server.proc is not None
+    async with oai(client, secret) as sdk:
+        assert (await sdk.chat.completions.create(**BODY)).choices  # type: ignore[call-overload]
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(2):
+                with pytest.raises(openai.InternalServerError) as info:
+                    await sdk.with_options(timeout=10).chat.completions.create(**BODY)  # type: ignore[call-overload]
+                assert info.value.code == "state_unavailable"
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+
+        async def served() -> bool:
+            try:
+                return bool((await sdk.chat.completions.create(**BODY)).choices)  # type: ignore[call-overload]
+            except openai.InternalServerError:
+                return False
+
+        await poll(served, every_s=0.1)
 
 
 async def test_fail_open_serves_uncounted_with_a_warning(
