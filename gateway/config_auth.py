@@ -97,7 +97,7 @@ class StateSettings(_Section):
     """Connecting to Redis."""
     timeout_s: float = Field(default=0.5, gt=0)
     """One Redis command (socket timeout): a hung Redis costs at most this."""
-    lease_ttl_s: float = Field(default=60.0, ge=5)
+    lease_ttl_s: float = Field(default=60.0, ge=1)
     """A concurrency slot held by a process that died frees itself after this;
     live streams renew theirs every third of it."""
 

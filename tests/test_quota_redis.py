@@ -247,3 +247,27 @@ async def test_redis_keys_are_hash_tagged_per_key(redis_server: RedisServer) -> 
     await client.aclose()
     assert keys == [f"sluice:q:{{team-a}}:b:{w.period}", f"sluice:q:{{team-a}}:r:{w.minute}",
                     f"sluice:q:{{team-a}}:t:{w.minute}"]  # fmt: skip
+
+
+async def test_a_long_stream_keeps_its_slot(
+    gateway: GatewayFactory, redis_server: RedisServer
+) -> None:
+    """Leases are renewed while the request runs: a stream outliving its lease
+    several times over still holds the key's one slot."""
+    secret, key = make_key("team-a", max_concurrent_streams=1)
+    slow = {"name": "sim", "provider": "sim", "ttft_ms": 0, "itl_ms": 50, "output_tokens": 80}
+    client = await gateway(
+        models=[slow], auth={"keys": [key]},
+        state={"redis_url": redis_server.url, "lease_ttl_s": 1},
+    )  # fmt: skip
+    async with oai(client, secret) as sdk:
+        stream = await sdk.chat.completions.create(**BODY, stream=True)  # type: ignore[call-overload]
+        seen = 0
+        async for _ in stream:
+            seen += 1
+            if seen == 50:  # ~2.5 s in: the first lease (1 s) was renewed
+                with pytest.raises(openai.RateLimitError) as info:
+                    await sdk.chat.completions.create(**BODY)  # type: ignore[call-overload]
+                assert info.value.code == "rate_limit_exceeded"
+        assert seen > 50
+        assert (await sdk.chat.completions.create(**BODY)).choices  # type: ignore[call-overload]

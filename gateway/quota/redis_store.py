@@ -15,6 +15,7 @@ to within a second (NTP), as the fixed windows are a minute long.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -102,9 +103,13 @@ class RedisQuotaStore:
     async def renew(self, leases: list[tuple[str, str]], expiry_ms: int) -> None:
         if not leases:
             return
+        # The set itself expires (so an abandoned one goes away): push that too.
+        keep_ms = max(1000, 2 * (expiry_ms - int(time.time() * 1000)))
         async with self._redis.pipeline(transaction=False) as pipe:
             for key, lease in leases:
                 pipe.zadd(f"sluice:q:{{{key}}}:leases", {lease: expiry_ms}, xx=True)
+            for key in {key for key, _ in leases}:
+                pipe.pexpire(f"sluice:q:{{{key}}}:leases", keep_ms)
             await pipe.execute()
 
     async def usage(self, key: str, w: Windows) -> Usage:
