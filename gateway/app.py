@@ -25,7 +25,7 @@ from .middleware import add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.registry import build_provider
-from .state import ADMISSION, CONFIG_PATH, IDENTITY, METRICS, PROVIDERS, SETTINGS
+from .state import ADMISSION, CONFIG_PATH, IDENTITY, METRICS, PROVIDERS, SETTINGS, WORKERS
 
 log = structlog.get_logger("gateway.app")
 
@@ -136,7 +136,12 @@ def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
 
 
 def run(
-    settings: Settings, host: str, port: int, config_path: str | None = None, **options: Any
+    settings: Settings,
+    host: str,
+    port: int,
+    config_path: str | None = None,
+    workers: int = 1,
+    **options: Any,
 ) -> None:
     """Serve until SIGINT/SIGTERM (``web.run_app``) on :func:`new_event_loop`.
 
@@ -147,6 +152,7 @@ def run(
     app = create_app(settings)
     if config_path is not None:
         app[CONFIG_PATH] = config_path  # SIGHUP re-reads its [auth]
+    app[WORKERS] = workers
     loop = new_event_loop(settings)
     gc.collect()
     gc.freeze()

@@ -15,7 +15,10 @@ headers, the quota store's lifecycle and the key reload on SIGHUP.
 - :func:`quotas_ctx`: the store (Redis when ``[state] redis_url``) and the
   lease renewals.
 - :func:`reload_keys`: re-read ``[auth]`` from the config file; a file that
-  fails validation keeps the old keys and logs why.
+  fails validation keeps the old keys and logs why (``keys_reload_failed``),
+  and so does one that would remove every key without ``anonymous = true``
+  or bring limits to several workers without Redis. Only ``[auth]`` is
+  re-read; other sections need a restart.
 """
 
 from __future__ import annotations
@@ -37,7 +40,17 @@ from .quota.limiter import Quotas, QuotaView
 from .quota.memory import MemoryQuotaStore
 from .quota.store import QuotaStore
 from .redisconn import REDIS_ERRORS
-from .state import CONFIG_PATH, IDENTITY, KEY, METRICS, QUOTA_VIEW, QUOTAS, SETTINGS, SUMMARY
+from .state import (
+    CONFIG_PATH,
+    IDENTITY,
+    KEY,
+    METRICS,
+    QUOTA_VIEW,
+    QUOTAS,
+    SETTINGS,
+    SUMMARY,
+    WORKERS,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("gateway.auth")
@@ -160,6 +173,17 @@ def reload_keys(app: web.Application, path: str) -> bool:
         log.error("keys_reload_failed", path=path, error=str(err), kept=len(identity.ring.by_name))
         return False
     before = set(identity.ring.by_name)
+    workers = app.get(WORKERS, 1)
+    limited = [k.name for k in settings.auth.keys if k.limited]
+    if workers > 1 and limited and app[SETTINGS].state.redis_url is None:
+        log.error(
+            "keys_reload_failed",
+            path=path,
+            error=f"keys with limits ({', '.join(limited)}) need [state] redis_url with "
+            f"{workers} workers; the running gateway has none (restart to add it)",
+            kept=len(before),
+        )
+        return False
     try:
         identity.replace(settings.auth)
     except ValueError as err:

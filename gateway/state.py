@@ -29,6 +29,8 @@ QUOTAS = web.AppKey("quotas", Quotas)
 """Per-key admission (set up on startup: the store may be Redis)."""
 CONFIG_PATH = web.AppKey("config_path", str)
 """The config file the process was started with (SIGHUP re-reads its [auth])."""
+WORKERS = web.AppKey("workers", int)
+"""How many worker processes serve the port (``--workers``; absent: one)."""
 KEY = web.RequestKey("key", ApiKeySettings)
 """The client key a request authenticated with (absent: anonymous)."""
 QUOTA_VIEW = web.RequestKey("quota_view", QuotaView)

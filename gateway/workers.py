@@ -22,7 +22,7 @@ import tempfile
 from types import FrameType
 
 
-def _worker(config: str | None, host: str, port: int, log_level: str) -> None:
+def _worker(config: str | None, host: str, port: int, log_level: str, workers: int) -> None:
     from .__main__ import listen_error
     from .app import run
     from .config import load_settings
@@ -31,7 +31,7 @@ def _worker(config: str | None, host: str, port: int, log_level: str) -> None:
     settings = load_settings(config)
     configure_logging(log_level)
     try:
-        run(settings, host, port, config, reuse_port=True, print=None)
+        run(settings, host, port, config, workers, reuse_port=True, print=None)
     except OSError as err:
         print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
@@ -52,7 +52,9 @@ def serve_workers(config: str | None, host: str, port: int, workers: int, log_le
                 os.remove(os.path.join(directory, name))
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(config, host, port, log_level), name=f"sluice-{i}")
+        ctx.Process(
+            target=_worker, args=(config, host, port, log_level, workers), name=f"sluice-{i}"
+        )
         for i in range(workers)
     ]
     for proc in procs:

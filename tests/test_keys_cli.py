@@ -190,3 +190,28 @@ async def test_the_secret_appears_nowhere(tmp_path: Path) -> None:
         assert near_miss not in text
         assert secret[len("sk-sluice-") :][:16] not in text
     assert 'sluice_key_rejections_total{key="team-a",limit="requests"} 1.0' in metrics
+
+
+def test_reload_keeps_the_old_keys_when_the_new_ones_would_be_unsafe(tmp_path: Path) -> None:
+    from gateway.app import create_app
+    from gateway.auth import reload_keys
+    from gateway.state import IDENTITY, WORKERS
+
+    _, a = make_key("team-a")
+    _, limited = make_key("team-b", requests_per_minute=5)
+    config = tmp_path / "sluice.toml"
+    config.write_text(config_text([a]))
+    app = create_app(parse_settings(tomllib.loads(config.read_text())))
+    app[WORKERS] = 2
+    names = lambda: sorted(app[IDENTITY].ring.by_name)  # noqa: E731
+
+    config.write_text(config_text([]))  # every key removed, anonymous = false
+    assert reload_keys(app, str(config)) is False
+    config.write_text(config_text([a, limited]))  # limits, 2 workers, no Redis
+    assert reload_keys(app, str(config)) is False
+    assert names() == ["team-a"]
+    config.write_text(config_text([a, limited], redis_url="redis://127.0.0.1:1/0"))
+    assert reload_keys(app, str(config)) is False  # [state] is not reloaded
+    config.write_text(config_text([], extra="[auth]\nanonymous = true\n"))
+    assert reload_keys(app, str(config)) is True
+    assert names() == []
