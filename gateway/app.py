@@ -25,7 +25,17 @@ from .middleware import add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.registry import build_provider
-from .state import ADMISSION, CONFIG_PATH, IDENTITY, METRICS, PROVIDERS, SETTINGS, WORKERS
+from .redisconn import connect
+from .state import (
+    ADMISSION,
+    CONFIG_PATH,
+    IDENTITY,
+    METRICS,
+    PROVIDERS,
+    REDIS,
+    SETTINGS,
+    WORKERS,
+)
 
 log = structlog.get_logger("gateway.app")
 
@@ -94,6 +104,18 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     for provider in providers.values():
         await provider.aclose()
     await sessions.aclose()
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: the process's one Redis client when ``[state] redis_url``
+    is set (connected lazily; every Redis-backed store shares its pool)."""
+    state = app[SETTINGS].state
+    if state.redis_url is None:
+        yield
+        return
+    client = app[REDIS] = connect(state)
+    yield
+    await client.aclose()
 
 
 def _metrics_registry(metrics: Metrics) -> CollectorRegistry:
@@ -186,6 +208,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app.on_response_prepare.append(add_rate_limit_headers)
     app.on_shutdown.append(_drain_on_shutdown)
     app.cleanup_ctx.append(_providers_ctx)
+    app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(quotas_ctx)
     openai_api.add_routes(app)
     anthropic_api.add_routes(app)

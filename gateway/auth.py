@@ -12,8 +12,8 @@ headers, the quota store's lifecycle and the key reload on SIGHUP.
 - :func:`add_rate_limit_headers` (``on_response_prepare``): the headers of
   :mod:`gateway.quota.headers` on every answer to a keyed request, streams
   included (their headers go out when the stream core prepares its response).
-- :func:`quotas_ctx`: the store (Redis when ``[state] redis_url``) and the
-  lease renewals.
+- :func:`quotas_ctx`: the store (Redis when ``[state] redis_url``, on the
+  app's one client, :data:`~gateway.state.REDIS`) and the lease renewals.
 - :func:`reload_keys`: re-read ``[auth]`` from the config file; a file that
   fails validation keeps the old keys and logs why (``keys_reload_failed``),
   and so does one that would remove every key without ``anonymous = true``
@@ -47,6 +47,7 @@ from .state import (
     METRICS,
     QUOTA_VIEW,
     QUOTAS,
+    REDIS,
     SETTINGS,
     SUMMARY,
     WORKERS,
@@ -137,13 +138,13 @@ async def add_rate_limit_headers(request: web.Request, response: web.StreamRespo
 
 
 def make_store(app: web.Application) -> QuotaStore:
-    state = app[SETTINGS].state
-    if state.redis_url is None:
+    """Redis when the app has a client (``[state] redis_url``), else in-process."""
+    client = app.get(REDIS)
+    if client is None:
         return MemoryQuotaStore()
     from .quota.redis_store import RedisQuotaStore
-    from .redisconn import connect
 
-    return RedisQuotaStore(connect(state))
+    return RedisQuotaStore(client)
 
 
 async def quotas_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -1,5 +1,11 @@
 """One Redis connection setup for everything the gateway keeps in Redis
-(per-key quotas today; a stream store may share it later).
+(per-key quotas today; a store of resumable streams later).
+
+The app makes one client per process from ``[state]`` (``gateway.app``,
+``cleanup_ctx``) and keeps it in :data:`gateway.state.REDIS`; a Redis-backed
+store takes that client (its pool) and closes nothing. A store names its keys
+under its own prefix (quotas: ``sluice:q:``) and handles
+:data:`REDIS_ERRORS` itself: fail closed or open is its decision.
 
 :func:`connect` builds a ``redis.asyncio.Redis`` whose every command is
 bounded: ``connect_timeout_s`` to connect, ``timeout_s`` per command, and no

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from .admission import Admission
@@ -25,6 +26,9 @@ SUMMARY = web.RequestKey("summary", dict[str, object])
 by the middleware): handlers add what they know (the chat path: ``model``)."""
 IDENTITY = web.AppKey("identity", Identity)
 """The configured client keys (``[auth]``); its ring is swapped on SIGHUP."""
+REDIS = web.AppKey("redis", aioredis.Redis)
+"""The one Redis client (pool) of this process when ``[state] redis_url`` is
+set (:func:`gateway.redisconn.connect`); every Redis-backed store uses it."""
 QUOTAS = web.AppKey("quotas", Quotas)
 """Per-key admission (set up on startup: the store may be Redis)."""
 CONFIG_PATH = web.AppKey("config_path", str)

@@ -34,7 +34,7 @@ def store_for(kind: str, redis_server: RedisServer | None) -> QuotaStore:
     if kind == "memory":
         return MemoryQuotaStore()
     assert redis_server is not None
-    return RedisQuotaStore(connect(StateSettings(redis_url=redis_server.url)))
+    return RedisQuotaStore(connect(StateSettings(redis_url=redis_server.url)), owns_client=True)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -237,7 +237,7 @@ async def test_budget_survives_a_gateway_restart(tmp_path: Path, redis_server: R
 
 
 async def test_redis_keys_are_hash_tagged_per_key(redis_server: RedisServer) -> None:
-    store = RedisQuotaStore(connect(StateSettings(redis_url=redis_server.url)))
+    store = RedisQuotaStore(connect(StateSettings(redis_url=redis_server.url)), owns_client=True)
     w = Windows.at(time.time(), "day")
     await store.admit("team-a", Limits(max_concurrent=1), w, "lease", w.now_ms + 60_000)
     await store.settle("team-a", w, "lease", 3)

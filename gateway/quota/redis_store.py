@@ -75,8 +75,10 @@ class RedisQuotaStore:
     """:class:`~gateway.quota.store.QuotaStore` on Redis (see the module docstring).
     Raises :data:`gateway.redisconn.REDIS_ERRORS` when Redis does not answer."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, owns_client: bool = False) -> None:
         self._redis = client
+        self._owns_client = owns_client
+        """Close the client with the store (else its owner, the app, does)."""
         # Script objects run EVALSHA and fall back to EVAL on NOSCRIPT (a
         # restarted Redis has forgotten them).
         self._admit = client.register_script(_ADMIT)
@@ -123,4 +125,5 @@ class RedisQuotaStore:
         return Usage(_int(out[0]), _int(out[1]), _int(out[2]), _int(out[3]))
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        if self._owns_client:
+            await self._redis.aclose()
