@@ -25,7 +25,6 @@ from .middleware import add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.registry import build_provider
-from .redisconn import connect
 from .state import (
     ADMISSION,
     CONFIG_PATH,
@@ -113,6 +112,8 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     if state.redis_url is None:
         yield
         return
+    from .redisconn import connect
+
     client = app[REDIS] = connect(state)
     yield
     await client.aclose()

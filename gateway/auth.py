@@ -38,8 +38,7 @@ from .middleware import is_anthropic
 from .quota.headers import rate_limit_headers
 from .quota.limiter import Quotas, QuotaView
 from .quota.memory import MemoryQuotaStore
-from .quota.store import QuotaStore
-from .redisconn import REDIS_ERRORS
+from .quota.store import QuotaStore, StoreUnavailable
 from .state import (
     CONFIG_PATH,
     IDENTITY,
@@ -106,7 +105,7 @@ async def _peek(request: web.Request, key: ApiKeySettings) -> None:
         return
     try:
         view = await request.app[QUOTAS].view(key)
-    except REDIS_ERRORS:
+    except StoreUnavailable:
         return
     if view is not None:
         request[QUOTA_VIEW] = view

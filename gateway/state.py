@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from .admission import Admission
@@ -12,6 +13,9 @@ from .keys import Identity
 from .metrics import Metrics
 from .providers.base import Provider
 from .quota.limiter import Quotas, QuotaView
+
+if TYPE_CHECKING:  # redis is imported only when [state] redis_url is set
+    import redis.asyncio as aioredis
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -26,7 +30,7 @@ SUMMARY = web.RequestKey("summary", dict[str, object])
 by the middleware): handlers add what they know (the chat path: ``model``)."""
 IDENTITY = web.AppKey("identity", Identity)
 """The configured client keys (``[auth]``); its ring is swapped on SIGHUP."""
-REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis")
 """The one Redis client (pool) of this process when ``[state] redis_url`` is
 set (:func:`gateway.redisconn.connect`); every Redis-backed store uses it."""
 QUOTAS = web.AppKey("quotas", Quotas)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -271,3 +273,15 @@ async def test_a_long_stream_keeps_its_slot(
                 assert info.value.code == "rate_limit_exceeded"
         assert seen > 50
         assert (await sdk.chat.completions.create(**BODY)).choices  # type: ignore[call-overload]
+
+
+def test_redis_is_not_imported_without_redis_url() -> None:
+    """The redis package (~25k objects for the collector to track) loads only
+    when [state] redis_url asks for it."""
+    code = (
+        "import sys, gateway.app, gateway.auth, gateway.api.key\n"
+        "from gateway.app import create_app\nfrom gateway.config import default_settings\n"
+        "create_app(default_settings())\nassert 'redis' not in sys.modules, 'redis imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr

@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import AuthenticationFailed, StateUnavailable
-from ..redisconn import REDIS_ERRORS
+from ..quota.store import StoreUnavailable
 from ..state import KEY, QUOTA_VIEW, QUOTAS
 
 KEY_ROUTE = "/v1/sluice/key"
@@ -41,11 +41,11 @@ async def key_info(request: web.Request) -> web.Response:
         raise AuthenticationFailed("This route describes the calling API key; none was sent")
     try:
         view = await request.app[QUOTAS].view(key)
-    except REDIS_ERRORS as err:
+    except StoreUnavailable as err:
         raise StateUnavailable(
             "The gateway cannot read this key's usage right now; retry shortly",
             retry_after=1,
-            detail=f"{type(err).__name__}: {err}",
+            detail=str(err),
         ) from None
     usage: dict[str, Any] | None = None
     if view is not None:

@@ -30,9 +30,17 @@ from prometheus_client import Gauge
 from ..config_auth import ApiKeySettings, StateSettings
 from ..errors import KeyQuotaExhausted, KeyRateLimited, StateUnavailable
 from ..metrics import Metrics
-from ..redisconn import REDIS_ERRORS
 from .memory import MemoryQuotaStore
-from .store import NO_LIMIT, Limits, QuotaStore, Usage, Verdict, WindowClock, Windows
+from .store import (
+    NO_LIMIT,
+    Limits,
+    QuotaStore,
+    StoreUnavailable,
+    Usage,
+    Verdict,
+    WindowClock,
+    Windows,
+)
 
 log = structlog.get_logger("gateway.quota")
 
@@ -106,7 +114,7 @@ class Quotas:
         expiry_ms = w.now_ms + int(self._state.lease_ttl_s * 1000)
         try:
             decision = await self.store.admit(key.name, limits, w, lease, expiry_ms)
-        except REDIS_ERRORS as err:
+        except StoreUnavailable as err:
             return self._store_failed(key, err)
         view = QuotaView(limits, decision.usage, w)
         seen(view)
@@ -119,8 +127,8 @@ class Quotas:
         self._metrics.key_rejections.labels(key.name, verdict.value).inc()
         raise _rejection(key, verdict, w)
 
-    def _store_failed(self, key: ApiKeySettings, err: BaseException) -> Ticket:
-        detail = f"{type(err).__name__}: {err}"
+    def _store_failed(self, key: ApiKeySettings, err: StoreUnavailable) -> Ticket:
+        detail = str(err)
         if self._state.fail_open:
             self._metrics.quota_state_errors.labels("allowed").inc()
             log.warning("quota_state_unavailable", key=key.name, action="allowed", detail=detail)
@@ -150,20 +158,20 @@ class Quotas:
             usage = await self.store.settle(
                 key.name, self._windows(key), ticket.lease, input_tokens + output_tokens
             )
-        except REDIS_ERRORS as err:
+        except StoreUnavailable as err:
             self._metrics.quota_state_errors.labels("uncharged").inc()
             log.warning(
                 "quota_charge_lost",
                 key=key.name,
                 tokens=input_tokens + output_tokens,
-                detail=f"{type(err).__name__}: {err}",
+                detail=str(err),
             )
             return
         self._budget_gauge(key, limits_of(key), usage)
 
     async def view(self, key: ApiKeySettings) -> QuotaView | None:
         """The key's counters now, read only; None for a key without limits.
-        Raises :data:`~gateway.redisconn.REDIS_ERRORS`."""
+        Raises :class:`~gateway.quota.store.StoreUnavailable`."""
         if not key.limited:
             return None
         w = self._windows(key)
@@ -206,7 +214,7 @@ class Quotas:
                 continue
             try:
                 await self.store.renew(live, int((time.time() + ttl) * 1000))
-            except REDIS_ERRORS as err:
+            except StoreUnavailable as err:
                 log.warning("quota_lease_renewal_failed", leases=len(live), detail=str(err))
 
     async def close(self) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from .store import Decision, Limits, Usage, Verdict, Windows
+from ..redisconn import REDIS_ERRORS
+from .store import Decision, Limits, StoreUnavailable, Usage, Verdict, Windows
 
 _ADMIT = """
 local now = tonumber(ARGV[5])
@@ -73,7 +74,7 @@ def _int(value: Any) -> int:
 
 class RedisQuotaStore:
     """:class:`~gateway.quota.store.QuotaStore` on Redis (see the module docstring).
-    Raises :data:`gateway.redisconn.REDIS_ERRORS` when Redis does not answer."""
+    Raises :class:`~gateway.quota.store.StoreUnavailable` when Redis does not answer."""
 
     def __init__(self, client: aioredis.Redis, *, owns_client: bool = False) -> None:
         self._redis = client
@@ -81,28 +82,28 @@ class RedisQuotaStore:
         """Close the client with the store (else its owner, the app, does)."""
         # Script objects run EVALSHA and fall back to EVAL on NOSCRIPT (a
         # restarted Redis has forgotten them).
-        self._admit = client.register_script(_ADMIT)
-        self._settle = client.register_script(_SETTLE)
+        self._admit_lua = client.register_script(_ADMIT)
+        self._settle_lua = client.register_script(_SETTLE)
 
-    async def admit(
+    async def _do_admit(
         self, key: str, limits: Limits, w: Windows, lease: str | None, lease_expiry_ms: int
     ) -> Decision:
         args = (
             limits.requests_per_minute, limits.tokens_per_minute, limits.token_budget,
             limits.max_concurrent, w.now_ms, lease or "", lease_expiry_ms,
         )  # fmt: skip
-        out = await self._admit(keys=_keys(key, w), args=args)
+        out = await self._admit_lua(keys=_keys(key, w), args=args)
         verdict = Verdict(out[0].decode() if isinstance(out[0], bytes) else out[0])
         return Decision(verdict, Usage(_int(out[1]), _int(out[2]), _int(out[3]), _int(out[4])))
 
-    async def settle(self, key: str, w: Windows, lease: str | None, tokens: int) -> Usage:
+    async def _do_settle(self, key: str, w: Windows, lease: str | None, tokens: int) -> Usage:
         r, t, b, leases = _keys(key, w)
-        out = await self._settle(
+        out = await self._settle_lua(
             keys=(t, b, r, leases), args=(tokens, lease or "", w.budget_ttl_s, w.now_ms)
         )
         return Usage(_int(out[0]), _int(out[1]), _int(out[2]), _int(out[3]))
 
-    async def renew(self, leases: list[tuple[str, str]], expiry_ms: int) -> None:
+    async def _do_renew(self, leases: list[tuple[str, str]], expiry_ms: int) -> None:
         if not leases:
             return
         # The set itself expires (so an abandoned one goes away): push that too.
@@ -114,7 +115,7 @@ class RedisQuotaStore:
                 pipe.pexpire(f"sluice:q:{{{key}}}:leases", keep_ms)
             await pipe.execute()
 
-    async def usage(self, key: str, w: Windows) -> Usage:
+    async def _do_usage(self, key: str, w: Windows) -> Usage:
         r, t, b, leases = _keys(key, w)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.get(r)
@@ -127,3 +128,31 @@ class RedisQuotaStore:
     async def close(self) -> None:
         if self._owns_client:
             await self._redis.aclose()
+
+    # The protocol's methods: Redis's failures become StoreUnavailable.
+
+    async def admit(
+        self, key: str, limits: Limits, w: Windows, lease: str | None, lease_expiry_ms: int
+    ) -> Decision:
+        try:
+            return await self._do_admit(key, limits, w, lease, lease_expiry_ms)
+        except REDIS_ERRORS as err:
+            raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err
+
+    async def settle(self, key: str, w: Windows, lease: str | None, tokens: int) -> Usage:
+        try:
+            return await self._do_settle(key, w, lease, tokens)
+        except REDIS_ERRORS as err:
+            raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err
+
+    async def renew(self, leases: list[tuple[str, str]], expiry_ms: int) -> None:
+        try:
+            await self._do_renew(leases, expiry_ms)
+        except REDIS_ERRORS as err:
+            raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err
+
+    async def usage(self, key: str, w: Windows) -> Usage:
+        try:
+            return await self._do_usage(key, w)
+        except REDIS_ERRORS as err:
+            raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err

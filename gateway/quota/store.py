@@ -110,9 +110,14 @@ class Decision:
     """After the admission (the request counted, when admitted)."""
 
 
+class StoreUnavailable(Exception):
+    """The store did not answer (Redis unreachable, timed out, or in error);
+    the message says what happened, for the log."""
+
+
 class QuotaStore(Protocol):
     """Where the counters live. Every method is atomic per key; a store that
-    cannot answer raises one of :data:`gateway.redisconn.REDIS_ERRORS`."""
+    cannot answer raises :class:`StoreUnavailable`."""
 
     async def admit(
         self, key: str, limits: Limits, w: Windows, lease: str | None, lease_expiry_ms: int
