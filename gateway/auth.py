@@ -83,6 +83,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if key is None:
         raise _fail(request, "unknown", "Incorrect API key provided")
     if expired(key):
+        request[SUMMARY]["key"] = key.name
         raise _fail(request, "expired", f"The API key '{key.name}' has expired")
     request[KEY] = key
     request[SUMMARY]["key"] = key.name

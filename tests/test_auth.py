@@ -25,7 +25,7 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
 
 
 async def test_no_unknown_or_expired_key_is_401_in_both_dialects(
-    gateway: GatewayFactory, metrics: Metrics
+    gateway: GatewayFactory, metrics: Metrics, log_lines: LogLines
 ) -> None:
     secret, key = make_key("team-a")
     old_secret, old = make_key("old", expires_at=datetime.now(UTC) - timedelta(seconds=1))
@@ -48,6 +48,14 @@ async def test_no_unknown_or_expired_key_is_401_in_both_dialects(
             assert ainfo.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
         assert sample(metrics, "sluice_auth_failures_total", reason=reason) == 2
     assert sample(metrics, "sluice_auth_failures_total", reason="missing") == 1
+    failures = [line for line in log_lines() if line.get("auth_failure")]
+    assert [line["auth_failure"] for line in failures] == ["missing"] + ["unknown"] * 2 + [
+        "expired"
+    ] * 2
+    assert [line.get("key") for line in failures if line["auth_failure"] == "expired"] == [
+        "old",
+        "old",
+    ]
 
     async with oai(client, secret) as sdk:
         done = await sdk.chat.completions.create(model="sim", messages=MSGS)  # type: ignore[arg-type]
