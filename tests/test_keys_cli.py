@@ -215,3 +215,41 @@ def test_reload_keeps_the_old_keys_when_the_new_ones_would_be_unsafe(tmp_path: P
     config.write_text(config_text([], extra="[auth]\nanonymous = true\n"))
     assert reload_keys(app, str(config)) is True
     assert names() == []
+
+
+async def test_sighup_reaches_every_worker(tmp_path: Path) -> None:
+    """With --workers 2 the parent forwards SIGHUP: the new key works on
+    whichever worker a fresh connection lands on."""
+    _, a = make_key("team-a")
+    b_secret, b = make_key("team-b")
+    config = tmp_path / "sluice.toml"
+    config.write_text(config_text([a]))
+    connector = aiohttp.TCPConnector(force_close=True)  # a new connection each time
+    async with (
+        GatewayProc(config, tmp_path, "gw", "--workers", "2") as gw,
+        aiohttp.ClientSession(connector=connector) as session,
+    ):
+        await poll(lambda: _listening_workers(gw), timeout_s=20)
+        config.write_text(config_text([a, b]))
+        gw.signal(signal.SIGHUP)
+        streak = 0
+
+        async def everywhere() -> bool:
+            nonlocal streak
+            streak = streak + 1 if await _status(session, gw, b_secret) == 200 else 0
+            return streak >= 20
+
+        await poll(everywhere, timeout_s=20)
+
+
+async def _listening_workers(gw: GatewayProc) -> bool:
+    import psutil
+
+    assert gw.proc is not None
+    children = psutil.Process(gw.proc.pid).children()
+    listening = [
+        c for c in children
+        if any(conn.status == "LISTEN" and conn.laddr.port == gw.port
+               for conn in c.net_connections())
+    ]  # fmt: skip
+    return len(listening) == 2
