@@ -1,6 +1,9 @@
 # Sluice gateway image (also runs the load test's mock upstream).
 #   docker build -t sluice .
-#   docker run -p 8080:8080 sluice          # serves the simulator model "sim"
+#   docker run -p 8080:8080 sluice          # serves the simulator model "sim", to anyone
+#   docker run -p 8080:8080 -v $PWD/sluice.toml:/etc/sluice/sluice.toml:ro -e OPENAI_API_KEY \
+#     sluice python -m gateway --config /etc/sluice/sluice.toml --host 0.0.0.0
+#                                           # your models, behind [[auth.keys]]
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,6 +22,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY gateway ./gateway
 COPY loadtest ./loadtest
+COPY examples ./examples
 RUN uv sync --frozen --no-dev
 
 ENV PATH=/opt/venv/bin:$PATH
@@ -26,4 +30,4 @@ USER nobody
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2)"]
-CMD ["python", "-m", "gateway", "--host", "0.0.0.0", "--port", "8080"]
+CMD ["python", "-m", "gateway", "--config", "examples/docker.toml", "--host", "0.0.0.0", "--port", "8080"]

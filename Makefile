@@ -12,7 +12,7 @@ PORT ?= 8080
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run test lint typecheck check promtool loadtest bench prometheus clean
+.PHONY: run key test lint typecheck check promtool redis loadtest bench prometheus clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -33,14 +33,28 @@ $(VENV)/.synced-dev: $(UV) pyproject.toml uv.lock
 run: $(VENV)/.synced-runtime
 	$(PY) -m gateway --host $(HOST) --port $(PORT) $(ARGS)
 
+## key: a client key: its secret printed once, its [[auth.keys]] block appended to
+## $(CONFIG); ARGS for limits, e.g. ARGS="--token-budget 1000000 --requests-per-minute 60"
+CONFIG ?= sluice.toml
+key: $(VENV)/.synced-runtime
+	@test -n "$(NAME)" || { echo "usage: make key NAME=team-a [CONFIG=sluice.toml] [ARGS=...]" >&2; exit 2; }
+	@$(PY) -m gateway keys new $(NAME) $(ARGS) >> $(CONFIG)
+	@echo "appended key $(NAME) to $(CONFIG)" >&2
+
 ## promtool: Debian's prometheus package provides promtool and prometheus
 promtool:
 	@command -v promtool >/dev/null 2>&1 || { \
 	  echo "installing Debian's prometheus package (promtool)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
+## redis: Debian's redis-server, which the quota tests start on free ports
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing Debian's redis-server (quota tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
+
 ## test: the whole suite (installs what it needs first)
-test: $(VENV)/.synced-dev promtool
+test: $(VENV)/.synced-dev promtool redis
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced-dev

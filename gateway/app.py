@@ -14,17 +14,31 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from .admission import Admission
 from .api import anthropic as anthropic_api
+from .api import key as key_api
 from .api import models as models_api
 from .api import openai as openai_api
 from .api import responses as responses_api
+from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
 from .config import Settings
 from .detached import Detached
+from .keys import Identity
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.registry import build_provider
-from .state import ADMISSION, DETACHED, METRICS, PROVIDERS, SETTINGS, STREAM_STORE
+from .state import (
+    ADMISSION,
+    CONFIG_PATH,
+    DETACHED,
+    IDENTITY,
+    METRICS,
+    PROVIDERS,
+    REDIS,
+    SETTINGS,
+    STREAM_STORE,
+    WORKERS,
+)
 from .store.memory import MemoryStreamStore
 
 log = structlog.get_logger("gateway.app")
@@ -103,6 +117,20 @@ async def _detached_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[STREAM_STORE].aclose()
 
 
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: the process's one Redis client when ``[state] redis_url``
+    is set (connected lazily; every Redis-backed store shares its pool)."""
+    state = app[SETTINGS].state
+    if state.redis_url is None:
+        yield
+        return
+    from .redisconn import connect
+
+    client = app[REDIS] = connect(state)
+    yield
+    await client.aclose()
+
+
 def _metrics_registry(metrics: Metrics) -> CollectorRegistry:
     if not multiprocess_enabled():
         return metrics.registry
@@ -142,7 +170,14 @@ def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run(settings: Settings, host: str, port: int, **options: Any) -> None:
+def run(
+    settings: Settings,
+    host: str,
+    port: int,
+    config_path: str | None = None,
+    workers: int = 1,
+    **options: Any,
+) -> None:
     """Serve until SIGINT/SIGTERM (``web.run_app``) on :func:`new_event_loop`.
 
     ``gc.freeze()`` first: what import and start-up left behind (~100k
@@ -150,6 +185,9 @@ def run(settings: Settings, host: str, port: int, **options: Any) -> None:
     walking it on every stream (docs/architecture.md, "Facts the design rests on").
     """
     app = create_app(settings)
+    if config_path is not None:
+        app[CONFIG_PATH] = config_path  # SIGHUP re-reads its [auth]
+    app[WORKERS] = workers
     loop = new_event_loop(settings)
     gc.collect()
     gc.freeze()
@@ -169,7 +207,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     """The gateway application. ``metrics`` defaults to a fresh registry."""
     metrics = metrics or Metrics.create()
     app = web.Application(
-        middlewares=[gateway_middleware],
+        middlewares=[gateway_middleware, auth_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -184,14 +222,19 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
         stream_max_bytes=settings.store.stream_max_bytes,
     )
     app[DETACHED] = Detached()
+    app[IDENTITY] = Identity(settings.auth)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(add_rate_limit_headers)
     app.on_shutdown.append(_drain_on_shutdown)
     app.cleanup_ctx.append(_providers_ctx)
+    app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(quotas_ctx)
     app.cleanup_ctx.append(_detached_ctx)  # cleaned up first: streams before sessions
     openai_api.add_routes(app)
     anthropic_api.add_routes(app)
     models_api.add_routes(app)
     responses_api.add_routes(app)
+    key_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))

@@ -25,7 +25,10 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from .config_auth import ApiKeySettings, AuthSettings, StateSettings
 from .config_errors import CROSS_CHECK, describe
+
+__all__ = ["ApiKeySettings", "AuthSettings", "StateSettings"]
 
 
 class ConfigError(Exception):
@@ -206,6 +209,8 @@ class Settings(_Section):
     stream: StreamSettings = StreamSettings()
     store: StoreSettings = StoreSettings()
     models: tuple[ModelSettings, ...] = Field(min_length=1)
+    auth: AuthSettings = AuthSettings()
+    state: StateSettings = StateSettings()
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:
@@ -224,6 +229,7 @@ class Settings(_Section):
                     problems.append(
                         (f"models[{i}].fallbacks", f"{fallback!r} is not another configured model")
                     )
+        problems.extend(_check_keys(self.auth.keys, first))
         if problems:
             raise PydanticCustomError(
                 CROSS_CHECK, "; ".join(f"{p}: {m}" for p, m in problems), {"problems": problems}
@@ -248,6 +254,30 @@ class Settings(_Section):
             if m.name == name:
                 return m
         return None
+
+
+def _check_keys(keys: tuple[ApiKeySettings, ...], models: dict[str, int]) -> list[tuple[str, str]]:
+    """Duplicate key names or digests; allow-lists naming unknown models."""
+    problems: list[tuple[str, str]] = []
+    names: dict[str, int] = {}
+    digests: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key.name in names:
+            problems.append(
+                (f"auth.keys[{i}].name",
+                 f"duplicate key name {key.name!r} (auth.keys[{names[key.name]}] has it too)")
+            )  # fmt: skip
+        if key.sha256 in digests:
+            problems.append(
+                (f"auth.keys[{i}].sha256",
+                 f"the same secret as auth.keys[{digests[key.sha256]}]")
+            )  # fmt: skip
+        names.setdefault(key.name, i)
+        digests.setdefault(key.sha256, i)
+        for model in key.models or ():
+            if model not in models:
+                problems.append((f"auth.keys[{i}].models", f"{model!r} is not a configured model"))
+    return problems
 
 
 def default_settings() -> Settings:

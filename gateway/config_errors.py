@@ -18,6 +18,7 @@ starting with the dotted path of the key in the TOML file
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,8 +58,19 @@ def _section(
             continue
         field = cls.model_fields.get(part) if cls is not None else None
         ann = field.annotation if field is not None else None
-        cls = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        cls = _model_in(ann)
     return cls
+
+
+def _model_in(ann: Any) -> type[BaseModel] | None:
+    """The model class an annotation holds: ``X``, ``X | None``, ``tuple[X, ...]``."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in typing.get_args(ann):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _suggest(key: str, choices: Sequence[str]) -> str | None:
@@ -131,7 +143,7 @@ def describe(
             suffix, message = _provider_error(e, list(tags))
             lines.append((_path(loc, tags) + suffix, message))
         else:
-            lines.append((_path(loc, tags), e["msg"]))
+            lines.append((_path(loc, tags), e["msg"].removeprefix("Value error, ")))
     missing = {
         _path(e["loc"], tags) for e in errors if e["type"] == "missing"
     }  # a missing key that a misspelt one stood for is the same mistake

@@ -6,6 +6,10 @@ in both client dialects, and the stream termination reason it records.
     GatewayError
     ├── ClientError                      4xx: the request is at fault
     │   ├── InvalidRequest               400 invalid_request_error
+    │   ├── AuthenticationFailed         401 invalid_api_key (no, unknown or expired key)
+    │   ├── ModelNotAllowed              403 permission_error (outside the key's models)
+    │   ├── KeyRateLimited               429 rate_limit_exceeded + Retry-After (per key)
+    │   ├── KeyQuotaExhausted            429 insufficient_quota (the key's token budget)
     │   ├── ModelNotFound                404 model_not_found
     │   ├── RouteNotFound                404 / MethodNotAllowed 405
     │   ├── RequestTimeout               408 the body arrived too slowly
@@ -13,6 +17,7 @@ in both client dialects, and the stream termination reason it records.
     │   └── UnsupportedMediaType         415
     ├── Unavailable                      the gateway turns the request away
     │   ├── AtCapacity                   429 + Retry-After (admission control)
+    │   ├── StateUnavailable             503 state_unavailable (Redis did not answer)
     │   └── ShuttingDown                 503, or a ``shutdown`` error event
     ├── DeadlineExceeded                 504 deadline_exceeded (the whole stream)
     └── UpstreamError                    502: the provider is at fault
@@ -106,6 +111,38 @@ class InvalidRequest(ClientError):
     """Malformed JSON, a body that is not an object, a missing or ill-typed field."""
 
 
+class AuthenticationFailed(ClientError):
+    """No key, an unknown key or an expired one (OpenAI's 401 ``invalid_api_key``)."""
+
+    status, code, anthropic_type = 401, "invalid_api_key", "authentication_error"
+
+
+class ModelNotAllowed(ClientError):
+    """The model exists but is not in the key's ``models``."""
+
+    status, type, anthropic_type, code = (
+        403,
+        "permission_error",
+        "permission_error",
+        "model_not_allowed",
+    )
+
+
+class KeyRateLimited(ClientError):
+    """Over the key's requests or tokens per minute or its concurrent requests;
+    ``Retry-After`` says when it would be admitted."""
+
+    status, type, anthropic_type = 429, "rate_limit_error", "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class KeyQuotaExhausted(ClientError):
+    """The key spent its token budget for the period; ``Retry-After`` points at the next."""
+
+    status, type, anthropic_type = 429, "insufficient_quota", "rate_limit_error"
+    code = "insufficient_quota"
+
+
 class ModelNotFound(ClientError):
     status, code, anthropic_type = 404, "model_not_found", "not_found_error"
 
@@ -145,6 +182,12 @@ class Unavailable(GatewayError):
 
 class AtCapacity(Unavailable):
     status, type, anthropic_type, code = 429, "rate_limit_error", "rate_limit_error", "at_capacity"
+
+
+class StateUnavailable(Unavailable):
+    """The quota store (Redis) did not answer and ``[state] fail_open`` is off."""
+
+    code, anthropic_type = "state_unavailable", "api_error"
 
 
 class ShuttingDown(Unavailable):

@@ -16,6 +16,12 @@ from typing import BinaryIO
 import orjson
 import structlog
 
+_DICT_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+"""Tracebacks as dicts, without local variables: a frame's locals may hold a
+client's secret or its request headers, and those are never logged."""
+
 
 def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> None:
     """Configure structlog and the stdlib root logger. Idempotent.
@@ -31,7 +37,7 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> No
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.dict_tracebacks,
+            _DICT_TRACEBACKS,
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
@@ -44,7 +50,7 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> No
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.dict_tracebacks,
+                _DICT_TRACEBACKS,
                 structlog.processors.JSONRenderer(),
             ],
         )

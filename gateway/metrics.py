@@ -91,6 +91,11 @@ TERMINATION_REASONS = tuple(t.value for t in Termination)
 
 _MODEL = ("model", "provider")
 
+KEY_LIMITS = ("requests", "tokens", "concurrency", "budget", "model")
+"""``limit`` values of ``sluice_key_rejections_total``."""
+AUTH_FAILURES = ("missing", "unknown", "expired")
+"""``reason`` values of ``sluice_auth_failures_total``."""
+
 
 def multiprocess_enabled() -> bool:
     """True when prometheus-client's multiprocess mode is configured."""
@@ -143,6 +148,12 @@ class Metrics:
     upstream_cancel: Histogram
     upstream_retries: Counter
     admission_rejections: Counter
+    key_tokens: Counter
+    key_rejections: Counter
+    auth_failures: Counter
+    key_budget_remaining: Gauge
+    key_budget: Gauge
+    quota_state_errors: Counter
     _by_model: dict[tuple[str, str], ModelChildren] = field(default_factory=dict)
     _by_route: dict[str, RouteChildren] = field(default_factory=dict)
 
@@ -279,6 +290,41 @@ class Metrics:
             admission_rejections=Counter(
                 "admission_rejections", "Requests turned away before streaming, by reason.",
                 ["reason"], namespace=ns, registry=reg,
+            ),
+            key_tokens=Counter(
+                "key_tokens",
+                "Tokens spent by client key (its configured name), model and type "
+                "(input, output); from upstream usage when given.",
+                ["key", "model", "type"], namespace=ns, registry=reg,
+            ),
+            key_rejections=Counter(
+                "key_rejections",
+                "Requests of a client key turned away, by limit: " + ", ".join(KEY_LIMITS) + ".",
+                ["key", "limit"], namespace=ns, registry=reg,
+            ),
+            auth_failures=Counter(
+                "auth_failures",
+                "Requests refused 401, by reason: " + ", ".join(AUTH_FAILURES) + ".",
+                ["reason"], namespace=ns, registry=reg,
+            ),
+            key_budget_remaining=Gauge(
+                "key_budget_remaining_tokens",
+                "Tokens a client key may still spend this budget period (token_budget minus "
+                "what it spent), as of its last request.",
+                ["key"], namespace=ns, registry=reg, multiprocess_mode="mostrecent",
+            ),
+            key_budget=Gauge(
+                "key_token_budget_tokens",
+                "A client key's configured token_budget per budget period (for ratios "
+                "with sluice_key_budget_remaining_tokens).",
+                ["key"], namespace=ns, registry=reg, multiprocess_mode="mostrecent",
+            ),
+            quota_state_errors=Counter(
+                "quota_state_errors",
+                "Quota store (Redis) calls that failed, by what happened to the request: "
+                "rejected (503 state_unavailable), allowed (fail_open, uncounted), "
+                "uncharged (its tokens or slot could not be recorded).",
+                ["action"], namespace=ns, registry=reg,
             ),
         )  # fmt: skip
         metrics.build_info.labels(version=__version__).set(1)

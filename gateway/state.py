@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from .admission import Admission
 from .config import Settings
+from .config_auth import ApiKeySettings
 from .detached import Detached
+from .keys import Identity
 from .metrics import Metrics
 from .providers.base import Provider
+from .quota.limiter import Quotas, QuotaView
 from .store.base import StreamStore
+
+if TYPE_CHECKING:  # redis is imported only when [state] redis_url is set
+    import redis.asyncio as aioredis
 
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -24,3 +32,18 @@ REQUEST_ID = web.RequestKey("request_id", str)
 SUMMARY = web.RequestKey("summary", dict[str, object])
 """Fields for the request's one summary log line (``event="request"``, written
 by the middleware): handlers add what they know (the chat path: ``model``)."""
+IDENTITY = web.AppKey("identity", Identity)
+"""The configured client keys (``[auth]``); its ring is swapped on SIGHUP."""
+REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis")
+"""The one Redis client (pool) of this process when ``[state] redis_url`` is
+set (:func:`gateway.redisconn.connect`); every Redis-backed store uses it."""
+QUOTAS = web.AppKey("quotas", Quotas)
+"""Per-key admission (set up on startup: the store may be Redis)."""
+CONFIG_PATH = web.AppKey("config_path", str)
+"""The config file the process was started with (SIGHUP re-reads its [auth])."""
+WORKERS = web.AppKey("workers", int)
+"""How many worker processes serve the port (``--workers``; absent: one)."""
+KEY = web.RequestKey("key", ApiKeySettings)
+"""The client key a request authenticated with (absent: anonymous)."""
+QUOTA_VIEW = web.RequestKey("quota_view", QuotaView)
+"""The key's counters as of this request, for the rate-limit headers."""

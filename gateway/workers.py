@@ -7,7 +7,8 @@ directory in ``PROMETHEUS_MULTIPROC_DIR`` (created empty if unset) must be
 in the environment before a worker imports prometheus_client, and any worker's
 /metrics reports all of them (prometheus-client docs, "Multiprocess Mode").
 SIGTERM/SIGINT to the parent is forwarded to every worker, each of which
-drains gracefully; the parent exits with the worst worker status.
+drains gracefully; the parent exits with the worst worker status. SIGHUP is
+forwarded too: each worker re-reads the config's ``[auth]`` keys.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tempfile
 from types import FrameType
 
 
-def _worker(config: str | None, host: str, port: int, log_level: str) -> None:
+def _worker(config: str | None, host: str, port: int, log_level: str, workers: int) -> None:
     from .__main__ import listen_error
     from .app import run
     from .config import load_settings
@@ -30,7 +31,7 @@ def _worker(config: str | None, host: str, port: int, log_level: str) -> None:
     settings = load_settings(config)
     configure_logging(log_level)
     try:
-        run(settings, host, port, reuse_port=True, print=None)
+        run(settings, host, port, config, workers, reuse_port=True, print=None)
     except OSError as err:
         print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
@@ -51,7 +52,9 @@ def serve_workers(config: str | None, host: str, port: int, workers: int, log_le
                 os.remove(os.path.join(directory, name))
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(config, host, port, log_level), name=f"sluice-{i}")
+        ctx.Process(
+            target=_worker, args=(config, host, port, log_level, workers), name=f"sluice-{i}"
+        )
         for i in range(workers)
     ]
     for proc in procs:
@@ -65,6 +68,7 @@ def serve_workers(config: str | None, host: str, port: int, workers: int, log_le
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)  # each worker re-reads [auth]
     from prometheus_client import multiprocess
 
     status = 0

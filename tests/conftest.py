@@ -118,3 +118,14 @@ def log_lines() -> Iterator[LogLines]:
     structlog.reset_defaults()
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Any) -> Iterator[Any]:
+    """A running :class:`tests.redis_server.RedisServer` (``.url``, ``.stop()``, ``.start()``)."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -25,7 +25,14 @@ class RawSSEClient:
 
     @classmethod
     async def open(
-        cls, host: str, port: int, path: str, body: dict[str, Any], *, rcvbuf: int = 4096
+        cls,
+        host: str,
+        port: int,
+        path: str,
+        body: dict[str, Any],
+        *,
+        rcvbuf: int = 4096,
+        headers: dict[str, str] | None = None,
     ) -> RawSSEClient:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -33,9 +40,10 @@ class RawSSEClient:
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
         payload = orjson.dumps(body)
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            f"{extra}Content-Length: {len(payload)}\r\n\r\n".encode()
             + payload
         )
         await writer.drain()

@@ -8,9 +8,10 @@ the official SDK raises. Errors before that are JSON
 ``{"type": "error", "error": {"type", "message"}}`` (the middleware renders
 every path under ``/v1/messages`` in this format).
 
-Clients may authenticate with ``x-api-key`` (Anthropic's header) or
-``Authorization: Bearer``; the gateway does not check client keys yet and
-never forwards them: the upstream gets the gateway's own key.
+Clients authenticate with ``x-api-key`` (Anthropic's header) or
+``Authorization: Bearer`` (checked by :mod:`gateway.auth` when client keys are
+configured); client keys are never forwarded: the upstream gets the gateway's
+own key.
 """
 
 from __future__ import annotations

@@ -14,17 +14,24 @@ import orjson
 from aiohttp import web
 
 from ..attempts import Target, with_fallbacks
+from ..auth import check_model, stash_view
 from ..config import ModelSettings, Settings
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
 from ..downstream import StoreDownstream, StoreWriter, TeeDownstream
-from ..errors import DeadlineExceeded, ModelNotFound, ShuttingDown, UpstreamNotConfigured
+from ..errors import (
+    DeadlineExceeded,
+    GatewayError,
+    ModelNotFound,
+    ShuttingDown,
+    UpstreamNotConfigured,
+)
 from ..interrupts import Interrupter
 from ..providers.base import Provider
 from ..recorder import Recorder, make_recorder
 from ..sse import SSEResponse
-from ..state import ADMISSION, ARRIVAL, DETACHED, METRICS, PROVIDERS, SETTINGS, SUMMARY
+from ..state import ADMISSION, ARRIVAL, DETACHED, KEY, METRICS, PROVIDERS, QUOTAS, SETTINGS, SUMMARY
 from ..stream import Stream
 from ..timing import StreamClock
 
@@ -83,9 +90,40 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
 
 
 async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
-    """Serve ``call``. Raises ``GatewayError`` (rendered by the middleware)."""
-    settings = request.app[SETTINGS]
+    """Serve ``call``. Raises ``GatewayError`` (rendered by the middleware).
+
+    A keyed request is checked against the key's models (403) and limits
+    (429, or 503 when the quota store does not answer) before it is admitted,
+    and charged the tokens it spent when it ends, however it ends."""
     targets = _targets(request, call)
+    key = request.get(KEY)
+    if key is None:
+        return await _serve(request, call, targets, _Spent(targets[0].model))
+    check_model(request, call.model)
+    quotas = request.app[QUOTAS]
+    ticket = await quotas.admit(key, stash_view(request))
+    spent = _Spent(targets[0].model)
+    try:
+        return await _serve(request, call, targets, spent)
+    finally:
+        # Shielded: a client that leaves cancels this task, and its slot and
+        # tokens must still be settled.
+        await quotas.settle_shielded(ticket, spent.model, spent.input_tokens, spent.output_tokens)
+
+
+@dataclass(slots=True)
+class _Spent:
+    """What a request spent, filled in as it ends (for the key's quota)."""
+
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+async def _serve(
+    request: web.Request, call: ChatCall, targets: tuple[Target, ...], spent: _Spent
+) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
     primary = targets[0]
     admission = request.app[ADMISSION]
     recorder = make_recorder(
@@ -109,24 +147,35 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
             return sse.response
         finally:
             admission.release(stream)
-            if stream.outcome is not None:
+            outcome = stream.outcome
+            if outcome is not None:
+                spent.model = outcome.model
+                spent.input_tokens = outcome.input_tokens or 0
+                spent.output_tokens = outcome.output_tokens
                 # Onto the request's one summary line (the middleware writes it).
-                request[SUMMARY].update(stream.outcome.log_fields())
+                request[SUMMARY].update(outcome.log_fields())
     interrupter = Interrupter(_current_task())
     admission.admit(interrupter)
     try:
-        return await _complete(call, targets, recorder, interrupter)
+        return await _complete(call, targets, recorder, interrupter, spent)
     finally:
         admission.release(interrupter)
 
 
-def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> None:
+async def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> None:
     """Start ``call`` (a stream) detached from ``request``: it runs on, into the
     stream store, after the request is answered. Raises ``GatewayError`` now
-    for what fails before it starts (unknown model, admission)."""
+    for what fails before it starts (unknown model, the key's models and
+    limits, admission); the key is charged when the generation ends."""
     assert call.response_id is not None
     settings = request.app[SETTINGS]
     targets = _targets(request, call)
+    key = request.get(KEY)
+    quotas = request.app[QUOTAS]
+    ticket = None
+    if key is not None:
+        check_model(request, call.model)
+        ticket = await quotas.admit(key, stash_view(request))
     admission = request.app[ADMISSION]
     recorder = make_recorder(
         request.app[METRICS] if settings.server.metrics_enabled else None,
@@ -135,13 +184,26 @@ def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> None:
         route=call.route,
     )
     stream = Stream(StoreDownstream(writer), targets, StreamClock(), recorder, admission)
-    admission.admit(stream)
+    try:
+        admission.admit(stream)
+    except GatewayError:
+        if ticket is not None:
+            await quotas.settle_shielded(ticket, targets[0].model, 0, 0)
+        raise
 
     async def run() -> None:
         try:
             await stream.run()
         finally:
             admission.release(stream)
+            if ticket is not None:
+                outcome = stream.outcome
+                await quotas.settle_shielded(
+                    ticket,
+                    outcome.model if outcome else targets[0].model,
+                    (outcome.input_tokens or 0) if outcome else 0,
+                    outcome.output_tokens if outcome else 0,
+                )
 
     request.app[DETACHED].start(call.response_id, stream, run)
 
@@ -153,7 +215,11 @@ def _current_task() -> asyncio.Task[Any]:
 
 
 async def _complete(
-    call: ChatCall, targets: tuple[Target, ...], recorder: Recorder, interrupter: Interrupter
+    call: ChatCall,
+    targets: tuple[Target, ...],
+    recorder: Recorder,
+    interrupter: Interrupter,
+    spent: _Spent,
 ) -> web.Response:
     async def attempt(target: Target) -> tuple[Target, dict[str, Any]]:
         return target, await target.provider.complete(target.body)
@@ -172,8 +238,11 @@ async def _complete(
         interrupter.disarm()
     usage_of = openai_usage_of if target.provider.dialect == "openai" else anthropic_usage_of
     usage = usage_of(payload)
+    spent.model = target.model
     if usage is not None:
         recorder.tokens(usage.output_tokens, usage.input_tokens)
+        spent.input_tokens = usage.input_tokens or 0
+        spent.output_tokens = usage.output_tokens or 0
     out = bridge.response_body(
         call.client,
         target.provider.dialect,

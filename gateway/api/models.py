@@ -10,6 +10,8 @@ carries one) they are Anthropic's
 "model", "id", "display_name", "created_at"}], "has_more": false, "first_id",
 "last_id"}`` holding every configured model, and one ``ModelInfo``. An unknown
 id is :class:`~gateway.errors.ModelNotFound` (404 ``model_not_found``).
+A request with a client key sees only the models its ``models`` allow-list
+names (another model's id is 404 too, as for a model that does not exist).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from aiohttp import web
 
 from ..config import ModelSettings
 from ..errors import ModelNotFound
-from ..state import SETTINGS
+from ..state import KEY, SETTINGS
 
 MODELS_ROUTE = "/v1/models"
 MODEL_ROUTE = "/v1/models/{model_id:.+}"
@@ -59,9 +61,19 @@ def _json(body: dict[str, Any]) -> web.Response:
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
-async def list_models(request: web.Request) -> web.Response:
-    """``GET /v1/models``: every configured model, one page."""
+def _visible(request: web.Request) -> list[ModelSettings]:
+    """The configured models the request's key may use (all, without a key
+    or without an allow-list)."""
     models = request.app[SETTINGS].models
+    key = request.get(KEY)
+    if key is None or key.models is None:
+        return list(models)
+    return [m for m in models if m.name in key.models]
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: every configured model the key may use, one page."""
+    models = _visible(request)
     if wants_anthropic(request):
         data = [_anthropic(m) for m in models]
         return _json(
@@ -78,7 +90,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def retrieve_model(request: web.Request) -> web.Response:
     """``GET /v1/models/{model_id}``. Raises :class:`ModelNotFound` (404)."""
     name = request.match_info["model_id"]
-    model = request.app[SETTINGS].model(name)
+    model = next((m for m in _visible(request) if m.name == name), None)
     if model is None:
         raise ModelNotFound(f"The model '{name}' does not exist; see GET /v1/models")
     return _json(_anthropic(model) if wants_anthropic(request) else _openai(model))

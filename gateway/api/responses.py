@@ -34,7 +34,7 @@ from ..dialects.responses import new_response_id, parse_responses_request, respo
 from ..downstream import StoreWriter
 from ..errors import GatewayError, InvalidRequest, ResponseNotFound
 from ..sse import SSEResponse
-from ..state import DETACHED, SETTINGS, STREAM_STORE, SUMMARY
+from ..state import DETACHED, KEY, SETTINGS, STREAM_STORE, SUMMARY
 from ..store.base import StoredStream
 from .body import read_json_object
 from .chat import ChatCall, detach, serve
@@ -45,8 +45,10 @@ CANCEL_WAIT_S = 5.0
 
 
 def _owner(request: web.Request) -> str | None:
-    """The caller's key name (None until client keys exist); responses belong to it."""
-    return None
+    """The caller's key name (None without keys): a response belongs to the key
+    that created it; any other gets 404."""
+    key = request.get(KEY)
+    return key.name if key is not None else None
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -82,7 +84,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                 output=[],
             )
             await store.append(response_id, [], orjson.dumps(queued))
-            detach(request, call, writer)
+            await detach(request, call, writer)
             if parsed.stream:
                 return await _follow(request, response_id, -1)
             return web.Response(body=orjson.dumps(queued), content_type="application/json")

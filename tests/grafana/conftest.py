@@ -1,7 +1,8 @@
 """Fixtures for the Grafana / Prometheus / alerting tests.
 
 The metric contract below is the metric contract of docs/architecture.md (plus
-``sluice_build_info`` and Prometheus's own ``up``); dashboards and alerts may
+``sluice_build_info``, the per-key metrics of client keys and quotas, and
+Prometheus's own ``up``); dashboards and alerts may
 name nothing else. The PromQL helpers are a small tokenizer, enough to find
 every metric selector in the queries we ship; they are exposed as fixtures.
 """
@@ -44,6 +45,12 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "sluice_upstream_cancel_seconds": ("histogram", frozenset({"provider"})),
     "sluice_upstream_retries_total": ("counter", frozenset({"provider", "reason"})),
     "sluice_admission_rejections_total": ("counter", frozenset({"reason"})),
+    "sluice_key_tokens_total": ("counter", frozenset({"key", "model", "type"})),
+    "sluice_key_rejections_total": ("counter", frozenset({"key", "limit"})),
+    "sluice_auth_failures_total": ("counter", frozenset({"reason"})),
+    "sluice_key_budget_remaining_tokens": ("gauge", frozenset({"key"})),
+    "sluice_key_token_budget_tokens": ("gauge", frozenset({"key"})),
+    "sluice_quota_state_errors_total": ("counter", frozenset({"action"})),
     "sluice_build_info": ("gauge", frozenset({"version"})),
     "up": ("gauge", frozenset()),
 }

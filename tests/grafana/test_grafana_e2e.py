@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -58,7 +59,24 @@ PRODUCED_REASONS = {
 }  # not "shutdown": that needs the gateway to stop mid-stream
 # family -> why no traffic here can produce it (none at present: keep the
 # mechanism for metrics added before the traffic can exercise them)
-NO_DATA_EXPECTED: dict[str, str] = {}
+NO_DATA_EXPECTED: dict[str, str] = {
+    "sluice_quota_state_errors_total": "needs Redis to fail (tests/test_quota_redis.py does)",
+}
+
+# One client key (the rest of the traffic is anonymous): a budget of 1 token,
+# so its first request is served and the next ones get 429 insufficient_quota.
+E2E_SECRET = "sk-sluice-e2e-not-a-secret"
+KEYS_TOML = f"""
+[auth]
+anonymous = true
+
+[[auth.keys]]
+name = "e2e"
+sha256 = "{hashlib.sha256(E2E_SECRET.encode()).hexdigest()}"
+models = ["sim"]
+token_budget = 1
+budget_period = "month"
+"""
 
 GATEWAY_TOML = """
 [server]
@@ -285,6 +303,22 @@ async def fallback_stream(session: aiohttp.ClientSession, url: str) -> None:
         assert "data: [DONE]" in text
 
 
+async def keyed_requests(session: aiohttp.ClientSession, url: str, number: int) -> None:
+    """The client key: served until its budget is spent, then 429; a model
+    outside its list, 403; a wrong key, 401."""
+    bearer = {**JSON, "Authorization": f"Bearer {E2E_SECRET}"}
+    async with session.post(url, data=chat_body("sim"), headers=bearer) as resp:
+        assert resp.status == (200 if number == 1 else 429), await resp.text()
+        await resp.read()
+    async with session.post(url, data=chat_body("sim"), headers=bearer) as resp:
+        assert resp.status == 429 and "insufficient_quota" in await resp.text()
+    async with session.post(url, data=chat_body("sim-slow"), headers=bearer) as resp:
+        assert resp.status == 403, await resp.text()
+    wrong = {**JSON, "Authorization": "Bearer sk-sluice-wrong"}
+    async with session.post(url, data=chat_body("sim"), headers=wrong) as resp:
+        assert resp.status == 401, await resp.text()
+
+
 async def throttled_reader(port: int) -> int:
     """Reads the whole stream, but only 8 KiB every 10 ms: drains wait and succeed."""
     loop = asyncio.get_running_loop()
@@ -380,6 +414,7 @@ async def wave(gw_port: int, number: int) -> None:
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session, asyncio.timeout(45):
         await admission_probe(session, base, gw_port)
+        await keyed_requests(session, url, number)
         stalled = await asyncio.gather(
             *[stalled_reader(gw_port) for _ in range(STALLED_PER_WAVE)], return_exceptions=True
         )
@@ -471,6 +506,7 @@ def stack(
         GATEWAY_TOML.format(
             mock_port=mock_port, send_timeout=SEND_TIMEOUT_S, max_streams=MAX_STREAMS
         )
+        + KEYS_TOML
     )
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(kit, gw_port)))
     env = dict(os.environ, SLUICE_E2E_UPSTREAM_KEY="e2e-not-a-secret", PYTHONPATH=str(kit.repo))
@@ -646,6 +682,10 @@ def test_traffic_reached_the_dashboards_signals(stack: Stack) -> None:
     rejected = 'sluice_admission_rejections_total{reason="max_streams"}'
     assert total(rejected) >= WAVES * REJECTED_PER_WAVE
     assert total("sluice_input_tokens_total") > 0
+    assert total('sluice_key_tokens_total{key="e2e"}') > 0
+    assert total('sluice_key_rejections_total{key="e2e",limit="budget"}') >= 2 * WAVES - 1
+    assert total('sluice_key_rejections_total{key="e2e",limit="model"}') >= WAVES
+    assert total('sluice_auth_failures_total{reason="unknown"}') >= WAVES
     assert total("sluice_streams_active") == 0  # every stream ended
     assert total("sluice_write_buffer_bytes") == 0  # nothing left queued
 

@@ -20,6 +20,7 @@ REQUIRED_ALERTS = {
     "SluiceWriteBufferNearBound",
     "SluiceAdmissionRejections",
     "SluiceGatewayDown",
+    "SluiceKeyBudgetNearlySpent",
 }
 DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
 UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
