@@ -39,6 +39,7 @@ from .state import (
     STREAM_STORE,
     WORKERS,
 )
+from .store.base import StreamStore
 from .store.memory import MemoryStreamStore
 
 log = structlog.get_logger("gateway.app")
@@ -110,11 +111,30 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     await sessions.aclose()
 
 
-async def _detached_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: the stream store: Redis when ``[state] redis_url`` is
+    set (shared by every replica), else this process's memory."""
+    settings = app[SETTINGS]
+    conf = settings.store
+    store: StreamStore
+    if REDIS in app:
+        from .store.redis import RedisStreamStore
+
+        store = RedisStreamStore(
+            app[REDIS],
+            ttl_s=conf.ttl_s,
+            stream_max_bytes=conf.stream_max_bytes,
+            running_ttl_s=settings.stream.deadline_s + 60,
+        )
+    else:
+        store = MemoryStreamStore(
+            ttl_s=conf.ttl_s, max_bytes=conf.max_bytes, stream_max_bytes=conf.stream_max_bytes
+        )
+    app[STREAM_STORE] = store
     yield
     # After on_shutdown's drain: stop what still runs, then drop the store.
     await app[DETACHED].aclose()
-    await app[STREAM_STORE].aclose()
+    await store.aclose()
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -216,11 +236,6 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[ADMISSION] = Admission(
         settings.server.max_streams, settings.server.max_queued_bytes, metrics
     )
-    app[STREAM_STORE] = MemoryStreamStore(
-        ttl_s=settings.store.ttl_s,
-        max_bytes=settings.store.max_bytes,
-        stream_max_bytes=settings.store.stream_max_bytes,
-    )
     app[DETACHED] = Detached()
     app[IDENTITY] = Identity(settings.auth)
     app.on_response_prepare.append(add_request_id)
@@ -229,7 +244,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app.cleanup_ctx.append(_providers_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(quotas_ctx)
-    app.cleanup_ctx.append(_detached_ctx)  # cleaned up first: streams before sessions
+    app.cleanup_ctx.append(_store_ctx)  # cleaned up first: streams before sessions
     openai_api.add_routes(app)
     anthropic_api.add_routes(app)
     models_api.add_routes(app)

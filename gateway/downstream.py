@@ -18,7 +18,7 @@ from typing import Protocol
 import orjson
 from aiohttp import web
 
-from .errors import GatewayError
+from .errors import GatewayError, StreamCancelled
 from .store.base import StreamStore, StreamTooLarge
 
 LIFECYCLE = (
@@ -85,7 +85,9 @@ class StoreWriter:
         self._snapshot: bytes | None = None
         self.status = "in_progress"
         """The Response status of the latest lifecycle event written."""
-        self.overflow: StreamTooLarge | None = None
+        self.stopped: GatewayError | None = None
+        """Why the store refused an append (too large, cancelled): the stream's
+        closing events are still kept, past the bound, once."""
         self._closed = False
 
     async def write(self, data: bytes) -> None:
@@ -100,20 +102,21 @@ class StoreWriter:
                 self.status = str(response.get("status") or self.status)
                 snapshot = orjson.dumps(response)
         try:
-            await self._store.append(self._id, events, snapshot, final=self.overflow is not None)
-        except StreamTooLarge as err:
-            self.overflow = err
+            await self._store.append(self._id, events, snapshot, final=self.stopped is not None)
+        except (StreamTooLarge, StreamCancelled) as err:
+            self.stopped = err
             raise
         if snapshot is not None:
             self._snapshot = snapshot
 
     def close(self, status: str | None = None) -> None:
-        """Close the stored stream (in the background: never raises, never waits)."""
+        """Close the stored stream (in the background: never raises, never waits);
+        ``status`` None: the status of the last lifecycle event written."""
         if self._closed:
             return
         self._closed = True
         final = status or self.status
-        if final == "in_progress":
+        if final in ("in_progress", "queued"):
             final = "failed"
         task = asyncio.get_running_loop().create_task(self._store.close(self._id, final))
         task.add_done_callback(_ignore_result)
@@ -158,7 +161,7 @@ class StoreDownstream:
         return 0
 
     async def finish(self) -> None:
-        self._writer.close()
+        return None  # closed in ended(), after everything was written
 
     def abort(self) -> None:
         return None
@@ -228,8 +231,6 @@ class TeeDownstream:
         return self._sse.queued_bytes()
 
     async def finish(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
         await self._sse.finish()
 
     def abort(self) -> None:

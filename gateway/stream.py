@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -91,6 +92,7 @@ class Stream:
         self._admission = admission
         self._sse = downstream
         self._interrupter = Interrupter()  # bound to the task that runs it
+        self._cancelling: Callable[[], int] = lambda: 0
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._deadline_at = clock.arrival + primary.deadline_s
@@ -125,6 +127,7 @@ class Stream:
         task = asyncio.current_task()
         assert task is not None, "a Stream runs inside a task"
         self._interrupter.bind(task)
+        self._cancelling = task.cancelling
         sse = self._sse
         reason = Termination.UPSTREAM_ERROR
         error: GatewayError | None = None
@@ -151,18 +154,23 @@ class Stream:
         except asyncio.CancelledError:
             gone_at, reason = time.perf_counter(), Termination.CLIENT_DISCONNECTED
             self._end(reason, None, gone_at)
+            self._sse.ended(_STATUS.get(reason, "failed"))
             raise
         self._end(reason, error, gone_at)
-        if error is not None:
-            if not sse.prepared:
-                sse.release()
-                raise error
-            await self._send_error(error)
-        elif reason is Termination.SLOW_CLIENT:
-            sse.abort()
-        # The terminating chunk goes out after the bookkeeping, so a client
-        # that saw the end of the stream also sees it in /metrics.
-        await sse.finish()
+        try:
+            if error is not None:
+                if not sse.prepared:
+                    sse.release()
+                    raise error
+                await self._send_error(error)
+            elif reason is Termination.SLOW_CLIENT:
+                sse.abort()
+            # The terminating chunk goes out after the bookkeeping, so a client
+            # that saw the end of the stream also sees it in /metrics.
+            await sse.finish()
+        finally:
+            # Last: a stored copy ends after the error event that ends it.
+            self._sse.ended(_STATUS.get(reason, "failed"))
         return sse.response
 
     async def _open(self) -> OpenUpstream:
@@ -229,7 +237,14 @@ class Stream:
         self._sent(await send(encoder.finish()))
 
     def _sent(self, waited: float) -> None:
-        """After one event: account its drain wait and the bytes still queued."""
+        """After one event: account its drain wait and the bytes still queued.
+
+        Also re-raises a cancellation that a library under the downstream
+        swallowed (seen: redis-py, when the client left during a store write):
+        the task still counts it (``cancelling()``), or our interrupt is
+        still pending."""
+        if self._interrupter.pending is not None or self._cancelling():
+            raise asyncio.CancelledError
         queued = self._sse.queued_bytes()
         delta = queued - self._queued
         if delta:
@@ -284,7 +299,6 @@ class Stream:
         )
         self.outcome = outcome
         self._recorder.finished(outcome)
-        self._sse.ended(_STATUS.get(reason, "failed"))
 
     async def _send_error(self, err: GatewayError) -> None:
         """The error event in the client's dialect; a client that does not
@@ -293,7 +307,7 @@ class Stream:
         try:
             async with asyncio.timeout(ERROR_EVENT_TIMEOUT_S):
                 await self._sse.send(encoder.error(err))
-        except (ConnectionError, SlowClientError, TimeoutError):
+        except (ConnectionError, SlowClientError, TimeoutError, GatewayError):
             self._sse.abort()
 
     def _encoder(self) -> StreamEncoder:

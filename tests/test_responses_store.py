@@ -1,18 +1,31 @@
 """Stored responses, background mode, resume, cancel and delete on ``/v1/responses``,
-with the in-memory stream store."""
+with the in-memory stream store and with the Redis one (a real redis-server),
+in one gateway and across two gateway processes."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
+import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import GatewayFactory, openai_model, sdk
 
 SIM = {"name": "sim", "provider": "sim", "ttft_ms": 5, "itl_ms": 2, "output_tokens": 30}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Config sections choosing the stream store."""
+    if request.param == "memory":
+        return {}
+    server = request.getfixturevalue("redis_server")
+    return {"state": {"redis_url": server.url}}
 
 
 async def _sse_events(client: TestClient[Any, Any], path: str) -> list[dict[str, Any]]:
@@ -31,8 +44,10 @@ async def _wait_status(client: TestClient[Any, Any], rid: str, status: str) -> d
             await asyncio.sleep(0.02)
 
 
-async def test_stored_responses_can_be_retrieved(gateway: GatewayFactory) -> None:
-    client = await gateway(models=[SIM])
+async def test_stored_responses_can_be_retrieved(
+    gateway: GatewayFactory, store: dict[str, Any]
+) -> None:
+    client = await gateway(models=[SIM], **store)
     async with sdk(client) as oa:
         plain = await oa.responses.create(model="sim", input="hi")
         again = await oa.responses.retrieve(plain.id)
@@ -48,9 +63,9 @@ async def test_stored_responses_can_be_retrieved(gateway: GatewayFactory) -> Non
 
 
 async def test_background_resume_after_every_prefix_gives_exactly_the_rest(
-    gateway: GatewayFactory,
+    gateway: GatewayFactory, store: dict[str, Any]
 ) -> None:
-    client = await gateway(models=[SIM])
+    client = await gateway(models=[SIM], **store)
     async with sdk(client) as oa:
         queued = await oa.responses.create(model="sim", input="hi", background=True)
     assert queued.status == "queued"
@@ -65,13 +80,13 @@ async def test_background_resume_after_every_prefix_gives_exactly_the_rest(
 
 
 async def test_background_stream_dropped_mid_way_resumes_with_nothing_lost(
-    gateway: GatewayFactory, fake_openai: FakeOpenAI
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, store: dict[str, Any]
 ) -> None:
     n = 40
     fake_openai.script = Script(
         events=[sse(chunk(f"t{i} ")) for i in range(n)] + [sse("[DONE]")], itl_s=0.01
     )
-    client = await gateway(models=[openai_model(fake_openai)])
+    client = await gateway(models=[openai_model(fake_openai)], **store)
     resp = await client.post(
         "/v1/responses", json={"model": "up", "input": "hi", "background": True, "stream": True}
     )
@@ -93,10 +108,10 @@ async def test_background_stream_dropped_mid_way_resumes_with_nothing_lost(
 
 
 async def test_cancel_stops_a_background_response_and_its_upstream(
-    gateway: GatewayFactory, fake_openai: FakeOpenAI
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, store: dict[str, Any]
 ) -> None:
     fake_openai.script = Script(events=[sse(chunk("a"))], then="hang")
-    client = await gateway(models=[openai_model(fake_openai)])
+    client = await gateway(models=[openai_model(fake_openai)], **store)
     async with sdk(client) as oa:
         queued = await oa.responses.create(model="up", input="hi", background=True)
         await _wait_status(client, queued.id, "in_progress")
@@ -110,8 +125,10 @@ async def test_cancel_stops_a_background_response_and_its_upstream(
     assert events[-1]["response"]["status"] == "cancelled"
 
 
-async def test_delete_removes_and_other_ids_are_404(gateway: GatewayFactory) -> None:
-    client = await gateway(models=[SIM])
+async def test_delete_removes_and_other_ids_are_404(
+    gateway: GatewayFactory, store: dict[str, Any]
+) -> None:
+    client = await gateway(models=[SIM], **store)
     async with sdk(client) as oa:
         plain = await oa.responses.create(model="sim", input="hi")
         await oa.responses.delete(plain.id)
@@ -120,9 +137,11 @@ async def test_delete_removes_and_other_ids_are_404(gateway: GatewayFactory) -> 
     assert (await client.post("/v1/responses/resp_nope/cancel")).status == 404
 
 
-async def test_a_detached_generation_stops_at_the_store_bound(gateway: GatewayFactory) -> None:
+async def test_a_detached_generation_stops_at_the_store_bound(
+    gateway: GatewayFactory, store: dict[str, Any]
+) -> None:
     long = {**SIM, "itl_ms": 0, "output_tokens": 5000}
-    client = await gateway(models=[long], store={"stream_max_bytes": 16384})
+    client = await gateway(models=[long], store={"stream_max_bytes": 16384}, **_state(store))
     async with sdk(client) as oa:
         queued = await oa.responses.create(model="sim", input="hi", background=True)
     final = await _wait_status(client, queued.id, "failed")
@@ -133,10 +152,10 @@ async def test_a_detached_generation_stops_at_the_store_bound(gateway: GatewayFa
 
 
 async def test_a_foreground_stream_whose_client_leaves_is_cancelled_and_stored_so(
-    gateway: GatewayFactory, fake_openai: FakeOpenAI
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, store: dict[str, Any]
 ) -> None:
     fake_openai.script = Script(events=[sse(chunk("a"))], then="hang")
-    client = await gateway(models=[openai_model(fake_openai)])
+    client = await gateway(models=[openai_model(fake_openai)], **store)
     resp = await client.post("/v1/responses", json={"model": "up", "input": "hi", "stream": True})
     first = await resp.content.readuntil(b"\n\n")
     rid = orjson.loads(first.split(b"\ndata: ", 1)[1])["response"]["id"]
@@ -144,5 +163,76 @@ async def test_a_foreground_stream_whose_client_leaves_is_cancelled_and_stored_s
     async with asyncio.timeout(5):
         while fake_openai.records[0].closed_at is None:
             await asyncio.sleep(0.01)
-    stored = await _wait_status(client, rid, "in_progress")  # its last snapshot
+    stored = await _wait_status(client, rid, "cancelled")
     assert stored["id"] == rid
+
+
+def _state(store: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in store.items() if k == "state"}
+
+
+async def test_another_key_cannot_see_a_response(gateway: GatewayFactory) -> None:
+    from tests.keyhelp import make_key
+
+    secret_a, key_a = make_key("team-a")
+    secret_b, key_b = make_key("team-b")
+    client = await gateway(models=[SIM], auth={"keys": [key_a, key_b]})
+    mine = {"Authorization": f"Bearer {secret_a}"}
+    theirs = {"Authorization": f"Bearer {secret_b}"}
+    resp = await client.post("/v1/responses", json={"model": "sim", "input": "hi"}, headers=mine)
+    rid = (await resp.json())["id"]
+    assert (await client.get(f"/v1/responses/{rid}", headers=mine)).status == 200
+    for method, path in (("GET", ""), ("GET", "?stream=true"), ("POST", "/cancel"), ("DELETE", "")):
+        other = await client.request(method, f"/v1/responses/{rid}{path}", headers=theirs)
+        assert other.status == 404, (method, path)
+    assert (await client.get(f"/v1/responses/{rid}", headers=mine)).status == 200
+
+
+async def test_start_on_one_gateway_resume_and_cancel_on_another(
+    tmp_path: Path, redis_server: Any, fake_openai: FakeOpenAI
+) -> None:
+    from tests.gwproc import GatewayProc
+
+    fake_openai.script = Script(
+        events=[sse(chunk(f"t{i} ")) for i in range(30)] + [sse("[DONE]")], itl_s=0.01
+    )
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        f"""
+[state]
+redis_url = "{redis_server.url}"
+[[models]]
+name = "up"
+provider = "openai"
+base_url = "{fake_openai.base_url}"
+api_key_env = ""
+[[models]]
+name = "slow"
+provider = "sim"
+ttft_ms = 5
+itl_ms = 200
+output_tokens = 1000
+"""
+    )
+    async with (
+        GatewayProc(config, tmp_path, "a") as a,
+        GatewayProc(config, tmp_path, "b") as b,
+        aiohttp.ClientSession() as session,
+    ):
+        body = {"model": "up", "input": "hi", "background": True}
+        async with session.post(f"{a.url}/v1/responses", json=body) as resp:
+            rid = (await resp.json())["id"]
+        async with session.get(f"{b.url}/v1/responses/{rid}?stream=true") as resp:
+            text = await resp.read()
+        events = [orjson.loads(e.split(b"\ndata: ", 1)[1]) for e in text.split(b"\n\n") if e]
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        assert events[-1]["type"] == "response.completed"
+        deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+        assert deltas == "".join(f"t{i} " for i in range(30))
+
+        body = {"model": "slow", "input": "hi", "background": True}
+        async with session.post(f"{a.url}/v1/responses", json=body) as resp:
+            slow = (await resp.json())["id"]
+        async with session.post(f"{b.url}/v1/responses/{slow}/cancel") as resp:
+            cancelled = await resp.json()
+        assert cancelled["status"] == "cancelled", cancelled

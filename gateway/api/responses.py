@@ -119,7 +119,20 @@ async def get_response(request: web.Request) -> web.StreamResponse:
                 "'starting_after' must be an integer", param="starting_after"
             ) from None
         return await _follow(request, stored.stream_id, after)
-    return web.Response(body=stored.snapshot or b"{}", content_type="application/json")
+    return web.Response(body=_current(stored), content_type="application/json")
+
+
+def _current(stored: StoredStream) -> bytes:
+    """The Response snapshot, with the stream's final status when it ended
+    without writing one (a client that left, a producer that stopped)."""
+    snapshot = stored.snapshot or b"{}"
+    if stored.status == "in_progress":
+        return snapshot
+    response = orjson.loads(snapshot)
+    if response.get("status") in ("queued", "in_progress"):
+        response["status"] = stored.status
+        return orjson.dumps(response)
+    return snapshot
 
 
 async def _follow(request: web.Request, response_id: str, after: int) -> web.StreamResponse:
@@ -143,19 +156,19 @@ async def _follow(request: web.Request, response_id: str, after: int) -> web.Str
 async def cancel_response(request: web.Request) -> web.Response:
     """Stop a background response; returns it (status ``cancelled``)."""
     stored = await _stored(request)
-    detached = request.app[DETACHED]
-    if not detached.cancel(stored.stream_id):
-        if stored.status == "in_progress":
-            raise InvalidRequest("Only background responses can be cancelled")
-        return web.Response(body=stored.snapshot or b"{}", content_type="application/json")
     store = request.app[STREAM_STORE]
+    if not request.app[DETACHED].cancel(stored.stream_id):
+        if stored.status != "in_progress":
+            return web.Response(body=_current(stored), content_type="application/json")
+        if not orjson.loads(stored.snapshot or b"{}").get("background"):
+            raise InvalidRequest("Only background responses can be cancelled")
+        await store.request_cancel(stored.stream_id)  # it runs on another replica
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CANCEL_WAIT_S):
             async for _ in store.follow(stored.stream_id, stored.events - 1):
                 pass  # until the generation records its end
     current = await store.get(stored.stream_id)
-    snapshot = current.snapshot if current is not None else stored.snapshot
-    return web.Response(body=snapshot or b"{}", content_type="application/json")
+    return web.Response(body=_current(current or stored), content_type="application/json")
 
 
 async def delete_response(request: web.Request) -> web.Response:

@@ -84,6 +84,11 @@ class StreamStore(Protocol):
         appended, until the stream is closed (or deleted)."""
         ...
 
+    async def request_cancel(self, stream_id: str) -> None:
+        """Ask the stream's producer, wherever it runs, to stop: its next
+        append raises :class:`~gateway.errors.StreamCancelled`."""
+        ...
+
     async def delete(self, stream_id: str) -> bool:
         """Remove the stream; followers end. Returns whether it existed."""
         ...

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
+from ..errors import StreamCancelled
 from .base import StoredStream, StreamTooLarge
 
 
@@ -25,6 +26,7 @@ class _Entry:
     size: int = 0
     snapshot: bytes | None = None
     closed_at: float | None = None
+    cancel: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -58,6 +60,8 @@ class MemoryStreamStore:
         entry = self._entries.get(stream_id)
         if entry is None or entry.closed_at is not None:
             raise KeyError(stream_id)
+        if entry.cancel and not final:
+            raise StreamCancelled("The response was cancelled")
         size = sum(len(e) for e in events)
         if entry.size + size > self._stream_max_bytes and not final:
             raise StreamTooLarge(
@@ -109,6 +113,11 @@ class MemoryStreamStore:
                 return
             changed = entry.changed
             await changed.wait()
+
+    async def request_cancel(self, stream_id: str) -> None:
+        entry = self._entries.get(stream_id)
+        if entry is not None:
+            entry.cancel = True
 
     async def delete(self, stream_id: str) -> bool:
         entry = self._entries.pop(stream_id, None)
