@@ -165,7 +165,6 @@ async def test_anthropic_upstream(gateway: GatewayFactory, fake_anthropic: FakeA
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"previous_response_id": "resp_1"}, "previous_response_id"),
         ({"background": True, "store": False}, "store"),
         ({"reasoning": {"effort": "low"}}, "reasoning"),
         ({"input": [{"type": "image_generation_call"}]}, "input[0]"),

@@ -236,3 +236,36 @@ output_tokens = 1000
         async with session.post(f"{b.url}/v1/responses/{slow}/cancel") as resp:
             cancelled = await resp.json()
         assert cancelled["status"] == "cancelled", cancelled
+
+
+async def test_previous_response_id_continues_the_conversation(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, store: dict[str, Any]
+) -> None:
+    # The fake answers "hi" to non-streaming requests; the third one streams.
+    fake_openai.script = Script(events=[sse(chunk("Nice")), sse("[DONE]")])
+    client = await gateway(models=[openai_model(fake_openai)], **store)
+    async with sdk(client) as oa:
+        first = await oa.responses.create(model="up", input="Capital?", instructions="Be brief")
+        second = await oa.responses.create(
+            model="up", input="Second city?", previous_response_id=first.id
+        )
+        third = await oa.responses.create(
+            model="up", input="Third?", previous_response_id=second.id, stream=True
+        )
+        events = [e async for e in third]
+        missing = await client.post(
+            "/v1/responses",
+            json={"model": "up", "input": "x", "previous_response_id": "resp_nope"},
+        )
+    assert second.previous_response_id == first.id
+    assert events[-1].response.output_text == "Nice"
+    assert missing.status == 404
+    assert (await missing.json())["error"]["param"] == "previous_response_id"
+    sent = [r.body["messages"] for r in fake_openai.records]
+    assert sent[1] == [  # the first instructions are not carried over (as OpenAI does)
+        {"role": "user", "content": "Capital?"},
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": "Second city?"},
+    ]
+    assert sent[2] == [*sent[1], {"role": "assistant", "content": "hi"},
+                       {"role": "user", "content": "Third?"}]  # fmt: skip

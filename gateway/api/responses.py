@@ -26,11 +26,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from ..dialects.responses import new_response_id, parse_responses_request, response_object
+from ..dialects.responses import (
+    continued_input,
+    input_items,
+    new_response_id,
+    parse_responses_request,
+    response_object,
+)
 from ..downstream import StoreWriter
 from ..errors import GatewayError, InvalidRequest, ResponseNotFound
 from ..sse import SSEResponse
@@ -58,10 +65,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     response_id = new_response_id()
     request[SUMMARY]["response_id"] = response_id
     store = request.app[STREAM_STORE]
+    if parsed.previous_response_id is not None:
+        body = await _continue(request, parsed.previous_response_id, body)
     keep = parsed.store is not False
     writer = None
     if keep:
-        await store.create(response_id, _owner(request))
+        context = orjson.dumps(input_items(body))
+        await store.create(response_id, _owner(request), context)
         writer = StoreWriter(store, response_id)
     call = ChatCall(
         client="responses",
@@ -98,6 +108,22 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         status = orjson.loads(snapshot).get("status", "completed")
         await store.close(response_id, status, snapshot)
     return response
+
+
+async def _continue(request: web.Request, previous_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with the previous response's input and output before its own."""
+    previous = await request.app[STREAM_STORE].get(previous_id)
+    if previous is None or previous.owner != _owner(request):
+        raise ResponseNotFound(
+            f"Previous response with id '{previous_id}' not found", param="previous_response_id"
+        )
+    if previous.status == "in_progress":
+        raise InvalidRequest(
+            f"Previous response '{previous_id}' has not finished yet", param="previous_response_id"
+        )
+    history = orjson.loads(previous.context) if previous.context else []
+    snapshot = orjson.loads(previous.snapshot or b"{}")
+    return {**body, "input": continued_input(history, snapshot, body)}
 
 
 async def _stored(request: web.Request) -> StoredStream:

@@ -13,9 +13,9 @@ message items with text content, ``function_call`` and
 ``function``, ``tool_choice``, ``parallel_tool_calls``, ``max_output_tokens``,
 ``temperature``, ``top_p``, ``metadata``, ``stream``, ``store``, ``user``,
 ``text`` (plain text format only), ``truncation: "disabled"``, ``store``
-(default true: the response is kept in the stream store) and ``background``.
-Any other field, and ``previous_response_id`` (not built yet), get a 400
-naming the field.
+(default true: the response is kept in the stream store), ``background`` and
+``previous_response_id`` (:func:`continued_input`). Any other field gets a
+400 naming the field.
 """
 
 from __future__ import annotations
@@ -73,15 +73,12 @@ class ResponsesRequest(_Strict):
     text: TextConfig | None = None
     truncation: Literal["disabled"] | None = None
     background: bool | None = None
+    previous_response_id: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
     """Validate ``body``. Raises :class:`~gateway.errors.InvalidRequest` (400)
     naming the first bad or unsupported field."""
-    if body.get("previous_response_id") is not None:
-        raise InvalidRequest(
-            "'previous_response_id' is not supported yet", param="previous_response_id"
-        )
     try:
         request = ResponsesRequest.model_validate(body)
     except ValidationError as err:
@@ -215,7 +212,7 @@ def response_object(
         "model": body.get("model"),
         "output": output,
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
-        "previous_response_id": None,
+        "previous_response_id": body.get("previous_response_id"),
         "store": body.get("store") is not False,
         "temperature": body.get("temperature"),
         "text": {"format": {"type": "text"}},
@@ -301,3 +298,41 @@ def response_from_completion(
         usage=response_usage(completion.get("usage")),
         incomplete_reason=incomplete,
     )
+
+
+def input_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's ``input`` as a list of items (a string is one user message)."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return list(value or [])
+
+
+def output_as_input(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Response's output items as input items of a follow-up request."""
+    items: list[dict[str, Any]] = []
+    for item in response.get("output") or ():
+        if item.get("type") == "message":
+            text = "".join(
+                part.get("text", "") for part in item.get("content") or () if isinstance(part, dict)
+            )
+            items.append({"type": "message", "role": "assistant", "content": text})
+        elif item.get("type") == "function_call":
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": item.get("call_id"),
+                    "name": item.get("name"),
+                    "arguments": item.get("arguments", ""),
+                }
+            )
+    return items
+
+
+def continued_input(
+    previous_input: list[dict[str, Any]], previous: dict[str, Any], body: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``previous_response_id``: the previous response's input and output become
+    the context of this request, before its own input. As OpenAI documents,
+    the previous ``instructions`` are not carried over."""
+    return [*previous_input, *output_as_input(previous), *input_items(body)]

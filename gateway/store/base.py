@@ -45,6 +45,9 @@ class StoredStream:
     size: int
     snapshot: bytes | None
     """The latest object the producer saved with the stream (a Response)."""
+    context: bytes | None = None
+    """What the stream was made from, saved at creation (a Response's input
+    items, for ``previous_response_id``)."""
 
 
 class StreamStore(Protocol):
@@ -52,8 +55,8 @@ class StreamStore(Protocol):
     :class:`StreamTooLarge` (append) or a ``GatewayError`` for a store that is
     unreachable."""
 
-    async def create(self, stream_id: str, owner: str | None) -> None:
-        """Start an empty stream (``in_progress``)."""
+    async def create(self, stream_id: str, owner: str | None, context: bytes | None = None) -> None:
+        """Start an empty stream (``in_progress``), with its ``context``."""
         ...
 
     async def append(

@@ -27,6 +27,7 @@ class _Entry:
     snapshot: bytes | None = None
     closed_at: float | None = None
     cancel: bool = False
+    context: bytes | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -45,9 +46,9 @@ class MemoryStreamStore:
         """Bytes of events held now, all streams."""
         return self._bytes
 
-    async def create(self, stream_id: str, owner: str | None) -> None:
+    async def create(self, stream_id: str, owner: str | None, context: bytes | None = None) -> None:
         self._expire()
-        self._entries[stream_id] = _Entry(owner)
+        self._entries[stream_id] = _Entry(owner, context=context)
 
     async def append(
         self,
@@ -95,7 +96,13 @@ class MemoryStreamStore:
         if entry is None:
             return None
         return StoredStream(
-            stream_id, entry.owner, entry.status, len(entry.events), entry.size, entry.snapshot
+            stream_id,
+            entry.owner,
+            entry.status,
+            len(entry.events),
+            entry.size,
+            entry.snapshot,
+            entry.context,
         )
 
     async def follow(self, stream_id: str, after: int) -> AsyncIterator[bytes]:

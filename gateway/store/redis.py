@@ -79,13 +79,14 @@ class RedisStreamStore:
         base = PREFIX + stream_id
         return base, base + ":m", base + ":c"
 
-    async def create(self, stream_id: str, owner: str | None) -> None:
+    async def create(self, stream_id: str, owner: str | None, context: bytes | None = None) -> None:
         events, meta, cancel = self._keys(stream_id)
+        fields: dict[str, Any] = {"owner": owner or "", "status": "in_progress", "size": 0,
+                                  "count": 0, "context": context or b""}  # fmt: skip
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(events, meta, cancel)
-                pipe.hset(meta, mapping={"owner": owner or "", "status": "in_progress",
-                                         "size": 0, "count": 0})  # fmt: skip
+                pipe.hset(meta, mapping=cast(Any, fields))
                 pipe.pexpire(meta, self._running_ms)
                 await pipe.execute()
         except REDIS_ERRORS as exc:
@@ -144,6 +145,7 @@ class RedisStreamStore:
             int(raw[b"count"]),
             int(raw[b"size"]),
             raw.get(b"snapshot"),
+            raw.get(b"context") or None,
         )
 
     async def follow(self, stream_id: str, after: int) -> AsyncIterator[bytes]:
