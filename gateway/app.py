@@ -19,13 +19,14 @@ from .api import models as models_api
 from .api import openai as openai_api
 from .api import responses as responses_api
 from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
-from .config import Settings
+from .config import OpenAIModel, Settings
 from .detached import Detached
 from .keys import Identity
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
+from .providers.openai import OpenAIResponsesProvider
 from .providers.registry import build_provider
 from .state import (
     ADMISSION,
@@ -33,6 +34,7 @@ from .state import (
     DETACHED,
     IDENTITY,
     METRICS,
+    NATIVE_RESPONSES,
     PROVIDERS,
     REDIS,
     SETTINGS,
@@ -105,6 +107,12 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
         for m in settings.models
     }
     app[PROVIDERS] = providers
+    native: dict[str, Provider] = {
+        m.name: OpenAIResponsesProvider(m, sessions, settings.stream_for(m).connect_timeout_s)
+        for m in settings.models
+        if isinstance(m, OpenAIModel) and m.responses_api == "native"
+    }
+    app[NATIVE_RESPONSES] = native
     yield
     for provider in providers.values():
         await provider.aclose()

@@ -179,6 +179,10 @@ class OpenAIModel(_RemoteModel):
     stream_usage: bool = True
     """Ask upstream for a usage chunk (``stream_options.include_usage``) even when
     the client did not, so token metrics are exact; the chunk is then not relayed."""
+    responses_api: Literal["native", "chat"] = "chat"
+    """How ``/v1/responses`` reaches this upstream: ``native`` relays to its own
+    ``/responses`` endpoint byte for byte (OpenAI, vLLM); ``chat`` translates
+    through Chat Completions (any OpenAI-compatible server)."""
 
 
 class AnthropicModel(_RemoteModel):

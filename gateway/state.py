@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # redis is imported only when [state] redis_url is set
 SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 PROVIDERS = web.AppKey("providers", dict[str, Provider])
+NATIVE_RESPONSES = web.AppKey("native_responses", dict[str, Provider])
+"""Models with ``responses_api = "native"``: their ``/responses`` provider."""
 ADMISSION = web.AppKey("admission", Admission)
 STREAM_STORE = web.AppKey("stream_store", StreamStore)
 DETACHED = web.AppKey("detached", Detached)

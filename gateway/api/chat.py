@@ -31,7 +31,18 @@ from ..interrupts import Interrupter
 from ..providers.base import Provider
 from ..recorder import Recorder, make_recorder
 from ..sse import SSEResponse
-from ..state import ADMISSION, ARRIVAL, DETACHED, KEY, METRICS, PROVIDERS, QUOTAS, SETTINGS, SUMMARY
+from ..state import (
+    ADMISSION,
+    ARRIVAL,
+    DETACHED,
+    KEY,
+    METRICS,
+    NATIVE_RESPONSES,
+    PROVIDERS,
+    QUOTAS,
+    SETTINGS,
+    SUMMARY,
+)
 from ..stream import Stream
 from ..timing import StreamClock
 
@@ -84,7 +95,11 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
         raise UpstreamNotConfigured(
             f"The model '{model.name}' has no upstream API key configured", detail=f"{env} is unset"
         )
-    providers = request.app[PROVIDERS]
+    providers: dict[str, Provider] = request.app[PROVIDERS]
+    if call.client == "responses":
+        # Upstreams that speak Responses natively get the request as is.
+        native: dict[str, Provider] = request.app[NATIVE_RESPONSES]
+        providers = {**providers, **native}
     chain = [model, *(m for name in model.fallbacks if (m := settings.model(name)) is not None)]
     return tuple(_target(call, settings, m, providers[m.name]) for m in chain)
 

@@ -41,7 +41,7 @@ from ..dialects.responses import (
 from ..downstream import StoreWriter
 from ..errors import GatewayError, InvalidRequest, ResponseNotFound
 from ..sse import SSEResponse
-from ..state import DETACHED, KEY, SETTINGS, STREAM_STORE, SUMMARY
+from ..state import DETACHED, KEY, NATIVE_RESPONSES, SETTINGS, STREAM_STORE, SUMMARY
 from ..store.base import StoredStream
 from .body import read_json_object
 from .chat import ChatCall, detach, serve
@@ -61,6 +61,19 @@ def _owner(request: web.Request) -> str | None:
 async def create_response(request: web.Request) -> web.StreamResponse:
     """Create a model response: streamed (SSE), one Response object, or in the background."""
     body = await read_json_object(request, request.app[SETTINGS].server)
+    if _native(request, body.get("model")):
+        # Relayed as is: storage, background and previous_response_id are the
+        # upstream's (its response ids are its own).
+        model = body.get("model")
+        call = ChatCall(
+            client="responses",
+            route=RESPONSES_ROUTE,
+            model=str(model),
+            stream=body.get("stream") is True,
+            include_usage=True,
+            body=body,
+        )
+        return await serve(request, call)
     parsed = parse_responses_request(body)
     response_id = new_response_id()
     request[SUMMARY]["response_id"] = response_id
@@ -108,6 +121,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         status = orjson.loads(snapshot).get("status", "completed")
         await store.close(response_id, status, snapshot)
     return response
+
+
+def _native(request: web.Request, model: object) -> bool:
+    """Whether ``model`` is served by an upstream that speaks Responses natively."""
+    return isinstance(model, str) and model in request.app[NATIVE_RESPONSES]
 
 
 async def _continue(request: web.Request, previous_id: str, body: dict[str, Any]) -> dict[str, Any]:

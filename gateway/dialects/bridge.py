@@ -19,7 +19,7 @@ from .openai import OpenAIPassthrough
 from .responses import chat_from_responses, response_from_completion
 from .translate_request import anthropic_from_openai, openai_from_anthropic
 from .translate_response import anthropic_from_openai_completion, openai_from_anthropic_message
-from .translate_responses import Chained, ResponsesFromChat
+from .translate_responses import Chained, ResponsesFromChat, ResponsesPassthrough
 from .translate_stream import AnthropicFromOpenAI, OpenAIFromAnthropic
 
 ClientDialect = Literal["openai", "anthropic", "responses"]
@@ -34,6 +34,8 @@ def upstream_body(client: ClientDialect, upstream: Dialect, body: dict[str, Any]
     dialect cannot express.
     """
     if client == "responses":
+        if upstream == "responses":
+            return body  # a native Responses upstream: the client's body as is
         chat = chat_from_responses(body)
         return chat if upstream == "openai" else anthropic_from_openai(chat)
     if client == upstream:
@@ -56,6 +58,8 @@ def stream_encoder(
     for, ``body`` the client's request (a Responses stream echoes it) and
     ``response_id`` the Response's id."""
     if client == "responses":
+        if upstream == "responses":
+            return ResponsesPassthrough()
         responses = ResponsesFromChat(body or {}, response_id)
         if upstream == "openai":
             return responses
@@ -85,6 +89,8 @@ def response_body(
     cannot be expressed in the client's dialect.
     """
     if client == "responses":
+        if upstream == "responses":
+            return payload
         if upstream == "anthropic":
             payload = openai_from_anthropic_message(payload, model=model)
         return response_from_completion(payload, body or {}, response_id)

@@ -30,7 +30,7 @@ import orjson
 
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk
-from .frames import EMPTY, Frame, StreamEncoder
+from .frames import EMPTY, Frame, StreamEncoder, Usage
 from .openai import usage_of
 from .responses import (
     function_call_item,
@@ -278,3 +278,64 @@ class Chained:
 
     def error(self, err: GatewayError) -> bytes:
         return self._second.error(err)
+
+
+CONTENT_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.refusal.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+    }
+)
+"""Native events that carry generated content (what TTFT and ITL time)."""
+_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class ResponsesPassthrough:
+    """Native Responses events to a Responses client, byte for byte (unknown
+    event types and fields included); usage is read from the final
+    ``response``. A failure after the first event is a ``response.failed``
+    numbered after the last event relayed, on the last Response seen."""
+
+    __slots__ = ("_next_seq", "_response")
+
+    def __init__(self) -> None:
+        self._next_seq = 0
+        self._response: dict[str, Any] = {}
+
+    def encode(self, chunk: UpstreamChunk) -> Frame:
+        payload = chunk.payload
+        name = chunk.event
+        head = b"event: " + name.encode() + b"\n" if name else b""
+        seq = payload.get("sequence_number")
+        if isinstance(seq, int):
+            self._next_seq = seq + 1
+        response = payload.get("response")
+        usage = None
+        if isinstance(response, dict):
+            self._response = response
+            if name in _ENDS:
+                usage = response_usage_of(response.get("usage"))
+        return Frame(head + b"data: " + chunk.data + b"\n\n", name in CONTENT_EVENTS, usage)
+
+    def finish(self) -> bytes:
+        return b""  # the upstream's own final event ended the stream
+
+    def error(self, err: GatewayError) -> bytes:
+        response = {**self._response, "status": "failed",
+                    "error": {"code": err.code or err.type, "message": err.message}}  # fmt: skip
+        data = {"type": "response.failed", "sequence_number": self._next_seq, "response": response}
+        return b"event: response.failed\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def response_usage_of(usage: object) -> Usage | None:
+    """A Responses ``usage`` object's token counts."""
+    if not isinstance(usage, dict):
+        return None
+    inp, out = usage.get("input_tokens"), usage.get("output_tokens")
+    return Usage(
+        input_tokens=inp if isinstance(inp, int) else None,
+        output_tokens=out if isinstance(out, int) else None,
+    )

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple, Protocol
 
-Dialect = Literal["openai", "anthropic"]
+Dialect = Literal["openai", "anthropic", "responses"]
+"""``responses``: OpenAI Responses API streaming events, from an upstream that
+speaks it natively."""
 
 
 class UpstreamChunk(NamedTuple):

@@ -83,3 +83,63 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         return None  # the sessions belong to UpstreamSessions
+
+
+RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class ResponsesStream(EventStream):
+    """Events of one native Responses stream (``event: response.*``); ends
+    after ``response.completed``, ``response.incomplete`` or ``response.failed``
+    (https://platform.openai.com/docs/api-reference/responses-streaming).
+    An ``error`` event is the upstream failing."""
+
+    __slots__ = ()
+    terminal = "response.completed"
+
+    def decode(self, event: SSEEvent) -> UpstreamChunk | None:
+        payload = json_object(event.data)
+        name = event.event or payload.get("type")
+        if name == "error":
+            message = payload.get("message")
+            said = f": {message[:MESSAGE_LIMIT]}" if isinstance(message, str) else ""
+            raise UpstreamError(
+                f"The upstream provider failed mid-stream{said}", detail=f"error event: {payload!r}"
+            )
+        if not isinstance(name, str):
+            name = None
+        self.finished = name in RESPONSES_TERMINAL
+        return UpstreamChunk(data=event.data, payload=payload, event=name)
+
+
+class OpenAIResponsesProvider:
+    """The native Responses API of a :class:`~gateway.config.OpenAIModel` with
+    ``responses_api = "native"``: ``POST {base_url}/responses``, the client's
+    body with ``model`` set, relayed as is (unknown fields included)."""
+
+    kind = "openai"
+    dialect: Dialect = "responses"
+
+    def __init__(
+        self, model: OpenAIModel, sessions: UpstreamSessions, connect_timeout_s: float = 10.0
+    ) -> None:
+        chat = OpenAIProvider(model, sessions, connect_timeout_s)
+        self._model = model
+        self._url = chat._url.removesuffix("/chat/completions") + "/responses"
+        self._session = chat._session
+        self._headers = chat._headers
+        self._json_headers = chat._json_headers
+
+    def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        return {**body, "model": self._model.target_model, "stream": stream}
+
+    async def open_stream(self, body: dict[str, Any]) -> ResponsesStream:
+        response = await post(self._session, self._url, self._body(body, True), self._headers)
+        return ResponsesStream(response)
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = await post(self._session, self._url, self._body(body, False), self._json_headers)
+        return await read_json(response)
+
+    async def aclose(self) -> None:
+        return None
