@@ -18,6 +18,7 @@ from .api import key as key_api
 from .api import models as models_api
 from .api import openai as openai_api
 from .api import responses as responses_api
+from .api import streams as streams_api
 from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
 from .config import OpenAIModel, Settings
 from .detached import Detached
@@ -257,6 +258,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     anthropic_api.add_routes(app)
     models_api.add_routes(app)
     responses_api.add_routes(app)
+    streams_api.add_routes(app)
     key_api.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

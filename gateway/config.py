@@ -121,6 +121,9 @@ class _ModelBase(_Section):
     """Longest wait before a retry; a ``Retry-After`` beyond it skips to the fallbacks."""
     fallbacks: tuple[str, ...] = ()
     """Models (by name) tried in order once this one's retries are spent."""
+    resumable: bool = False
+    """Every Chat Completions stream of this model is resumable (as if the
+    request sent ``Sluice-Resumable: true``)."""
 
     @property
     def target_model(self) -> str:
@@ -204,6 +207,8 @@ class StoreSettings(_Section):
     """All streams together; the oldest finished ones are evicted first."""
     stream_max_bytes: int = Field(default=8 << 20, ge=4096)
     """One stream; a generation past it stops with an error (never unbounded)."""
+    resume_ttl_s: float = Field(default=300.0, gt=0)
+    """A finished resumable Chat Completions stream stays resumable this long."""
 
 
 class Settings(_Section):

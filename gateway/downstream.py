@@ -79,9 +79,10 @@ class StoreWriter:
     """Appends one stream's SSE events to the store, keeping the Response
     snapshot current; see the module docstring."""
 
-    def __init__(self, store: StreamStore, stream_id: str) -> None:
+    def __init__(self, store: StreamStore, stream_id: str, ttl_s: float | None = None) -> None:
         self._store = store
         self._id = stream_id
+        self._ttl_s = ttl_s
         self._snapshot: bytes | None = None
         self.status = "in_progress"
         """The Response status of the latest lifecycle event written."""
@@ -116,9 +117,13 @@ class StoreWriter:
             return
         self._closed = True
         final = status or self.status
+        if final == "completed" and self.status in ("incomplete", "failed", "cancelled"):
+            final = self.status  # what the stream's own last Response says
         if final in ("in_progress", "queued"):
             final = "failed"
-        task = asyncio.get_running_loop().create_task(self._store.close(self._id, final))
+        task = asyncio.get_running_loop().create_task(
+            self._store.close(self._id, final, ttl_s=self._ttl_s)
+        )
         task.add_done_callback(_ignore_result)
 
 
@@ -170,7 +175,7 @@ class StoreDownstream:
         return None
 
     def ended(self, status: str) -> None:
-        self._writer.close(None if status == "completed" else status)
+        self._writer.close(status)
 
 
 class TeeDownstream:
@@ -241,4 +246,4 @@ class TeeDownstream:
 
     def ended(self, status: str) -> None:
         if self._writer is not None:
-            self._writer.close(None if status == "completed" else status)
+            self._writer.close(status)

@@ -153,6 +153,12 @@ class ResponseNotFound(ClientError):
     status, code, anthropic_type = 404, "not_found", "not_found_error"
 
 
+class StreamNotFound(ClientError):
+    """No resumable stream with that id (expired, deleted, or another key's)."""
+
+    status, code, anthropic_type = 404, "not_found", "not_found_error"
+
+
 class RouteNotFound(ClientError):
     status, code, anthropic_type = 404, "not_found", "not_found_error"
 

@@ -14,6 +14,7 @@ from ..dialects.openai import parse_chat_request
 from ..state import SETTINGS
 from .body import read_json_object
 from .chat import ChatCall, serve
+from .streams import serve_resumable, wants_resume
 
 CHAT_ROUTE = "/v1/chat/completions"
 
@@ -31,6 +32,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         include_usage=chat.include_usage,
         body=body,
     )
+    if chat.stream and wants_resume(request, chat.model):
+        return await serve_resumable(request, call)
     return await serve(request, call)
 
 

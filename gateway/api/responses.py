@@ -40,22 +40,15 @@ from ..dialects.responses import (
 )
 from ..downstream import StoreWriter
 from ..errors import GatewayError, InvalidRequest, ResponseNotFound
-from ..sse import SSEResponse
-from ..state import DETACHED, KEY, NATIVE_RESPONSES, SETTINGS, STREAM_STORE, SUMMARY
+from ..state import DETACHED, NATIVE_RESPONSES, SETTINGS, STREAM_STORE, SUMMARY
 from ..store.base import StoredStream
 from .body import read_json_object
 from .chat import ChatCall, detach, serve
+from .follow import follow, owner_of
 
 RESPONSES_ROUTE = "/v1/responses"
 CANCEL_WAIT_S = 5.0
 """How long a cancel waits for the generation to record its end."""
-
-
-def _owner(request: web.Request) -> str | None:
-    """The caller's key name (None without keys): a response belongs to the key
-    that created it; any other gets 404."""
-    key = request.get(KEY)
-    return key.name if key is not None else None
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -84,7 +77,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     writer = None
     if keep:
         context = orjson.dumps(input_items(body))
-        await store.create(response_id, _owner(request), context)
+        await store.create(response_id, owner_of(request), context)
         writer = StoreWriter(store, response_id)
     call = ChatCall(
         client="responses",
@@ -109,7 +102,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             await store.append(response_id, [], orjson.dumps(queued))
             await detach(request, call, writer)
             if parsed.stream:
-                return await _follow(request, response_id, -1)
+                return await follow(request, response_id, -1)
             return web.Response(body=orjson.dumps(queued), content_type="application/json")
         response = await serve(request, call)
     except GatewayError:
@@ -131,7 +124,7 @@ def _native(request: web.Request, model: object) -> bool:
 async def _continue(request: web.Request, previous_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` with the previous response's input and output before its own."""
     previous = await request.app[STREAM_STORE].get(previous_id)
-    if previous is None or previous.owner != _owner(request):
+    if previous is None or previous.owner != owner_of(request):
         raise ResponseNotFound(
             f"Previous response with id '{previous_id}' not found", param="previous_response_id"
         )
@@ -147,7 +140,7 @@ async def _continue(request: web.Request, previous_id: str, body: dict[str, Any]
 async def _stored(request: web.Request) -> StoredStream:
     response_id = request.match_info["response_id"]
     stored = await request.app[STREAM_STORE].get(response_id)
-    if stored is None or stored.owner != _owner(request):
+    if stored is None or stored.owner != owner_of(request):
         raise ResponseNotFound(f"No response with id '{response_id}'", param="response_id")
     return stored
 
@@ -162,7 +155,7 @@ async def get_response(request: web.Request) -> web.StreamResponse:
             raise InvalidRequest(
                 "'starting_after' must be an integer", param="starting_after"
             ) from None
-        return await _follow(request, stored.stream_id, after)
+        return await follow(request, stored.stream_id, after)
     return web.Response(body=_current(stored), content_type="application/json")
 
 
@@ -177,24 +170,6 @@ def _current(stored: StoredStream) -> bytes:
         response["status"] = stored.status
         return orjson.dumps(response)
     return snapshot
-
-
-async def _follow(request: web.Request, response_id: str, after: int) -> web.StreamResponse:
-    """The stored events after ``after``, then live ones, drained one by one."""
-    stream = request.app[SETTINGS].stream
-    sse = SSEResponse(
-        request,
-        buffer_bytes=stream.downstream_buffer_bytes,
-        send_timeout_s=stream.send_timeout_s,
-    )
-    await sse.prepare()
-    try:
-        async for event in request.app[STREAM_STORE].follow(response_id, after):
-            await sse.send(event)
-    except ConnectionError:
-        sse.abort()
-    await sse.finish()
-    return sse.response
 
 
 async def cancel_response(request: web.Request) -> web.Response:

@@ -73,9 +73,15 @@ class StreamStore(Protocol):
         end a stream that hit it (so it ends with its error, not silently)."""
         ...
 
-    async def close(self, stream_id: str, status: str, snapshot: bytes | None = None) -> None:
+    async def close(
+        self,
+        stream_id: str,
+        status: str,
+        snapshot: bytes | None = None,
+        ttl_s: float | None = None,
+    ) -> None:
         """The stream is finished: followers end after its last event; it is
-        kept for the store's TTL from now."""
+        kept for ``ttl_s`` (default: the store's TTL) from now."""
         ...
 
     async def get(self, stream_id: str) -> StoredStream | None:

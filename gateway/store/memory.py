@@ -28,6 +28,7 @@ class _Entry:
     closed_at: float | None = None
     cancel: bool = False
     context: bytes | None = None
+    ttl_s: float | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -79,11 +80,18 @@ class MemoryStreamStore:
         self._wake(entry)
         return len(entry.events) - 1
 
-    async def close(self, stream_id: str, status: str, snapshot: bytes | None = None) -> None:
+    async def close(
+        self,
+        stream_id: str,
+        status: str,
+        snapshot: bytes | None = None,
+        ttl_s: float | None = None,
+    ) -> None:
         entry = self._entries.get(stream_id)
         if entry is None:
             return
         entry.status = status
+        entry.ttl_s = ttl_s
         entry.closed_at = time.monotonic()
         if snapshot is not None:
             entry.snapshot = snapshot
@@ -146,7 +154,8 @@ class MemoryStreamStore:
     def _expire(self) -> None:
         now = time.monotonic()
         for stream_id, entry in list(self._entries.items()):
-            if entry.closed_at is not None and now - entry.closed_at > self._ttl_s:
+            ttl = entry.ttl_s if entry.ttl_s is not None else self._ttl_s
+            if entry.closed_at is not None and now - entry.closed_at > ttl:
                 self._drop(stream_id, entry)
 
     def _make_room(self, size: int) -> None:

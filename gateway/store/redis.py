@@ -115,8 +115,15 @@ class RedisStreamStore:
             raise KeyError(stream_id)
         return count - 1
 
-    async def close(self, stream_id: str, status: str, snapshot: bytes | None = None) -> None:
+    async def close(
+        self,
+        stream_id: str,
+        status: str,
+        snapshot: bytes | None = None,
+        ttl_s: float | None = None,
+    ) -> None:
         events, meta, _ = self._keys(stream_id)
+        ttl_ms = self._ttl_ms if ttl_s is None else int(ttl_s * 1000)
         fields: dict[str, bytes | str] = {"status": status}
         if snapshot is not None:
             fields["snapshot"] = snapshot
@@ -124,8 +131,8 @@ class RedisStreamStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(meta, mapping=cast(Any, fields))
                 pipe.xadd(events, {"end": b"1"})  # auto id: after every 0-n id
-                pipe.pexpire(events, self._ttl_ms)
-                pipe.pexpire(meta, self._ttl_ms)
+                pipe.pexpire(events, ttl_ms)
+                pipe.pexpire(meta, ttl_ms)
                 await pipe.execute()
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from None

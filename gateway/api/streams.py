@@ -1,0 +1,100 @@
+"""Resumable Chat Completions streams (opt-in): a dropped connection resumes
+where it left off, with no event lost or repeated.
+
+A stream is resumable when the request sends ``Sluice-Resumable: true`` or
+its model has ``resumable = true``. Its generation then runs detached from
+the request (:func:`gateway.api.chat.detach`), into the stream store, and the
+request follows the store live: the response carries ``Sluice-Stream-Id``,
+and every SSE event an ``id: n`` (n from 1). If the client disconnects, the
+generation goes on, bounded by its deadline and ``[store] stream_max_bytes``
+(past it the stream ends with an error event saying so).
+
+- ``GET /v1/streams/{id}`` with ``Last-Event-ID: n`` (or ``?last_event_id=n``)
+  replays every event after n, then follows live to the end, a drain per
+  event. A finished stream stays resumable for ``[store] resume_ttl_s``.
+- ``DELETE /v1/streams/{id}`` cancels it (the upstream closes at once) and
+  removes it.
+- Only the key that started a stream may resume or cancel it (404 otherwise).
+
+Cancelling the upstream when the client leaves stays the default: it saves
+money. A resumable stream is answered 200 from the start: an upstream
+failure before the first chunk is an error event, not an HTTP error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import orjson
+from aiohttp import web
+
+from ..downstream import StoreWriter
+from ..errors import InvalidRequest, StreamNotFound
+from ..state import DETACHED, SETTINGS, STREAM_STORE
+from ..store.base import StoredStream
+from .chat import ChatCall, detach
+from .follow import follow, owner_of
+
+STREAMS_ROUTE = "/v1/streams"
+RESUMABLE_HEADER = "Sluice-Resumable"
+
+
+def wants_resume(request: web.Request, model: str) -> bool:
+    """Whether a streaming request is resumable (header or model setting)."""
+    if request.headers.get(RESUMABLE_HEADER, "").strip().lower() == "true":
+        return True
+    configured = request.app[SETTINGS].model(model)
+    return configured is not None and configured.resumable
+
+
+async def serve_resumable(request: web.Request, call: ChatCall) -> web.StreamResponse:
+    """Start ``call`` detached into the store and follow it (see the module docstring)."""
+    settings = request.app[SETTINGS]
+    store = request.app[STREAM_STORE]
+    stream_id = f"strm_{uuid.uuid4().hex}"
+    await store.create(stream_id, owner_of(request))
+    writer = StoreWriter(store, stream_id, ttl_s=settings.store.resume_ttl_s)
+    try:
+        await detach(request, dataclasses.replace(call, response_id=stream_id), writer)
+    except BaseException:
+        await store.delete(stream_id)
+        raise
+    return await follow(request, stream_id, -1, with_ids=True)
+
+
+async def _stored(request: web.Request) -> StoredStream:
+    stream_id = request.match_info["stream_id"]
+    stored = await request.app[STREAM_STORE].get(stream_id)
+    if stored is None or stored.owner != owner_of(request):
+        raise StreamNotFound(f"No stream with id '{stream_id}'", param="stream_id")
+    return stored
+
+
+async def resume_stream(request: web.Request) -> web.StreamResponse:
+    """The events after ``Last-Event-ID`` (or ``?last_event_id``), then live ones."""
+    stored = await _stored(request)
+    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0"
+    try:
+        last = int(raw)
+    except ValueError:
+        raise InvalidRequest("Last-Event-ID must be an event id (an integer)") from None
+    if last < 0:
+        raise InvalidRequest("Last-Event-ID must not be negative")
+    return await follow(request, stored.stream_id, last - 1, with_ids=True)
+
+
+async def delete_stream(request: web.Request) -> web.Response:
+    """Cancel the stream (its upstream closes at once) and remove it."""
+    stored = await _stored(request)
+    store = request.app[STREAM_STORE]
+    if not request.app[DETACHED].cancel(stored.stream_id) and stored.status == "in_progress":
+        await store.request_cancel(stored.stream_id)  # it runs on another replica
+    await store.delete(stored.stream_id)
+    body = {"id": stored.stream_id, "object": "stream.deleted", "deleted": True}
+    return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(STREAMS_ROUTE + "/{stream_id}", resume_stream)
+    app.router.add_delete(STREAMS_ROUTE + "/{stream_id}", delete_stream)
