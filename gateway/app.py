@@ -21,6 +21,7 @@ from .api import responses as responses_api
 from .api import streams as streams_api
 from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
 from .config import OpenAIModel, Settings
+from .cors import add_cors_headers, cors_middleware
 from .detached import Detached
 from .keys import Identity
 from .metrics import Metrics, multiprocess_enabled
@@ -236,7 +237,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     """The gateway application. ``metrics`` defaults to a fresh registry."""
     metrics = metrics or Metrics.create()
     app = web.Application(
-        middlewares=[gateway_middleware, auth_middleware],
+        middlewares=[gateway_middleware, cors_middleware, auth_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -249,6 +250,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[IDENTITY] = Identity(settings.auth)
     app.on_response_prepare.append(add_request_id)
     app.on_response_prepare.append(add_rate_limit_headers)
+    app.on_response_prepare.append(add_cors_headers)
     app.on_shutdown.append(_drain_on_shutdown)
     app.cleanup_ctx.append(_providers_ctx)
     app.cleanup_ctx.append(_redis_ctx)

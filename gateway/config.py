@@ -67,6 +67,8 @@ class ServerSettings(_Section):
     """Time allowed to receive a request body (slow-body clients get 408)."""
     uvloop: bool = True
     """Run on uvloop's event loop when it is installed (off: asyncio's own loop)."""
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the API (``"*"``: any); none by default."""
     backlog: int = Field(default=4096, ge=1)
     """Listen backlog: connections the kernel queues before the gateway accepts
     them (capped by ``net.core.somaxconn``). aiohttp's default, 128, makes a
