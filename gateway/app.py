@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import AsyncIterator
+from importlib import resources
 from typing import Any
 
 import structlog
@@ -47,6 +48,19 @@ from .store.base import StreamStore
 from .store.memory import MemoryStreamStore
 
 log = structlog.get_logger("gateway.app")
+
+
+SLUICE_JS = web.AppKey("sluice_js", bytes)
+
+
+async def sluice_js(request: web.Request) -> web.Response:
+    """``GET /sluice.js``: the browser client (an ES module, gateway/static/sluice.js)."""
+    return web.Response(
+        body=request.app[SLUICE_JS],
+        content_type="text/javascript",
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=300"},
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -262,6 +276,8 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     responses_api.add_routes(app)
     streams_api.add_routes(app)
     key_api.add_routes(app)
+    app[SLUICE_JS] = resources.files("gateway").joinpath("static/sluice.js").read_bytes()
+    app.router.add_get("/sluice.js", sluice_js)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))
