@@ -224,7 +224,7 @@ def run(
 ) -> None:
     """Serve until SIGINT/SIGTERM (``web.run_app``) on :func:`new_event_loop`.
 
-    ``gc.freeze()`` first: what import and start-up left behind (~100k
+    ``gc.freeze()`` first: what import and start-up left behind (~54k
     objects) moves out of the collector's way, so full collections stop
     walking it on every stream (docs/architecture.md, "Facts the design rests on").
     """

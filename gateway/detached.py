@@ -43,8 +43,10 @@ class Detached:
         async def go() -> None:
             try:
                 await run()
-            except Exception:  # errors before the commit: recorded in the outcome
-                pass
+            except Exception:
+                # A stream into the store has no response to fail: its errors
+                # end as error events. Anything else is a bug; log it whole.
+                log.exception("detached_failed", stream_id=stream_id)
             finally:
                 self._running.pop(stream_id, None)
                 if stream.outcome is not None:

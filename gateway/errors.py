@@ -147,14 +147,9 @@ class ModelNotFound(ClientError):
     status, code, anthropic_type = 404, "model_not_found", "not_found_error"
 
 
-class ResponseNotFound(ClientError):
-    """No stored response with that id (never stored, expired, deleted, or another key's)."""
-
-    status, code, anthropic_type = 404, "not_found", "not_found_error"
-
-
-class StreamNotFound(ClientError):
-    """No resumable stream with that id (expired, deleted, or another key's)."""
+class StoredNotFound(ClientError):
+    """No stored response or resumable stream with that id (never stored,
+    expired, deleted, or another key's)."""
 
     status, code, anthropic_type = 404, "not_found", "not_found_error"
 

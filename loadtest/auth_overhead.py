@@ -38,7 +38,7 @@ from pathlib import Path
 import aiohttp
 import psutil  # type: ignore[import-untyped]
 
-from .procs import free_port
+from .procs import free_port, wait_port
 
 SECRET = "sk-sluice-bench-not-a-secret"
 MODEL = """
@@ -86,17 +86,6 @@ def variants(redis_url: str | None) -> list[Variant]:
         state = f'[state]\nredis_url = "{redis_url}"\n'
         out.append(Variant("limits, redis", MODEL + state + KEY + LIMITS, keyed=True))
     return out
-
-
-async def _wait_ready(port: int) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
 
 
 def _cpu(pid: int) -> float:
@@ -173,14 +162,14 @@ async def main_async(sequential: int, concurrent: int, rounds: int) -> list[Vari
         all_variants = variants(redis[1] if redis else None)
         try:
             if redis is not None:
-                await _wait_ready(int(redis[1].rsplit(":", 1)[1].split("/")[0]))
+                await wait_port(int(redis[1].rsplit(":", 1)[1].split("/")[0]))
             for i, v in enumerate(all_variants):
                 config = workdir / f"gw{i}.toml"
                 config.write_text(v.config)
                 v.port = free_port()
                 v.proc = spawn_gateway(config, v.port)
             for v in all_variants:
-                await _wait_ready(v.port)
+                await wait_port(v.port)
             for r in range(rounds):
                 for v in all_variants:
                     await one_round(v, sequential, concurrent, redis[0].pid if redis else None)

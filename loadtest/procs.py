@@ -55,6 +55,18 @@ def free_port() -> int:
         return port
 
 
+async def wait_port(port: int, timeout_s: float = 30.0) -> None:
+    """Until something accepts TCP connections on ``HOST:port``."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(HOST, port)
+                writer.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+
+
 def raise_nofile(want: int) -> int:
     """Raise this process's (and future children's) open-file soft limit; returns it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

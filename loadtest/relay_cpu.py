@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import psutil  # type: ignore[import-untyped]
 
-from .procs import free_port
+from .procs import free_port, wait_port
 
 CONFIG = """
 [server]
@@ -36,17 +36,6 @@ output_tokens = {tokens}
 """
 
 
-async def _wait_ready(port: int) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-
-
 async def measure(metrics: bool, streams: int, tokens: int) -> tuple[float, int]:
     """(CPU seconds of the gateway, events relayed) over ``streams`` streams."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,7 +47,7 @@ async def measure(metrics: bool, streams: int, tokens: int) -> tuple[float, int]
             "--log-level", "warning", stdout=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            await _wait_ready(port)
+            await wait_port(port)
             gateway = psutil.Process(proc.pid)
             body = {"model": "flat", "stream": True, "messages": [{"role": "user", "content": "x"}]}
             events = 0

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..sse import SSEResponse
 from ..state import KEY, SETTINGS, STREAM_STORE
+from ..store.base import StoredStream
 
 STREAM_ID_HEADER = "Sluice-Stream-Id"
 
@@ -21,6 +22,15 @@ def owner_of(request: web.Request) -> str | None:
     the key that created it; any other gets 404."""
     key = request.get(KEY)
     return key.name if key is not None else None
+
+
+async def owned(request: web.Request, stream_id: str) -> StoredStream | None:
+    """The stored stream if it exists and belongs to the caller's key, else None
+    (the caller answers 404 either way: another key's streams are not revealed)."""
+    stored = await request.app[STREAM_STORE].get(stream_id)
+    if stored is None or stored.owner != owner_of(request):
+        return None
+    return stored
 
 
 async def follow(

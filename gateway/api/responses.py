@@ -39,12 +39,12 @@ from ..dialects.responses import (
     response_object,
 )
 from ..downstream import StoreWriter
-from ..errors import GatewayError, InvalidRequest, ResponseNotFound
+from ..errors import GatewayError, InvalidRequest, StoredNotFound
 from ..state import DETACHED, NATIVE_RESPONSES, SETTINGS, STREAM_STORE, SUMMARY
 from ..store.base import StoredStream
 from .body import read_json_object
 from .chat import ChatCall, detach, serve
-from .follow import follow, owner_of
+from .follow import follow, owned, owner_of
 
 RESPONSES_ROUTE = "/v1/responses"
 CANCEL_WAIT_S = 5.0
@@ -123,9 +123,9 @@ def _native(request: web.Request, model: object) -> bool:
 
 async def _continue(request: web.Request, previous_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """``body`` with the previous response's input and output before its own."""
-    previous = await request.app[STREAM_STORE].get(previous_id)
-    if previous is None or previous.owner != owner_of(request):
-        raise ResponseNotFound(
+    previous = await owned(request, previous_id)
+    if previous is None:
+        raise StoredNotFound(
             f"Previous response with id '{previous_id}' not found", param="previous_response_id"
         )
     if previous.status == "in_progress":
@@ -139,9 +139,9 @@ async def _continue(request: web.Request, previous_id: str, body: dict[str, Any]
 
 async def _stored(request: web.Request) -> StoredStream:
     response_id = request.match_info["response_id"]
-    stored = await request.app[STREAM_STORE].get(response_id)
-    if stored is None or stored.owner != owner_of(request):
-        raise ResponseNotFound(f"No response with id '{response_id}'", param="response_id")
+    stored = await owned(request, response_id)
+    if stored is None:
+        raise StoredNotFound(f"No response with id '{response_id}'", param="response_id")
     return stored
 
 

@@ -30,11 +30,11 @@ import orjson
 from aiohttp import web
 
 from ..downstream import StoreWriter
-from ..errors import InvalidRequest, StreamNotFound
+from ..errors import InvalidRequest, StoredNotFound
 from ..state import DETACHED, SETTINGS, STREAM_STORE
 from ..store.base import StoredStream
 from .chat import ChatCall, detach
-from .follow import follow, owner_of
+from .follow import follow, owned, owner_of
 
 STREAMS_ROUTE = "/v1/streams"
 RESUMABLE_HEADER = "Sluice-Resumable"
@@ -65,9 +65,9 @@ async def serve_resumable(request: web.Request, call: ChatCall) -> web.StreamRes
 
 async def _stored(request: web.Request) -> StoredStream:
     stream_id = request.match_info["stream_id"]
-    stored = await request.app[STREAM_STORE].get(stream_id)
-    if stored is None or stored.owner != owner_of(request):
-        raise StreamNotFound(f"No stream with id '{stream_id}'", param="stream_id")
+    stored = await owned(request, stream_id)
+    if stored is None:
+        raise StoredNotFound(f"No stream with id '{stream_id}'", param="stream_id")
     return stored
 
 

@@ -12,7 +12,7 @@ an ``{"error": ...}`` object mid-stream is the upstream failing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from ..config import OpenAIModel
 from ..errors import UpstreamError
@@ -47,17 +47,20 @@ class OpenAIStream(EventStream):
         return UpstreamChunk(data=data, payload=payload)
 
 
-class OpenAIProvider:
-    """A configured :class:`~gateway.config.OpenAIModel`."""
+class _OpenAIEndpoint:
+    """One endpoint of an OpenAI-compatible server: its URL, session and
+    headers (``Authorization: Bearer`` when a key is configured); subclasses
+    say which path, how the body is sent and how the stream is read."""
 
     kind = "openai"
-    dialect: Dialect = "openai"
+    path: ClassVar[str]
+    stream_class: ClassVar[type[EventStream]]
 
     def __init__(
         self, model: OpenAIModel, sessions: UpstreamSessions, connect_timeout_s: float = 10.0
     ) -> None:
         self._model = model
-        self._url = (model.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        self._url = (model.base_url or DEFAULT_BASE_URL).rstrip("/") + self.path
         self._session = sessions.get(self._url, model.upstream_buffer_bytes, connect_timeout_s)
         key = model.api_key("OPENAI_API_KEY")
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -66,16 +69,11 @@ class OpenAIProvider:
         self._json_headers = {**self._headers, "Accept": "application/json"}
 
     def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
-        out = {**body, "model": self._model.target_model, "stream": stream}
-        if stream and self._model.stream_usage:
-            out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        elif not stream:
-            out.pop("stream_options", None)
-        return out
+        return {**body, "model": self._model.target_model, "stream": stream}
 
-    async def open_stream(self, body: dict[str, Any]) -> OpenAIStream:
+    async def open_stream(self, body: dict[str, Any]) -> EventStream:
         response = await post(self._session, self._url, self._body(body, True), self._headers)
-        return OpenAIStream(response)
+        return self.stream_class(response)
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         response = await post(self._session, self._url, self._body(body, False), self._json_headers)
@@ -83,6 +81,22 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         return None  # the sessions belong to UpstreamSessions
+
+
+class OpenAIProvider(_OpenAIEndpoint):
+    """A configured :class:`~gateway.config.OpenAIModel`: ``{base_url}/chat/completions``."""
+
+    dialect: Dialect = "openai"
+    path = "/chat/completions"
+    stream_class = OpenAIStream
+
+    def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        out = super()._body(body, stream)
+        if stream and self._model.stream_usage:
+            out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        elif not stream:
+            out.pop("stream_options", None)
+        return out
 
 
 RESPONSES_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
@@ -112,34 +126,11 @@ class ResponsesStream(EventStream):
         return UpstreamChunk(data=event.data, payload=payload, event=name)
 
 
-class OpenAIResponsesProvider:
+class OpenAIResponsesProvider(_OpenAIEndpoint):
     """The native Responses API of a :class:`~gateway.config.OpenAIModel` with
     ``responses_api = "native"``: ``POST {base_url}/responses``, the client's
     body with ``model`` set, relayed as is (unknown fields included)."""
 
-    kind = "openai"
     dialect: Dialect = "responses"
-
-    def __init__(
-        self, model: OpenAIModel, sessions: UpstreamSessions, connect_timeout_s: float = 10.0
-    ) -> None:
-        chat = OpenAIProvider(model, sessions, connect_timeout_s)
-        self._model = model
-        self._url = chat._url.removesuffix("/chat/completions") + "/responses"
-        self._session = chat._session
-        self._headers = chat._headers
-        self._json_headers = chat._json_headers
-
-    def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
-        return {**body, "model": self._model.target_model, "stream": stream}
-
-    async def open_stream(self, body: dict[str, Any]) -> ResponsesStream:
-        response = await post(self._session, self._url, self._body(body, True), self._headers)
-        return ResponsesStream(response)
-
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await post(self._session, self._url, self._body(body, False), self._json_headers)
-        return await read_json(response)
-
-    async def aclose(self) -> None:
-        return None
+    path = "/responses"
+    stream_class = ResponsesStream
