@@ -12,7 +12,7 @@ PORT ?= 8080
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run key test lint typecheck check promtool redis loadtest bench prometheus clean
+.PHONY: run key test lint typecheck check promtool redis nginx chromium loadtest bench prometheus clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -53,8 +53,20 @@ redis:
 	  echo "installing Debian's redis-server (quota tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; }
 
+## nginx: Debian's nginx, which the proxy and fleet tests start on free ports
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  echo "installing Debian's nginx (proxy and fleet tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
+
+## chromium: Debian's chromium and chromedriver, which the browser tests drive headless
+chromium:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium and chromium-driver (browser tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+
 ## test: the whole suite (installs what it needs first)
-test: $(VENV)/.synced-dev promtool redis
+test: $(VENV)/.synced-dev promtool redis nginx chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced-dev
