@@ -12,7 +12,7 @@ PORT ?= 8080
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run key test lint typecheck check promtool redis nginx chromium loadtest bench prometheus clean
+.PHONY: run key test lint typecheck check promtool redis nginx chromium loadtest bench prometheus fleet clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -84,6 +84,12 @@ clean:
 ## loadtest: default end-to-end scenario (mock upstream + gateway + load), ~3 min
 loadtest: $(VENV)/.synced-dev
 	$(PY) -m loadtest $(LOADTEST_ARGS)
+
+## fleet: Redis, the mock upstream, REPLICAS gateway replicas on that Redis and
+## nginx (deploy/nginx/sluice.conf) on PORT in front; Ctrl-C stops them all
+REPLICAS ?= 2
+fleet: $(VENV)/.synced-dev redis nginx
+	$(PY) -m loadtest.fleet --replicas $(REPLICAS) --port $(PORT) $(FLEET_ARGS)
 
 ## bench: hot path vs the floor relay (~4-5 min), then the comparison suite (added
 ## latency, events per CPU-second, RSS per stream)

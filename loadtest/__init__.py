@@ -23,4 +23,9 @@ Modules, one job each:
 - :mod:`loadtest.hotpath`: Sluice vs the floor relay (``python -m loadtest.hotpath``),
   with :mod:`loadtest.hotpath_measure`, :mod:`loadtest.hotpath_report` and
   :mod:`loadtest.hotpath_plots`.
+- :mod:`loadtest.nginx`: nginx with ``deploy/nginx/sluice.conf`` on free ports.
+- :mod:`loadtest.fleet`: Redis, the mock, N replicas and nginx on one machine
+  (``python -m loadtest.fleet``, ``make fleet``).
+- :mod:`loadtest.fleet_load`: events/s through a URL or through fleets of 1..N
+  replicas (``python -m loadtest --target URL`` / ``--fleet 1,2,3``).
 """

@@ -146,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="results directory (None: loadtest/results/<timestamp>)",
     )
     a("--seed", type=int, default=1, help="seed of the load generator's random choices")
+    a(
+        "--target",
+        default=None,
+        help="base URL of a running gateway or fleet: one closed-loop phase against it"
+        " (--model must be served by a mock upstream), nothing else",
+    )
+    a("--model", default="mock", help="model the clients ask for with --target")
+    a(
+        "--fleet",
+        default=None,
+        help="comma-separated replica counts, e.g. 1,2,3: for each, start a fleet"
+        " (loadtest.fleet: Redis, mock, replicas, nginx) and measure events/s through nginx",
+    )
+    a("--fleet-workers", type=int, default=1, help="--workers of each replica with --fleet")
     return p
 
 
@@ -280,6 +294,13 @@ async def _proof(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.target or args.fleet:
+        from loadtest import fleet_load
+
+        procs.raise_nofile(16384)
+        out = (args.out or RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S")).resolve()
+        fleet_load.main(args, out)
+        return
     t0 = time.monotonic()
     path = asyncio.run(run(args))
     say(f"done in {time.monotonic() - t0:.0f}s")

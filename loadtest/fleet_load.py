@@ -1,0 +1,145 @@
+"""Load through a base URL: a running gateway or fleet (``--target``), or
+fleets this module starts (``--fleet 1,2,3``), measured in events/s.
+
+``python -m loadtest --fleet 1,2,3 --fleet-workers 1`` starts, for each count,
+Redis + the mock upstream + that many replicas + nginx (:mod:`loadtest.fleet`),
+runs one closed-loop phase through nginx, records events/s, stream counts and
+the CPU each process group used, and stops the fleet; ``--target URL`` runs
+the same phase against a URL whose ``--model`` is served by a mock upstream.
+Results: a table on stdout and ``fleet.json`` in the results directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil  # type: ignore[import-untyped]
+
+from loadtest.driver import LoadSpec, run_phase
+from loadtest.fleet import MOCK_MODEL, Fleet
+from loadtest.profiles import Profile, Target
+from loadtest.scenario import MockScenario
+
+
+def _cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` and their children, now."""
+    total = 0.0
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            procs_ = [proc, *proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in procs_:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
+async def measure(
+    url: str,
+    model: str,
+    scenario: MockScenario,
+    *,
+    concurrency: int = 64,
+    duration_s: float = 10.0,
+    groups: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
+    """One closed-loop phase of ``concurrency`` streaming clients against
+    ``url`` for ``duration_s`` seconds (streams in flight then finish).
+
+    Returns ``streams``, ``completed`` (ended with their end marker),
+    ``errors`` (up to 10 error strings), ``events`` (content events
+    received), ``seconds`` (first start to last end), ``events_per_s``, and
+    per entry of ``groups`` (name -> pids, children included) the CPU
+    utilisation ``cpu_<name>`` in cores."""
+    parts = urlsplit(url)
+    target = Target("fleet", parts.hostname or "127.0.0.1", parts.port or 80, model)
+    spec = LoadSpec((Profile("normal", "normal", 1.0),), scenario, "closed", concurrency,
+                    duration_s=duration_s)  # fmt: skip
+    groups = groups or {}
+    cpu0 = {name: _cpu(pids) for name, pids in groups.items()}
+    client0 = _cpu([psutil.Process().pid])
+    run = await run_phase(target, spec, "fleet")
+    seconds = run.ended - run.started
+    events = sum(r.tokens for r in run.results)
+    out: dict[str, Any] = {
+        "streams": len(run.results),
+        "completed": sum(1 for r in run.results if r.done and r.error is None),
+        "errors": [r.error for r in run.results if r.error][:10],
+        "events": events,
+        "seconds": seconds,
+        "events_per_s": events / seconds if seconds > 0 else 0.0,
+        "cpu_load_generator": (_cpu([psutil.Process().pid]) - client0) / seconds,
+    }
+    for name, pids in groups.items():
+        out[f"cpu_{name}"] = (_cpu(pids) - cpu0[name]) / seconds
+    return out
+
+
+def fleet_groups(fleet: Fleet) -> dict[str, list[int]]:
+    """Process groups of a fleet for CPU accounting."""
+    assert fleet.mock is not None and fleet.nginx is not None and fleet.redis is not None
+    assert fleet.nginx.proc is not None
+    return {
+        "gateways": [r.pid for r in fleet.gateways],
+        "nginx": [fleet.nginx.proc.pid],
+        "mock": [fleet.mock.pid],
+        "redis": [fleet.redis.pid],
+    }
+
+
+async def run(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    """Every measurement ``args`` asks for; also written to ``out/fleet.json``."""
+    scenario = MockScenario(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, tokens=args.tokens)
+    rows: list[dict[str, Any]] = []
+    if args.target:
+        row = await measure(args.target, args.model, scenario,
+                            concurrency=args.concurrency, duration_s=args.duration)  # fmt: skip
+        rows.append({"setup": args.target, **row})
+    for n in [int(x) for x in args.fleet.split(",")] if args.fleet else []:
+        fleet = Fleet(out / f"fleet-{n}x{args.fleet_workers}", n, 0, args.fleet_workers,
+                      nginx_workers=1)  # fmt: skip
+        await asyncio.to_thread(fleet.start)
+        try:
+            row = await measure(fleet.url, MOCK_MODEL, scenario, concurrency=args.concurrency,
+                                duration_s=args.duration, groups=fleet_groups(fleet))  # fmt: skip
+        finally:
+            await asyncio.to_thread(fleet.stop)
+        setup = f"{n} replica(s) x {args.fleet_workers} worker(s) behind nginx"
+        rows.append({"setup": setup, **row})
+    (out / "fleet.json").write_text(json.dumps({"args": vars(args) | {"out": str(out)},
+                                                "rows": rows}, indent=2, default=str))  # fmt: skip
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        "| setup | streams | completed | events/s | CPU (cores): gateways | nginx | mock"
+        " | redis | load generator |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cpu = [r.get(f"cpu_{k}") for k in ("gateways", "nginx", "mock", "redis", "load_generator")]
+        cells = ["" if c is None else f"{c:.2f}" for c in cpu]
+        lines.append(f"| {r['setup']} | {r['streams']} | {r['completed']} |"
+                     f" {r['events_per_s']:,.0f} | " + " | ".join(cells) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace, out: Path) -> None:
+    t0 = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
+    rows = asyncio.run(run(args, out))
+    print(table(rows), flush=True)
+    print(f"done in {time.monotonic() - t0:.0f}s; {out / 'fleet.json'}", flush=True)
