@@ -149,6 +149,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
             ttl_s=conf.ttl_s,
             stream_max_bytes=conf.stream_max_bytes,
             running_ttl_s=settings.stream.deadline_s + 60,
+            producer_lease_s=conf.producer_lease_s,
+            on_cancel=app[DETACHED].cancel,
         )
     else:
         store = MemoryStreamStore(
@@ -260,7 +262,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[ADMISSION] = Admission(
         settings.server.max_streams, settings.server.max_queued_bytes, metrics
     )
-    app[DETACHED] = Detached()
+    app[DETACHED] = Detached(metrics)
     app[IDENTITY] = Identity(settings.auth)
     app.on_response_prepare.append(add_request_id)
     app.on_response_prepare.append(add_rate_limit_headers)

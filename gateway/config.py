@@ -211,6 +211,11 @@ class StoreSettings(_Section):
     """One stream; a generation past it stops with an error (never unbounded)."""
     resume_ttl_s: float = Field(default=300.0, gt=0)
     """A finished resumable Chat Completions stream stays resumable this long."""
+    producer_lease_s: float = Field(default=5.0, gt=0, le=300)
+    """With Redis: a running stream's producer renews a lease this long (every
+    third of it); when the lease lapses without the stream ending (its replica
+    was killed), readers on other replicas end with ``producer_lost`` within
+    about this long plus a second."""
 
 
 class Settings(_Section):
