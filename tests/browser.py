@@ -20,6 +20,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -64,6 +65,11 @@ class Page:
 
     async def click(self, element_id: str) -> None:
         await self.js("document.getElementById(arguments[0]).click()", element_id)
+
+    async def keys(self, element_id: str, *keys: str) -> None:
+        """Type ``keys`` (text, or ``selenium.webdriver.Keys``) into the element."""
+        element = await asyncio.to_thread(self.driver.find_element, By.ID, element_id)
+        await asyncio.to_thread(element.send_keys, *keys)
 
     async def text(self, element_id: str) -> str:
         """The element's ``textContent`` (exact, unlike WebDriver's rendered text)."""

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.keys import Keys
 
 from gateway.metrics import Metrics
 from gateway.providers.sim import sim_token
@@ -25,6 +26,7 @@ from tests.browser import Page, start_chromium
 from tests.cutting_proxy import CuttingProxy
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import GatewayFactory, openai_model
+from tests.keyhelp import make_key
 
 SIM = {"name": "sim", "provider": "sim", "ttft_ms": 5, "itl_ms": 2, "output_tokens": 40}
 TEXT = "".join(sim_token(i) for i in range(40))
@@ -204,6 +206,28 @@ async def test_playground_streams_with_figures_and_one_render_per_frame(
     print(
         f"\nplayground: {tokens} tokens, {counted['renders']} renders, {counted['frames']} frames"
     )
+
+
+async def test_key_keyboard_and_errors(
+    page: Page, gateway: GatewayFactory, fake_openai: FakeOpenAI
+) -> None:
+    secret, entry = make_key("browser")
+    fake_openai.script = Script(events=[sse(chunk("partial "))], then="close")
+    client = await gateway(models=[SIM, openai_model(fake_openai)], auth={"keys": [entry]})
+    await page.open(f"http://127.0.0.1:{client.server.port}/playground")
+    # No key yet: listing the models fails with the gateway's message.
+    await page.until("return document.getElementById('error').textContent.includes('HTTP 401')")
+    await page.keys("key", secret, Keys.TAB)  # typed, then focus leaves: "change"
+    await page.until("return document.getElementById('model').options.length === 2")
+    assert await page.text("error") == ""
+    assert await page.js("return sessionStorage.getItem('sluice.playground.key')") == secret
+    # Ctrl+Enter in the prompt sends; the upstream breaks after one chunk.
+    await page.js("document.getElementById('model').value = 'up'")
+    await page.keys("prompt", Keys.CONTROL, Keys.ENTER)
+    await page.until("return document.getElementById('status').textContent === 'Failed.'")
+    assert await page.text("answer") == "partial "
+    assert "upstream" in (await page.text("error")).lower()
+    assert await page.js("return document.getElementById('send').disabled") is False
 
 
 async def test_stop_closes_the_upstream(
