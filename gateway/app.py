@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -50,17 +50,31 @@ from .store.memory import MemoryStreamStore
 log = structlog.get_logger("gateway.app")
 
 
-SLUICE_JS = web.AppKey("sluice_js", bytes)
+STATIC_CACHE = "public, max-age=300"
+PLAYGROUND_HEADERS = {
+    "Cache-Control": STATIC_CACHE,
+    # The page loads only its own scripts and talks only to this gateway.
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
-async def sluice_js(request: web.Request) -> web.Response:
-    """``GET /sluice.js``: the browser client (an ES module, gateway/static/sluice.js)."""
-    return web.Response(
-        body=request.app[SLUICE_JS],
-        content_type="text/javascript",
-        charset="utf-8",
-        headers={"Cache-Control": "public, max-age=300"},
-    )
+def static_file(
+    name: str, content_type: str, headers: dict[str, str] | None = None
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A ``GET`` handler serving ``gateway/static/<name>`` (read once, now),
+    UTF-8, with ``content_type`` and ``headers`` (default: cacheable 5 min)."""
+    body = resources.files("gateway").joinpath("static", name).read_bytes()
+    extra = {"Cache-Control": STATIC_CACHE} if headers is None else headers
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=extra)
+
+    return serve
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -230,7 +244,7 @@ def run(
     objects) moves out of the collector's way, so full collections stop
     walking it on every stream (docs/architecture.md, "Facts the design rests on").
     """
-    app = create_app(settings)
+    app = create_app(settings, listen_host=host)
     if config_path is not None:
         app[CONFIG_PATH] = config_path  # SIGHUP re-reads its [auth]
     app[WORKERS] = workers
@@ -249,8 +263,12 @@ def run(
     )
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
-    """The gateway application. ``metrics`` defaults to a fresh registry."""
+def create_app(
+    settings: Settings, metrics: Metrics | None = None, *, listen_host: str | None = None
+) -> web.Application:
+    """The gateway application. ``metrics`` defaults to a fresh registry;
+    ``listen_host`` is the address it will listen on (default ``[server]
+    host``), which decides whether the playground is served by default."""
     metrics = metrics or Metrics.create()
     app = web.Application(
         middlewares=[gateway_middleware, cors_middleware, auth_middleware],
@@ -278,8 +296,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     responses_api.add_routes(app)
     streams_api.add_routes(app)
     key_api.add_routes(app)
-    app[SLUICE_JS] = resources.files("gateway").joinpath("static/sluice.js").read_bytes()
-    app.router.add_get("/sluice.js", sluice_js)
+    # The browser client (an ES module); and the playground page built on it.
+    app.router.add_get("/sluice.js", static_file("sluice.js", "text/javascript"))
+    if settings.server.playground_on(listen_host):
+        app.router.add_get(
+            "/playground", static_file("playground.html", "text/html", PLAYGROUND_HEADERS)
+        )
+        app.router.add_get("/playground.js", static_file("playground.js", "text/javascript"))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))

@@ -16,6 +16,7 @@ greater than or equal to 0``; ``models[0].itl_msx: unknown key; did you mean
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from functools import cached_property
@@ -73,6 +74,26 @@ class ServerSettings(_Section):
     """Listen backlog: connections the kernel queues before the gateway accepts
     them (capped by ``net.core.somaxconn``). aiohttp's default, 128, makes a
     burst of new clients wait for SYN retransmits (1 s, then 3 s)."""
+    playground: bool | None = None
+    """Serve the playground page, ``GET /playground``. Unset: on when the
+    gateway listens on a loopback address, off otherwise."""
+
+    def playground_on(self, listen_host: str | None = None) -> bool:
+        """Whether ``GET /playground`` is served: ``playground`` when set, else
+        whether ``listen_host`` (default: ``host``) is a loopback address."""
+        if self.playground is not None:
+            return self.playground
+        return is_loopback(self.host if listen_host is None else listen_host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class StreamSettings(_Section):
