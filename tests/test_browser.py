@@ -292,7 +292,8 @@ async def test_a_cut_connection_resumes_to_the_same_text(
     assert await page.text("answer") == expected
     assert await page.text("error") == ""
     assert int(await page.text("tokens")) == tokens
-    # Exactly one resume: one GET /v1/streams/{id} (with Last-Event-ID).
-    resumes = total(metrics, "sluice_requests_total", route="/v1/streams/{stream_id}",
-                    method="GET")  # fmt: skip
-    assert resumes == 1
+    # Exactly one resume (a GET /v1/streams/{id} with Last-Event-ID), which
+    # replayed what the generation had stored past the cut, if anything.
+    route = "/v1/streams/{stream_id}"
+    assert total(metrics, "sluice_stream_resumes_total", route=route) == 1
+    assert total(metrics, "sluice_requests_total", route=route, method="GET") == 1
