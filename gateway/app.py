@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.web_runner import GracefulExit
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
@@ -92,7 +94,7 @@ async def readyz(request: web.Request) -> web.Response:
     admission = request.app[ADMISSION]
     if PROVIDERS not in request.app:
         status = "starting"
-    elif admission.draining:
+    elif admission.draining or admission.leaving:
         status = "draining"
     elif admission.saturated:
         status = "saturated"
@@ -116,6 +118,31 @@ def unconfigured_models(settings: Settings) -> list[dict[str, str]]:
         for m in settings.models
         if (env := m.missing_key_env()) is not None
     ]
+
+
+async def _leave_on_sigterm(app: web.Application) -> None:
+    """``on_startup`` (after aiohttp installed its signal handlers): with
+    ``[server] drain_delay_s`` > 0, SIGTERM first turns ``/readyz`` 503 and
+    keeps serving for that long, then shuts down as aiohttp would (a second
+    SIGTERM, or SIGINT, shuts down at once)."""
+    delay = app[SETTINGS].server.drain_delay_s
+    if delay <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    admission = app[ADMISSION]
+
+    def on_sigterm() -> None:
+        if admission.leaving:
+            raise GracefulExit
+        admission.leaving = True
+        log.info("leaving", drain_delay_s=delay, open_streams=admission.open_streams)
+        loop.call_later(delay, _graceful_exit)
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+
+def _graceful_exit() -> None:
+    raise GracefulExit  # a SystemExit: asyncio lets it out of the loop, as aiohttp's own handler
 
 
 async def _drain_on_shutdown(app: web.Application) -> None:
@@ -248,6 +275,7 @@ def run(
     if config_path is not None:
         app[CONFIG_PATH] = config_path  # SIGHUP re-reads its [auth]
     app[WORKERS] = workers
+    app.on_startup.append(_leave_on_sigterm)  # here, not in create_app: a process's signals
     loop = new_event_loop(settings)
     gc.collect()
     gc.freeze()

@@ -62,6 +62,11 @@ class ServerSettings(_Section):
     """Cap on bytes queued toward all clients together; over it, new requests get 429."""
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     """On SIGTERM/SIGINT, how long open streams may go on before a ``shutdown`` error."""
+    drain_delay_s: float = Field(default=0.0, ge=0, le=300)
+    """On SIGTERM, first this long "leaving": ``/readyz`` answers 503 while
+    requests are still served, so a load balancer that health-checks
+    ``/readyz`` stops sending before the listener closes. 0 (default): the
+    listener closes at once (a Kubernetes ``preStop`` wait does this job there)."""
     keepalive_timeout_s: float = Field(default=30.0, gt=0)
     """Idle connection lifetime; also bounds a client that sends headers very slowly."""
     body_timeout_s: float = Field(default=30.0, gt=0)
