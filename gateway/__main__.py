@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import errno
-import ipaddress
 import os
 import sys
 
 from .app import run
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, is_loopback, load_settings
 from .log import configure_logging
 
 
@@ -82,16 +81,6 @@ def keys_main(argv: list[str]) -> int:
     print(f"# Client key {args.name!r}: add to the config, then restart or send SIGHUP.")
     print(toml_block(args.name, sha256_hex(secret), options), end="")
     return 0
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def refusal(settings: Settings, host: str, workers: int) -> str | None:

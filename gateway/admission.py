@@ -39,6 +39,9 @@ class Admission:
         """Bytes queued toward all clients, as of each connection's last sample
         (streams add their changes)."""
         self.draining = False
+        """Shutting down: new requests are refused (503)."""
+        self.leaving = False
+        """SIGTERM arrived and ``drain_delay_s`` runs: still serving, not ready."""
         self._metrics = metrics
         self._open: set[Stoppable] = set()
         self._idle = asyncio.Event()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.web_runner import GracefulExit
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
@@ -50,17 +52,31 @@ from .store.memory import MemoryStreamStore
 log = structlog.get_logger("gateway.app")
 
 
-SLUICE_JS = web.AppKey("sluice_js", bytes)
+STATIC_CACHE = "public, max-age=300"
+PLAYGROUND_HEADERS = {
+    "Cache-Control": STATIC_CACHE,
+    # The page loads only its own scripts and talks only to this gateway.
+    "Content-Security-Policy": (
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
-async def sluice_js(request: web.Request) -> web.Response:
-    """``GET /sluice.js``: the browser client (an ES module, gateway/static/sluice.js)."""
-    return web.Response(
-        body=request.app[SLUICE_JS],
-        content_type="text/javascript",
-        charset="utf-8",
-        headers={"Cache-Control": "public, max-age=300"},
-    )
+def static_file(
+    name: str, content_type: str, headers: dict[str, str] | None = None
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A ``GET`` handler serving ``gateway/static/<name>`` (read once, now),
+    UTF-8, with ``content_type`` and ``headers`` (default: cacheable 5 min)."""
+    body = resources.files("gateway").joinpath("static", name).read_bytes()
+    extra = {"Cache-Control": STATIC_CACHE} if headers is None else headers
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type=content_type, charset="utf-8", headers=extra)
+
+    return serve
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -78,7 +94,7 @@ async def readyz(request: web.Request) -> web.Response:
     admission = request.app[ADMISSION]
     if PROVIDERS not in request.app:
         status = "starting"
-    elif admission.draining:
+    elif admission.draining or admission.leaving:
         status = "draining"
     elif admission.saturated:
         status = "saturated"
@@ -102,6 +118,31 @@ def unconfigured_models(settings: Settings) -> list[dict[str, str]]:
         for m in settings.models
         if (env := m.missing_key_env()) is not None
     ]
+
+
+async def _leave_on_sigterm(app: web.Application) -> None:
+    """``on_startup`` (after aiohttp installed its signal handlers): with
+    ``[server] drain_delay_s`` > 0, SIGTERM first turns ``/readyz`` 503 and
+    keeps serving for that long, then shuts down as aiohttp would (a second
+    SIGTERM, or SIGINT, shuts down at once)."""
+    delay = app[SETTINGS].server.drain_delay_s
+    if delay <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    admission = app[ADMISSION]
+
+    def on_sigterm() -> None:
+        if admission.leaving:
+            raise GracefulExit
+        admission.leaving = True
+        log.info("leaving", drain_delay_s=delay, open_streams=admission.open_streams)
+        loop.call_later(delay, _graceful_exit)
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+
+def _graceful_exit() -> None:
+    raise GracefulExit  # a SystemExit: asyncio lets it out of the loop, as aiohttp's own handler
 
 
 async def _drain_on_shutdown(app: web.Application) -> None:
@@ -149,6 +190,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
             ttl_s=conf.ttl_s,
             stream_max_bytes=conf.stream_max_bytes,
             running_ttl_s=settings.stream.deadline_s + 60,
+            producer_lease_s=conf.producer_lease_s,
+            on_cancel=app[DETACHED].cancel,
         )
     else:
         store = MemoryStreamStore(
@@ -228,10 +271,11 @@ def run(
     objects) moves out of the collector's way, so full collections stop
     walking it on every stream (docs/architecture.md, "Facts the design rests on").
     """
-    app = create_app(settings)
+    app = create_app(settings, listen_host=host)
     if config_path is not None:
         app[CONFIG_PATH] = config_path  # SIGHUP re-reads its [auth]
     app[WORKERS] = workers
+    app.on_startup.append(_leave_on_sigterm)  # here, not in create_app: a process's signals
     loop = new_event_loop(settings)
     gc.collect()
     gc.freeze()
@@ -247,8 +291,12 @@ def run(
     )
 
 
-def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Application:
-    """The gateway application. ``metrics`` defaults to a fresh registry."""
+def create_app(
+    settings: Settings, metrics: Metrics | None = None, *, listen_host: str | None = None
+) -> web.Application:
+    """The gateway application. ``metrics`` defaults to a fresh registry;
+    ``listen_host`` is the address it will listen on (default ``[server]
+    host``), which decides whether the playground is served by default."""
     metrics = metrics or Metrics.create()
     app = web.Application(
         middlewares=[gateway_middleware, cors_middleware, auth_middleware],
@@ -260,7 +308,7 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     app[ADMISSION] = Admission(
         settings.server.max_streams, settings.server.max_queued_bytes, metrics
     )
-    app[DETACHED] = Detached()
+    app[DETACHED] = Detached(metrics)
     app[IDENTITY] = Identity(settings.auth)
     app.on_response_prepare.append(add_request_id)
     app.on_response_prepare.append(add_rate_limit_headers)
@@ -276,8 +324,13 @@ def create_app(settings: Settings, metrics: Metrics | None = None) -> web.Applic
     responses_api.add_routes(app)
     streams_api.add_routes(app)
     key_api.add_routes(app)
-    app[SLUICE_JS] = resources.files("gateway").joinpath("static/sluice.js").read_bytes()
-    app.router.add_get("/sluice.js", sluice_js)
+    # The browser client (an ES module); and the playground page built on it.
+    app.router.add_get("/sluice.js", static_file("sluice.js", "text/javascript"))
+    if settings.server.playground_on(listen_host):
+        app.router.add_get(
+            "/playground", static_file("playground.html", "text/html", PLAYGROUND_HEADERS)
+        )
+        app.router.add_get("/playground.js", static_file("playground.js", "text/javascript"))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))

@@ -16,6 +16,7 @@ greater than or equal to 0``; ``models[0].itl_msx: unknown key; did you mean
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from functools import cached_property
@@ -61,6 +62,11 @@ class ServerSettings(_Section):
     """Cap on bytes queued toward all clients together; over it, new requests get 429."""
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     """On SIGTERM/SIGINT, how long open streams may go on before a ``shutdown`` error."""
+    drain_delay_s: float = Field(default=0.0, ge=0, le=300)
+    """On SIGTERM, first this long "leaving": ``/readyz`` answers 503 while
+    requests are still served, so a load balancer that health-checks
+    ``/readyz`` stops sending before the listener closes. 0 (default): the
+    listener closes at once (a Kubernetes ``preStop`` wait does this job there)."""
     keepalive_timeout_s: float = Field(default=30.0, gt=0)
     """Idle connection lifetime; also bounds a client that sends headers very slowly."""
     body_timeout_s: float = Field(default=30.0, gt=0)
@@ -73,6 +79,26 @@ class ServerSettings(_Section):
     """Listen backlog: connections the kernel queues before the gateway accepts
     them (capped by ``net.core.somaxconn``). aiohttp's default, 128, makes a
     burst of new clients wait for SYN retransmits (1 s, then 3 s)."""
+    playground: bool | None = None
+    """Serve the playground page, ``GET /playground``. Unset: on when the
+    gateway listens on a loopback address, off otherwise."""
+
+    def playground_on(self, listen_host: str | None = None) -> bool:
+        """Whether ``GET /playground`` is served: ``playground`` when set, else
+        whether ``listen_host`` (default: ``host``) is a loopback address."""
+        if self.playground is not None:
+            return self.playground
+        return is_loopback(self.host if listen_host is None else listen_host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class StreamSettings(_Section):
@@ -211,6 +237,11 @@ class StoreSettings(_Section):
     """One stream; a generation past it stops with an error (never unbounded)."""
     resume_ttl_s: float = Field(default=300.0, gt=0)
     """A finished resumable Chat Completions stream stays resumable this long."""
+    producer_lease_s: float = Field(default=5.0, gt=0, le=300)
+    """With Redis: a running stream's producer renews a lease this long (every
+    third of it); when the lease lapses without the stream ending (its replica
+    was killed), readers on other replicas end with ``producer_lost`` within
+    about this long plus a second."""
 
 
 class Settings(_Section):

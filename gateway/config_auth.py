@@ -8,11 +8,15 @@ without any is only authenticated, never counted.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from .config_errors import CROSS_CHECK
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -84,12 +88,21 @@ class AuthSettings(_Section):
     keys: tuple[ApiKeySettings, ...] = ()
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 class StateSettings(_Section):
     """``[state]``: where the per-key counters live."""
 
     redis_url: str | None = None
     """``redis://host:6379/0``: counters shared by every process and replica,
     budgets kept across restarts. Unset: in this process only."""
+    redis_url_env: str | None = Field(default=None, min_length=1)
+    """Name of an environment variable holding ``redis_url`` (e.g. from a
+    Kubernetes Secret, when the URL carries a password). Read once, when the
+    file is loaded; the variable unset or empty, a URL of another scheme, or
+    ``redis_url`` also set is a configuration error (never a silent fallback
+    to counting in this process)."""
     fail_open: bool = False
     """Redis unreachable: serve limited keys uncounted (a warning and a metric)
     instead of answering 503 ``state_unavailable``."""
@@ -101,9 +114,35 @@ class StateSettings(_Section):
     """A concurrency slot held by a process that died frees itself after this;
     live streams renew theirs every third of it."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _url_from_env(cls, data: Any) -> Any:
+        """``redis_url`` from the variable ``redis_url_env`` names. Errors name
+        the variable, never its value (the URL may hold a password)."""
+        if not isinstance(data, dict) or data.get("redis_url_env") is None:
+            return data
+        env = data["redis_url_env"]
+        if not isinstance(env, str) or not env:
+            return data  # the field's own validation reports it
+        problem = None
+        value = os.environ.get(env, "")
+        if data.get("redis_url") is not None:
+            problem = "set redis_url or redis_url_env, not both"
+        elif not value:
+            problem = f"the environment variable {env} is unset or empty"
+        elif not value.startswith(_REDIS_SCHEMES):
+            problem = f"{env} should hold redis://host:port/db, rediss://... or unix://path"
+        if problem is not None:
+            raise PydanticCustomError(
+                CROSS_CHECK,
+                "state.redis_url_env: {msg}",
+                {"problems": [("state.redis_url_env", problem)], "msg": problem},
+            )
+        return {**data, "redis_url": value}
+
     @field_validator("redis_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+        if value is not None and not value.startswith(_REDIS_SCHEMES):
             raise ValueError("expected redis://host:port/db, rediss://... or unix://path")
         return value

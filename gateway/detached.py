@@ -15,6 +15,7 @@ from typing import Protocol
 import structlog
 
 from .interrupts import Interrupt
+from .metrics import Metrics
 from .outcome import Outcome
 
 log = structlog.get_logger("gateway.detached")
@@ -27,9 +28,12 @@ class DetachedStream(Protocol):
 
 
 class Detached:
-    """The running detached streams of this process, by stream id."""
+    """The running detached streams of this process, by stream id; counted in
+    ``sluice_detached_streams_active`` and, as each ends,
+    ``sluice_detached_stream_terminations_total{reason}``."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
         self._running: dict[str, DetachedStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -39,6 +43,8 @@ class Detached:
         """Run ``run()`` (the stream's ``run``) in a task of its own; ``done``
         bookkeeping and the end-of-stream log line follow."""
         self._running[stream_id] = stream
+        metrics = self._metrics
+        metrics.detached_active.inc()
 
         async def go() -> None:
             try:
@@ -49,7 +55,9 @@ class Detached:
                 log.exception("detached_failed", stream_id=stream_id)
             finally:
                 self._running.pop(stream_id, None)
+                metrics.detached_active.dec()
                 if stream.outcome is not None:
+                    metrics.detached_terminations.labels(stream.outcome.reason.value).inc()
                     log.info("detached_end", stream_id=stream_id, **stream.outcome.log_fields())
 
         task = asyncio.get_running_loop().create_task(go())

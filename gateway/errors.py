@@ -274,3 +274,17 @@ class StreamCancelled(GatewayError):
 
     status, type, anthropic_type, code = 409, "cancelled", "api_error", "cancelled"
     reason = Termination.CANCELLED
+
+
+class StreamGone(StreamCancelled):
+    """The stored stream a generation writes to was deleted (or expired) under
+    it: the generation stops as if cancelled."""
+
+
+class ProducerLost(GatewayError):
+    """The process generating a stored stream stopped without ending it (it was
+    killed, or lost Redis for longer than its producer lease): followers on
+    other replicas end with this error instead of waiting for events that will
+    never come. 502 ``producer_lost``."""
+
+    status, type, anthropic_type, code = 502, "api_error", "api_error", "producer_lost"

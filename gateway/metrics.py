@@ -154,6 +154,10 @@ class Metrics:
     key_budget_remaining: Gauge
     key_budget: Gauge
     quota_state_errors: Counter
+    stream_resumes: Counter
+    replayed_events: Counter
+    detached_active: Gauge
+    detached_terminations: Counter
     _by_model: dict[tuple[str, str], ModelChildren] = field(default_factory=dict)
     _by_route: dict[str, RouteChildren] = field(default_factory=dict)
 
@@ -325,6 +329,29 @@ class Metrics:
                 "rejected (503 state_unavailable), allowed (fail_open, uncounted), "
                 "uncharged (its tokens or slot could not be recorded).",
                 ["action"], namespace=ns, registry=reg,
+            ),
+            stream_resumes=Counter(
+                "stream_resumes",
+                "Reads of a stored stream that pick up after an event the reader has "
+                "(GET /v1/streams/{id}, GET /v1/responses/{id}?stream=true), by route.",
+                ["route"], namespace=ns, registry=reg,
+            ),
+            replayed_events=Counter(
+                "stream_replayed_events",
+                "Events a resume sent from the store that were there before it began "
+                "(the rest it followed live), by route.",
+                ["route"], namespace=ns, registry=reg,
+            ),
+            detached_active=Gauge(
+                "detached_streams_active",
+                "Generations running detached from their request, into the stream store "
+                "(background responses, resumable streams).",
+                namespace=ns, registry=reg, multiprocess_mode="livesum",
+            ),
+            detached_terminations=Counter(
+                "detached_stream_terminations",
+                "Detached generations ended, by reason: " + ", ".join(TERMINATION_REASONS) + ".",
+                ["reason"], namespace=ns, registry=reg,
             ),
         )  # fmt: skip
         metrics.build_info.labels(version=__version__).set(1)

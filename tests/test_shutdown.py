@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from loadtest.procs import free_port
 from tests.helpers import wait_listening
 from tests.rawclient import RawSSEClient
@@ -76,3 +78,47 @@ async def test_sigterm_drains_then_ends_long_streams_and_exits_0(tmp_path: Path)
     assert proc.stdout is not None
     log = (await proc.stdout.read()).decode()
     assert '"outcome":"shutdown"' in log
+
+
+async def test_drain_delay_turns_readyz_503_and_serves_until_the_listener_closes(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        CONFIG.replace("shutdown_grace_s = 1.5", "shutdown_grace_s = 5\ndrain_delay_s = 2")
+    )
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "--config", str(config), "--port", str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_listening(port)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/readyz") as r:
+                assert r.status == 200
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(5):  # not ready at once ...
+                while True:
+                    async with session.get(f"{base}/readyz") as r:
+                        if r.status == 503:
+                            assert (await r.json())["status"] == "draining"
+                            break
+                    await asyncio.sleep(0.02)
+            # ... while a new request is still served whole ...
+            async with session.post(f"{base}/v1/chat/completions", json=_body("short")) as r:
+                assert r.status == 200
+                assert (await r.read()).endswith(b"data: [DONE]\n\n")
+        # ... until the delay is over: then the listener closes and it exits 0.
+        async with asyncio.timeout(15):
+            code = await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0
+    assert proc.stdout is not None
+    log = (await proc.stdout.read()).decode()
+    assert '"event":"leaving"' in log and '"event":"drained"' in log

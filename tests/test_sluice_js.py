@@ -6,7 +6,6 @@ cuts the connection mid-stream."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.providers.sim import sim_token
+from tests.cutting_proxy import CuttingProxy
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import GatewayFactory, openai_model
 
@@ -100,50 +100,6 @@ async def test_stop_closes_the_upstream(
     async with asyncio.timeout(5):
         while fake_openai.records[0].closed_at is None:
             await asyncio.sleep(0.01)
-
-
-class CuttingProxy:
-    """A TCP proxy to the gateway that cuts the first connection after
-    ``cut_after`` bytes toward the client; later connections pass whole."""
-
-    def __init__(self, port: int, cut_after: int) -> None:
-        self.target_port = port
-        self.cut_after = cut_after
-        self.connections = 0
-        self.server: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port: int = self.server.sockets[0].getsockname()[1]
-        return port
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        limit = self.cut_after if self.connections == 1 else None
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-
-        async def pipe(
-            src: asyncio.StreamReader, dst: asyncio.StreamWriter, cap: int | None
-        ) -> None:
-            sent = 0
-            with contextlib.suppress(ConnectionError):
-                while data := await src.read(65536):
-                    if cap is not None and sent + len(data) >= cap:
-                        dst.write(data[: cap - sent])
-                        await dst.drain()
-                        break
-                    sent += len(data)
-                    dst.write(data)
-                    await dst.drain()
-            for w in (writer, up_writer):
-                w.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer, None), pipe(up_reader, writer, limit))
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
 
 
 async def test_a_cut_connection_resumes_to_the_same_text(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from gateway.metrics import Metrics
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import GatewayFactory, openai_model
 
@@ -150,3 +151,39 @@ async def test_model_setting_makes_streams_resumable(gateway: GatewayFactory) ->
     assert "Sluice-Stream-Id" in resp.headers
     plain = await gateway(models=[SIM])
     assert "Sluice-Stream-Id" not in (await plain.post(URL, json=BODY)).headers
+
+
+async def test_resumes_replays_and_detached_generations_are_counted(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, metrics: Metrics
+) -> None:
+    fake_openai.script = Script(
+        events=[sse(chunk(f"t{i} ")) for i in range(20)] + [sse("[DONE]")], itl_s=0.01
+    )
+    client = await gateway(models=[openai_model(fake_openai), SIM])
+    sample = metrics.registry.get_sample_value
+    route = {"route": "/v1/streams/{stream_id}"}
+    resp = await client.post(URL, json={**BODY, "model": "up"}, headers=RESUMABLE)
+    sid = resp.headers["Sluice-Stream-Id"]
+    await resp.content.readuntil(b"\n\n")
+    assert sample("sluice_detached_streams_active") == 1
+    resp.close()
+    async with asyncio.timeout(10):  # runs on without its client, then ends
+        while sample("sluice_detached_streams_active") != 0:
+            await asyncio.sleep(0.01)
+    done = {"reason": "completed"}
+    assert sample("sluice_detached_stream_terminations_total", done) == 1
+    assert sample("sluice_stream_resumes_total", route) is None  # the first reader is no resume
+    whole = await _resume(client, sid, 0)
+    rest = await _resume(client, sid, 15)
+    assert rest == whole[15:]
+    assert sample("sluice_stream_resumes_total", route) == 2
+    assert sample("sluice_stream_replayed_events_total", route) == len(whole) + len(rest)
+    # A cancelled one ends "cancelled".
+    fake_openai.script = Script(events=[sse(chunk("a"))], then="hang")
+    resp = await client.post(URL, json={**BODY, "model": "up"}, headers=RESUMABLE)
+    await resp.content.readuntil(b"\n\n")
+    await client.delete(f"/v1/streams/{resp.headers['Sluice-Stream-Id']}")
+    async with asyncio.timeout(10):
+        while sample("sluice_detached_stream_terminations_total", {"reason": "cancelled"}) != 1:
+            await asyncio.sleep(0.01)
+    assert sample("sluice_detached_streams_active") == 0

@@ -8,13 +8,30 @@ browser's ``Last-Event-ID`` resumes them; WHATWG HTML, "Server-sent events").
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import orjson
+import structlog
 from aiohttp import web
 
+from ..errors import GatewayError
 from ..sse import SSEResponse
-from ..state import KEY, SETTINGS, STREAM_STORE
+from ..state import KEY, METRICS, SETTINGS, STREAM_STORE
 from ..store.base import StoredStream
 
+log = structlog.get_logger("gateway.follow")
+
 STREAM_ID_HEADER = "Sluice-Stream-Id"
+
+ErrorEvent = Callable[[GatewayError, int, "bytes | None"], bytes]
+"""``(error, number, snapshot) -> SSE event``: the event that ends a followed
+stream its store could not finish (``number``: the event's 0-based number;
+``snapshot``: the stream's stored snapshot, if any)."""
+
+
+def chat_error_event(err: GatewayError, number: int, snapshot: bytes | None) -> bytes:
+    """A Chat Completions stream's error event (the OpenAI error object)."""
+    return b"data: " + orjson.dumps(err.openai_body()) + b"\n\n"
 
 
 def owner_of(request: web.Request) -> str | None:
@@ -34,12 +51,31 @@ async def owned(request: web.Request, stream_id: str) -> StoredStream | None:
 
 
 async def follow(
-    request: web.Request, stream_id: str, after: int, *, with_ids: bool = False
+    request: web.Request,
+    stream_id: str,
+    after: int,
+    *,
+    end_with: ErrorEvent,
+    with_ids: bool = False,
+    resumed: StoredStream | None = None,
 ) -> web.StreamResponse:
     """An SSE response with the stored events numbered above ``after`` (0-based),
     then the live ones until the stream ends. ``with_ids``: each event gets
-    ``id: <number + 1>``."""
+    ``id: <number + 1>``.
+
+    ``resumed``: the stream as read when a client came back for it (a resume,
+    not the first reader): counted in ``sluice_stream_resumes_total`` and its
+    events already stored in ``sluice_stream_replayed_events_total``.
+
+    A store that cannot go on after the response started (Redis unreachable,
+    the producer lost: :class:`~gateway.errors.ProducerLost`) ends it with
+    ``end_with``'s event: the reader gets a typed error, never a hang."""
     stream = request.app[SETTINGS].stream
+    store = request.app[STREAM_STORE]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else ""
+    metrics = request.app[METRICS]
+    if resumed is not None:
+        metrics.stream_resumes.labels(route).inc()
     sse = SSEResponse(
         request,
         buffer_bytes=stream.downstream_buffer_bytes,
@@ -48,12 +84,32 @@ async def follow(
     if with_ids:
         sse.response.headers[STREAM_ID_HEADER] = stream_id
     await sse.prepare()
-    number = after + 1
+    number = after + 1  # 1-based: the SSE id of the next event
     try:
-        async for event in request.app[STREAM_STORE].follow(stream_id, after):
-            number += 1
-            await sse.send(b"id: %d\n%b" % (number, event) if with_ids else event)
+        try:
+            async for event in store.follow(stream_id, after):
+                number += 1
+                await sse.send(b"id: %d\n%b" % (number, event) if with_ids else event)
+        except GatewayError as err:
+            log.warning("follow_failed", stream_id=stream_id, error_code=err.code,
+                        error=err.message, detail=err.detail)  # fmt: skip
+            stored = await _quietly_get(request, stream_id)
+            # Not a stored event, so no id: a reader that comes back resumes
+            # from its last real event and is told the same.
+            await sse.send(end_with(err, number, stored.snapshot if stored else None))
     except ConnectionError:
         sse.abort()
+    finally:
+        if resumed is not None:
+            replayed = min(number - (after + 1), resumed.events - (after + 1))
+            if replayed > 0:
+                metrics.replayed_events.labels(route).inc(replayed)
     await sse.finish()
     return sse.response
+
+
+async def _quietly_get(request: web.Request, stream_id: str) -> StoredStream | None:
+    try:
+        return await request.app[STREAM_STORE].get(stream_id)
+    except GatewayError:
+        return None

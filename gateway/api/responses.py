@@ -38,8 +38,9 @@ from ..dialects.responses import (
     parse_responses_request,
     response_object,
 )
+from ..dialects.translate_responses import failed_event
 from ..downstream import StoreWriter
-from ..errors import GatewayError, InvalidRequest, StoredNotFound
+from ..errors import GatewayError, InvalidRequest, ProducerLost, StoredNotFound
 from ..state import DETACHED, NATIVE_RESPONSES, SETTINGS, STREAM_STORE, SUMMARY
 from ..store.base import StoredStream
 from .body import read_json_object
@@ -102,7 +103,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             await store.append(response_id, [], orjson.dumps(queued))
             await detach(request, call, writer)
             if parsed.stream:
-                return await follow(request, response_id, -1)
+                return await follow(request, response_id, -1, end_with=_failed_event)
             return web.Response(body=orjson.dumps(queued), content_type="application/json")
         response = await serve(request, call)
     except GatewayError:
@@ -155,8 +156,15 @@ async def get_response(request: web.Request) -> web.StreamResponse:
             raise InvalidRequest(
                 "'starting_after' must be an integer", param="starting_after"
             ) from None
-        return await follow(request, stored.stream_id, after)
+        return await follow(
+            request, stored.stream_id, after, end_with=_failed_event, resumed=stored
+        )
     return web.Response(body=_current(stored), content_type="application/json")
+
+
+def _failed_event(err: GatewayError, number: int, snapshot: bytes | None) -> bytes:
+    """``response.failed`` on the stored Response, numbered ``number``."""
+    return failed_event(err, number, orjson.loads(snapshot) if snapshot else {})
 
 
 def _current(stored: StoredStream) -> bytes:
@@ -182,7 +190,7 @@ async def cancel_response(request: web.Request) -> web.Response:
         if not orjson.loads(stored.snapshot or b"{}").get("background"):
             raise InvalidRequest("Only background responses can be cancelled")
         await store.request_cancel(stored.stream_id)  # it runs on another replica
-    with contextlib.suppress(TimeoutError):
+    with contextlib.suppress(TimeoutError, ProducerLost):
         async with asyncio.timeout(CANCEL_WAIT_S):
             async for _ in store.follow(stored.stream_id, stored.events - 1):
                 pass  # until the generation records its end

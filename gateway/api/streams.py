@@ -34,7 +34,7 @@ from ..errors import InvalidRequest, StoredNotFound
 from ..state import DETACHED, SETTINGS, STREAM_STORE
 from ..store.base import StoredStream
 from .chat import ChatCall, detach
-from .follow import follow, owned, owner_of
+from .follow import chat_error_event, follow, owned, owner_of
 
 STREAMS_ROUTE = "/v1/streams"
 RESUMABLE_HEADER = "Sluice-Resumable"
@@ -60,7 +60,7 @@ async def serve_resumable(request: web.Request, call: ChatCall) -> web.StreamRes
     except BaseException:
         await store.delete(stream_id)
         raise
-    return await follow(request, stream_id, -1, with_ids=True)
+    return await follow(request, stream_id, -1, with_ids=True, end_with=chat_error_event)
 
 
 async def _stored(request: web.Request) -> StoredStream:
@@ -81,7 +81,14 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest("Last-Event-ID must be an event id (an integer)") from None
     if last < 0:
         raise InvalidRequest("Last-Event-ID must not be negative")
-    return await follow(request, stored.stream_id, last - 1, with_ids=True)
+    return await follow(
+        request,
+        stored.stream_id,
+        last - 1,
+        with_ids=True,
+        end_with=chat_error_event,
+        resumed=stored,
+    )
 
 
 async def delete_stream(request: web.Request) -> web.Response:

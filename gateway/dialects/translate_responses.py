@@ -324,10 +324,16 @@ class ResponsesPassthrough:
         return b""  # the upstream's own final event ended the stream
 
     def error(self, err: GatewayError) -> bytes:
-        response = {**self._response, "status": "failed",
-                    "error": {"code": err.code or err.type, "message": err.message}}  # fmt: skip
-        data = {"type": "response.failed", "sequence_number": self._next_seq, "response": response}
-        return b"event: response.failed\ndata: " + orjson.dumps(data) + b"\n\n"
+        return failed_event(err, self._next_seq, self._response)
+
+
+def failed_event(err: GatewayError, sequence_number: int, response: dict[str, Any]) -> bytes:
+    """A ``response.failed`` SSE event: ``response`` (the last Response object
+    seen, possibly empty) with status ``failed`` and ``err`` as its ``error``."""
+    failed = {**response, "status": "failed",
+              "error": {"code": err.code or err.type, "message": err.message}}  # fmt: skip
+    data = {"type": "response.failed", "sequence_number": sequence_number, "response": failed}
+    return b"event: response.failed\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 def response_usage_of(usage: object) -> Usage | None:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import StreamCancelled
+from ..errors import StreamCancelled, StreamGone
 from .base import StoredStream, StreamTooLarge
 
 
@@ -61,7 +61,7 @@ class MemoryStreamStore:
     ) -> int:
         entry = self._entries.get(stream_id)
         if entry is None or entry.closed_at is not None:
-            raise KeyError(stream_id)
+            raise StreamGone(f"The stream {stream_id} no longer takes events")
         if entry.cancel and not final:
             raise StreamCancelled("The response was cancelled")
         size = sum(len(e) for e in events)

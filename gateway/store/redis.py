@@ -8,8 +8,21 @@ size, event count and snapshot. An append is one Lua script (bound check,
 ``XADD``\\s, counters, expiry) so concurrent readers never see half of one.
 Running streams expire ``running_ttl_s`` after their last append (a producer
 that died does not leave them forever); finished ones ``ttl_s`` after they end.
-A cancel from any replica sets ``...:c``; the producer's next append sees it
-and stops (:class:`~gateway.errors.StreamCancelled`).
+A cancel from any replica sets ``...:c`` and publishes the id on
+``sluice:s:cancel``; the process producing the stream hears it (one
+subscription per process) and stops the generation at once through
+``on_cancel``, closing its upstream even while it waits for a token. A
+message missed (Redis reconnecting) is caught by the lease renewal, which
+also checks the flags, and by the producer's next append, which refuses to
+add to a cancelled stream (:class:`~gateway.errors.StreamCancelled`).
+
+A running stream's producer holds a lease, ``...:p``, set at create, renewed
+for all of this process's running streams every third of
+``producer_lease_s`` by one pipeline, and deleted when the stream ends. A
+follower that sees no new event for a second checks it: a stream still
+``in_progress`` whose lease lapsed lost its producer (the replica was
+killed), and the follower ends with :class:`~gateway.errors.ProducerLost`
+instead of waiting for the running TTL.
 
 Redis errors become :class:`~gateway.errors.StateUnavailable`-like
 ``GatewayError``\\s (503): the caller decides what a stream does without its store.
@@ -17,18 +30,28 @@ Redis errors become :class:`~gateway.errors.StateUnavailable`-like
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+import structlog
 
-from ..errors import GatewayError, StreamCancelled
+from ..errors import GatewayError, ProducerLost, StreamCancelled, StreamGone
 from ..redisconn import REDIS_ERRORS
 from .base import StoredStream, StreamTooLarge
 
+log = structlog.get_logger("gateway.store")
+
 PREFIX = "sluice:s:"
+CANCEL_CHANNEL = PREFIX + "cancel"
+"""Pub/sub channel: stream ids whose cancel was requested."""
 FOLLOW_BLOCK_MS = 1000
-"""A follower re-checks that its stream still exists this often."""
+"""A follower re-checks that its stream still exists (and its producer lives)
+this often. Its blocking reads go through a pool of their own whose socket
+timeout is this plus the configured one (a blocking read on the shared
+client would time out)."""
 
 _APPEND = """
 local size = tonumber(redis.call('HGET', KEYS[2], 'size') or '-1')
@@ -51,6 +74,18 @@ return n
 """
 
 
+_CLOSE = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'status', ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'snapshot', ARGV[2]) end
+redis.call('XADD', KEYS[1], '*', 'end', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('DEL', KEYS[3])
+return 1
+"""
+
+
 class StoreUnavailable(GatewayError):
     """The stream store (Redis) did not answer."""
 
@@ -67,17 +102,90 @@ class RedisStreamStore:
         ttl_s: float,
         stream_max_bytes: int,
         running_ttl_s: float = 3600.0,
+        producer_lease_s: float = 5.0,
+        on_cancel: Callable[[str], object] | None = None,
     ) -> None:
         self._redis = client
         self._ttl_ms = int(ttl_s * 1000)
         self._running_ms = int(running_ttl_s * 1000)
+        self._lease_ms = max(1, int(producer_lease_s * 1000))
         self._max = stream_max_bytes
         self._append = client.register_script(_APPEND)
+        self._close = client.register_script(_CLOSE)
+        self._producing: set[str] = set()
+        self._renewer: asyncio.Task[None] | None = None
+        self._on_cancel = on_cancel
+        pool = client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        kwargs["socket_timeout"] = FOLLOW_BLOCK_MS / 1000 + (kwargs.get("socket_timeout") or 0)
+        self._blocking = aioredis.Redis(
+            connection_pool=aioredis.ConnectionPool(
+                connection_class=pool.connection_class, **kwargs
+            )
+        )
+        self._listener: asyncio.Task[None] | None = None
 
     @staticmethod
     def _keys(stream_id: str) -> tuple[str, str, str]:
         base = PREFIX + stream_id
         return base, base + ":m", base + ":c"
+
+    @staticmethod
+    def _lease_key(stream_id: str) -> str:
+        return PREFIX + stream_id + ":p"
+
+    def _hold(self, stream_id: str) -> None:
+        """This process produces ``stream_id`` now: keep renewing its lease."""
+        self._producing.add(stream_id)
+        loop = asyncio.get_running_loop()
+        if self._renewer is None or self._renewer.done():
+            self._renewer = loop.create_task(self._renew_leases())
+        if self._on_cancel is not None and (self._listener is None or self._listener.done()):
+            self._listener = loop.create_task(self._listen_for_cancels())
+
+    def _cancelled(self, stream_id: str) -> None:
+        if stream_id in self._producing and self._on_cancel is not None:
+            self._on_cancel(stream_id)
+
+    async def _renew_leases(self) -> None:
+        """Every third of the lease: one pipeline that renews the lease of every
+        stream this process produces and reads their cancel flags (the backstop
+        for a cancel message missed). A failed round is logged and retried at
+        the next; lapsing is what followers detect, so there is no other fallback."""
+        interval = self._lease_ms / 3000
+        while self._producing:
+            await asyncio.sleep(interval)
+            ids = list(self._producing)
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for stream_id in ids:
+                        pipe.pexpire(self._lease_key(stream_id), self._lease_ms)
+                        pipe.exists(self._keys(stream_id)[2])
+                    replies = await pipe.execute()
+            except REDIS_ERRORS as exc:
+                log.warning("producer_lease_renew_failed", streams=len(ids), error=repr(exc))
+                continue
+            for stream_id, flagged in zip(ids, replies[1::2], strict=True):
+                if flagged:
+                    self._cancelled(stream_id)
+
+    async def _listen_for_cancels(self) -> None:
+        """Subscribe to :data:`CANCEL_CHANNEL` for as long as the store lives;
+        resubscribe a second after a Redis error."""
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CANCEL_CHANNEL)
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if isinstance(data, bytes):
+                        self._cancelled(data.decode())
+            except REDIS_ERRORS as exc:
+                log.warning("cancel_subscription_lost", error=repr(exc))
+            finally:
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(1.0)
 
     async def create(self, stream_id: str, owner: str | None, context: bytes | None = None) -> None:
         events, meta, cancel = self._keys(stream_id)
@@ -88,9 +196,11 @@ class RedisStreamStore:
                 pipe.delete(events, meta, cancel)
                 pipe.hset(meta, mapping=cast(Any, fields))
                 pipe.pexpire(meta, self._running_ms)
+                pipe.set(self._lease_key(stream_id), b"1", px=self._lease_ms)
                 await pipe.execute()
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
+        self._hold(stream_id)
 
     async def append(
         self,
@@ -112,7 +222,7 @@ class RedisStreamStore:
         if count == -3:
             raise StreamCancelled("The response was cancelled")
         if count == -1:
-            raise KeyError(stream_id)
+            raise StreamGone(f"The stream {stream_id} no longer exists")
         return count - 1
 
     async def close(
@@ -124,16 +234,10 @@ class RedisStreamStore:
     ) -> None:
         events, meta, _ = self._keys(stream_id)
         ttl_ms = self._ttl_ms if ttl_s is None else int(ttl_s * 1000)
-        fields: dict[str, bytes | str] = {"status": status}
-        if snapshot is not None:
-            fields["snapshot"] = snapshot
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(meta, mapping=cast(Any, fields))
-                pipe.xadd(events, {"end": b"1"})  # auto id: after every 0-n id
-                pipe.pexpire(events, ttl_ms)
-                pipe.pexpire(meta, ttl_ms)
-                await pipe.execute()
+        self._producing.discard(stream_id)
+        keys = [events, meta, self._lease_key(stream_id)]
+        try:  # one script: a stream deleted meanwhile is not brought back
+            await self._close(keys=keys, args=[status, snapshot or b"", ttl_ms])
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
 
@@ -156,15 +260,17 @@ class RedisStreamStore:
         )
 
     async def follow(self, stream_id: str, after: int) -> AsyncIterator[bytes]:
-        events, meta, _ = self._keys(stream_id)
+        """See :meth:`StreamStore.follow`; raises :class:`~gateway.errors.ProducerLost`
+        when the stream is still ``in_progress`` but its producer's lease lapsed."""
+        events = self._keys(stream_id)[0]
         last = f"0-{after + 1}" if after >= 0 else "0-0"  # entry id of event ``after``
         while True:
             try:
                 reply = cast(
                     "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]",
-                    await self._redis.xread({events: last}, count=256, block=FOLLOW_BLOCK_MS),
+                    await self._blocking.xread({events: last}, count=256, block=FOLLOW_BLOCK_MS),
                 )
-                if not reply and not await self._redis.exists(meta):
+                if not reply and await self._producer_gone(stream_id):
                     return
             except REDIS_ERRORS as exc:
                 raise _unavailable(exc) from None
@@ -175,21 +281,61 @@ class RedisStreamStore:
                     last = entry_id.decode()
                     yield fields[b"e"]
 
+    async def _producer_gone(self, stream_id: str) -> bool:
+        """After a quiet second: True when the stream is gone (deleted or
+        expired: the follower ends), raises ProducerLost when it runs with no
+        live producer, False while it runs with one."""
+        _, meta, _ = self._keys(stream_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(meta, "status")
+            pipe.exists(self._lease_key(stream_id))
+            status, leased = await pipe.execute()
+        if status is None:
+            return True
+        if status == b"in_progress" and not leased:
+            # Read once more: the end entry may have landed since the XREAD.
+            ended = cast(
+                "list[tuple[bytes, dict[bytes, bytes]]]",
+                await self._redis.xrevrange(PREFIX + stream_id, count=1),
+            )
+            if not (ended and b"end" in ended[0][1]):
+                raise ProducerLost(
+                    "The replica generating this stream stopped before it ended "
+                    "(producer lost); the events before this one are all there is",
+                    detail=f"stream {stream_id}: lease {self._lease_key(stream_id)} lapsed",
+                )
+        return False
+
     async def request_cancel(self, stream_id: str) -> None:
         _, _, cancel = self._keys(stream_id)
         try:
-            await self._redis.set(cancel, b"1", px=self._running_ms)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(cancel, b"1", px=self._running_ms)
+                pipe.publish(CANCEL_CHANNEL, stream_id)
+                await pipe.execute()
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
 
     async def delete(self, stream_id: str) -> bool:
+        self._producing.discard(stream_id)
         try:
-            return bool(await self._redis.delete(*self._keys(stream_id)))
+            return bool(
+                await self._redis.delete(*self._keys(stream_id), self._lease_key(stream_id))
+            )
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
 
     async def aclose(self) -> None:
-        return None  # the client belongs to the app (gateway.redisconn)
+        """Stop renewing leases and close the followers' pool (the shared client
+        belongs to the app: gateway.redisconn). A stream still running lapses
+        like a killed one."""
+        self._producing.clear()
+        for task in (self._renewer, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._blocking.aclose()
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:

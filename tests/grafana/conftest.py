@@ -51,6 +51,10 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "sluice_key_budget_remaining_tokens": ("gauge", frozenset({"key"})),
     "sluice_key_token_budget_tokens": ("gauge", frozenset({"key"})),
     "sluice_quota_state_errors_total": ("counter", frozenset({"action"})),
+    "sluice_stream_resumes_total": ("counter", _ROUTE),
+    "sluice_stream_replayed_events_total": ("counter", _ROUTE),
+    "sluice_detached_streams_active": ("gauge", frozenset()),
+    "sluice_detached_stream_terminations_total": ("counter", frozenset({"reason"})),
     "sluice_build_info": ("gauge", frozenset({"version"})),
     "up": ("gauge", frozenset()),
 }

@@ -8,7 +8,15 @@ import re
 from typing import Any
 
 DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
-ROWS = ["Traffic", "Latency", "Backpressure", "Upstream health", "Admission", "Keys"]
+ROWS = [
+    "Traffic",
+    "Latency",
+    "Backpressure",
+    "Upstream health",
+    "Admission",
+    "Keys",
+    "Resumable and background streams",
+]
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap"}
 # Grafana unit ids used by this dashboard family; anything else is likely a typo
 # that Grafana would silently render as a plain number.

@@ -276,6 +276,21 @@ async def normal_stream(session: aiohttp.ClientSession, url: str, usage: bool) -
         assert "data: [DONE]" in text
 
 
+async def resumed_stream(session: aiohttp.ClientSession, url: str) -> None:
+    """A resumable stream (a detached generation), read whole, then resumed
+    after its third event (a resume that replays the stored rest)."""
+    headers = {**JSON, "Sluice-Resumable": "true"}
+    async with session.post(url, data=chat_body("sim"), headers=headers) as resp:
+        text = await resp.text()
+        assert resp.status == 200, text
+        sid = resp.headers["Sluice-Stream-Id"]
+    base = url.removesuffix("/v1/chat/completions")
+    async with session.get(f"{base}/v1/streams/{sid}", headers={"Last-Event-ID": "3"}) as resp:
+        rest = await resp.text()
+        assert resp.status == 200, rest
+    assert rest.startswith("id: 4\n") and text.endswith(rest), rest[:200]
+
+
 async def upstream_error_stream(session: aiohttp.ClientSession, url: str) -> None:
     async with session.post(url, data=chat_body("mock-error"), headers=JSON) as resp:
         text = await resp.text()
@@ -427,6 +442,7 @@ async def wave(gw_port: int, number: int) -> None:
                 throttled_reader(gw_port),
                 disconnecting_client(gw_port),
                 upstream_error_stream(session, url),
+                resumed_stream(session, url),
                 failed_stream(session, url, "mock-stall"),
                 failed_stream(session, url, "sim-deadline"),
                 overloaded_request(session, url),
