@@ -8,7 +8,8 @@ background responses resume on another replica; a replica killed mid-stream
 cuts its clients promptly, frees its concurrency slots after the lease TTL,
 and the others keep serving; a rolling restart (SIGTERM, drain, start again)
 fails no request; a short load run through 1 and 2 replicas completes every
-stream. Figures print with ``pytest -s``; docs/deploy.md records them.
+stream; followers of a killed replica's resumable stream end with
+producer_lost. Figures print with ``pytest -s``; docs/deploy.md records them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from loadtest.scenario import MockScenario
 from tests.keyhelp import away_from_minute_edge, make_key
 
 LEASE_TTL_S = 2.0
+PRODUCER_LEASE_S = 1.0
 GRACE_S = 15.0
 BUDGET = 40
 LIMITS: dict[str, dict[str, Any]] = {
@@ -74,7 +76,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
     fleet = Fleet(
         tmp_path_factory.mktemp("fleet"),
         replicas=3,
-        extra_config=keys_toml(entries),
+        extra_config=f"[store]\nproducer_lease_s = {PRODUCER_LEASE_S}\n\n" + keys_toml(entries),
         lease_ttl_s=LEASE_TTL_S,
         shutdown_grace_s=GRACE_S,
     )
@@ -346,7 +348,45 @@ async def test_replica_killed_mid_stream(ctx: Ctx, session: aiohttp.ClientSessio
     finally:
         resp.close()
         side.close()
-        fleet.restart(victim)
+        await asyncio.to_thread(fleet.restart, victim)
+
+
+async def test_followers_of_a_killed_producer_end_with_producer_lost(
+    ctx: Ctx, session: aiohttp.ClientSession
+) -> None:
+    """A resumable stream generated on replica 1, followed on replica 2:
+    replica 1 is killed; the follower ends with a ``producer_lost`` error
+    event within ``[store] producer_lease_s`` plus about a second (never a
+    hang), and a client resuming through the LB afterwards is told the same."""
+    fleet = ctx.fleet
+    a, b = fleet.gateways[0], fleet.gateways[1]
+    headers = {**ctx.auth("open"), "Sluice-Resumable": "true"}
+    long = body("[mock ttft_ms=20 itl_ms=20 tokens=3000]")
+    producer = await session.post(a.url + CHAT, json=long, headers=headers)
+    try:
+        sid = producer.headers["Sluice-Stream-Id"]
+        await read_events(producer, until=lambda ev: len(ev) >= 3)
+        resume = {**ctx.auth("open"), "Last-Event-ID": "2"}
+        async with session.get(f"{b.url}/v1/streams/{sid}", headers=resume) as follower:
+            assert follower.status == 200
+            await follower.content.readuntil(b"\n\n")  # following live
+            t0 = time.perf_counter()
+            fleet.kill(0)
+            async with asyncio.timeout(30):
+                rest = await read_events(follower)
+            lost_s = time.perf_counter() - t0
+        error = orjson.loads(rest[-1]["data"])["error"]
+        assert error["code"] == "producer_lost", rest[-1]
+        async with session.get(f"{fleet.url}/v1/streams/{sid}", headers=resume) as again:
+            assert again.status == 200
+            last = (await read_events(again))[-1]
+        assert orjson.loads(last["data"])["error"]["code"] == "producer_lost"
+        print(f"\nproducer killed: follower on another replica got producer_lost after"
+              f" {lost_s:.2f} s (producer_lease_s {PRODUCER_LEASE_S})")  # fmt: skip
+        assert lost_s < PRODUCER_LEASE_S + 1 + 10
+    finally:
+        producer.close()
+        await asyncio.to_thread(fleet.restart, 0)
 
 
 # --- 4. rolling restart -----------------------------------------------------
