@@ -25,10 +25,13 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
+GATEWAYS = ("gateway-1", "gateway-2")  # the fleet's replicas (tests/test_compose.py)
+
+
 def test_compose_services_and_mounts(kit: Any) -> None:
     compose = load_yaml(kit.repo / "docker-compose.yml")
     services = compose["services"]
-    assert {"gateway", "mock-upstream", "prometheus", "grafana"} <= set(services)
+    assert {*GATEWAYS, "mock-upstream", "prometheus", "grafana"} <= set(services)
 
     for svc in services.values():
         for volume in svc.get("volumes", []):
@@ -39,20 +42,29 @@ def test_compose_services_and_mounts(kit: Any) -> None:
         if build is not None:
             assert (kit.repo / build / "Dockerfile").is_file()
 
-    gateway = services["gateway"]
-    cmd = gateway["command"]
-    assert cmd[:3] == ["python", "-m", "gateway"]
-    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
-    port = cmd[cmd.index("--port") + 1]
+    ports = set()
+    for name in GATEWAYS:
+        cmd = services[name]["command"]
+        assert cmd[:3] == ["python", "-m", "gateway"]
+        assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+        ports.add(cmd[cmd.index("--port") + 1])
+    (port,) = ports
 
-    # Prometheus scrapes the gateway service at the port it listens on, with
+    # Prometheus scrapes every gateway service at the port it listens on, with
     # the rule file next to the config where rule_files expects it.
-    prom = load_yaml(kit.grafana / "prometheus.yml")
+    prom = load_yaml(kit.grafana / "prometheus.fleet.yml")
     (job,) = prom["scrape_configs"]
     assert job["job_name"] == "sluice"
-    assert job["static_configs"][0]["targets"] == [f"gateway:{port}"]
+    assert job["static_configs"][0]["targets"] == [f"{name}:{port}" for name in GATEWAYS]
     prom_mounts = dict(v.split(":")[:2] for v in services["prometheus"]["volumes"])
-    assert prom_mounts["./grafana/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    assert prom_mounts["./grafana/prometheus.fleet.yml"] == "/etc/prometheus/prometheus.yml"
+    # prometheus.yml (one gateway: make prometheus, the e2e test) is the same
+    # but for its one target
+    single = load_yaml(kit.grafana / "prometheus.yml")
+    single["scrape_configs"][0]["static_configs"][0]["targets"] = job["static_configs"][0][
+        "targets"
+    ]
+    assert single == prom
     for rule_file in prom["rule_files"]:
         assert prom_mounts[f"./grafana/{rule_file}"] == f"/etc/prometheus/{rule_file}"
 
@@ -62,7 +74,7 @@ def test_compose_services_and_mounts(kit: Any) -> None:
 
 def test_compose_gateway_config_routes_to_the_mock_upstream(kit: Any) -> None:
     compose = load_yaml(kit.repo / "docker-compose.yml")
-    gateway = compose["services"]["gateway"]
+    gateway = compose["services"][GATEWAYS[0]]
     mounts = dict(v.split(":")[:2] for v in gateway["volumes"])
     cmd = gateway["command"]
     config_path = cmd[cmd.index("--config") + 1]
