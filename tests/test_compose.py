@@ -28,6 +28,7 @@ from gateway.config import Settings, load_settings
 from loadtest import fleet as local_fleet
 from loadtest import mock_upstream
 from loadtest.nginx import nginx_binary
+from loadtest.procs import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -160,7 +161,7 @@ def test_redis_starts_with_its_command(tmp_path: Path) -> None:
     """The compose command, on a free loopback port, answers PING."""
     cmd = SERVICES["redis"]["command"]
     assert cmd[0] == "redis-server"
-    port = local_fleet.procs.free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [local_fleet.redis_binary(), *cmd[1:], "--port", str(port), "--bind", "127.0.0.1",
          "--dir", str(tmp_path)],
