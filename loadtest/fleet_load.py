@@ -27,13 +27,20 @@ from loadtest.profiles import Profile, Target
 from loadtest.scenario import MockScenario
 
 
-def _cpu(pids: list[int]) -> float:
-    """User + system CPU seconds of ``pids`` and their children, now."""
+def _busy() -> float:
+    """CPU seconds the whole machine spent not idle (all cores), now."""
+    t = psutil.cpu_times()
+    guest = getattr(t, "guest", 0.0) + getattr(t, "guest_nice", 0.0)  # inside user already
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0) - guest)
+
+
+def _cpu(pids: list[int], children: bool = True) -> float:
+    """User + system CPU seconds of ``pids`` (and their children), now."""
     total = 0.0
     for pid in pids:
         try:
             proc = psutil.Process(pid)
-            procs_ = [proc, *proc.children(recursive=True)]
+            procs_ = [proc, *(proc.children(recursive=True) if children else ())]
         except psutil.NoSuchProcess:
             continue
         for p in procs_:
@@ -59,16 +66,19 @@ async def measure(
 
     Returns ``streams``, ``completed`` (ended with their end marker),
     ``errors`` (up to 10 error strings), ``events`` (content events
-    received), ``seconds`` (first start to last end), ``events_per_s``, and
-    per entry of ``groups`` (name -> pids, children included) the CPU
-    utilisation ``cpu_<name>`` in cores."""
+    received), ``seconds`` (first start to last end), ``events_per_s``, the
+    CPU used in cores by the load generator (``cpu_load_generator``), by the
+    whole machine (``cpu_machine``, of ``psutil.cpu_count()``) and by each
+    entry of ``groups`` (name -> pids, children included: ``cpu_<name>``)."""
     parts = urlsplit(url)
     target = Target("fleet", parts.hostname or "127.0.0.1", parts.port or 80, model)
     spec = LoadSpec((Profile("normal", "normal", 1.0),), scenario, "closed", concurrency,
                     duration_s=duration_s)  # fmt: skip
     groups = groups or {}
     cpu0 = {name: _cpu(pids) for name, pids in groups.items()}
-    client0 = _cpu([psutil.Process().pid])
+    me = [psutil.Process().pid]  # its children are the fleet's processes: not counted
+    client0 = _cpu(me, children=False)
+    busy0 = _busy()
     run = await run_phase(target, spec, "fleet")
     seconds = run.ended - run.started
     events = sum(r.tokens for r in run.results)
@@ -79,7 +89,8 @@ async def measure(
         "events": events,
         "seconds": seconds,
         "events_per_s": events / seconds if seconds > 0 else 0.0,
-        "cpu_load_generator": (_cpu([psutil.Process().pid]) - client0) / seconds,
+        "cpu_load_generator": (_cpu(me, children=False) - client0) / seconds,
+        "cpu_machine": (_busy() - busy0) / seconds,
     }
     for name, pids in groups.items():
         out[f"cpu_{name}"] = (_cpu(pids) - cpu0[name]) / seconds
@@ -126,11 +137,12 @@ def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
     lines = [
         "| setup | streams | completed | events/s | CPU (cores): gateways | nginx | mock"
-        " | redis | load generator |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " | redis | load generator | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cpu = [r.get(f"cpu_{k}") for k in ("gateways", "nginx", "mock", "redis", "load_generator")]
+        names = ("gateways", "nginx", "mock", "redis", "load_generator", "machine")
+        cpu = [r.get(f"cpu_{k}") for k in names]
         cells = ["" if c is None else f"{c:.2f}" for c in cpu]
         lines.append(f"| {r['setup']} | {r['streams']} | {r['completed']} |"
                      f" {r['events_per_s']:,.0f} | " + " | ".join(cells) + " |")  # fmt: skip
