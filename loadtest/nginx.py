@@ -178,8 +178,9 @@ class NginxServer:
         timeout_s: float = 10.0,
     ) -> None:
         """Rewrite the files (new replica list and/or edit), SIGHUP, and wait
-        until every worker is a new one (old ones finish their connections
-        in the background). Raises ``RuntimeError`` on a config nginx rejects."""
+        until the new workers run and the old ones exited (or ``timeout_s``
+        passed: old workers finish their open streams first). Raises
+        ``RuntimeError`` on a config nginx rejects or no new workers."""
         assert self.proc is not None
         if upstreams is not None:
             self.upstreams = list(upstreams)
@@ -191,12 +192,15 @@ class NginxServer:
         old = self.workers_pids()
         self.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + timeout_s
-        while True:
-            now = self.workers_pids()
-            if len(now - old) >= self.workers:
-                return
+        while len(self.workers_pids() - old) < self.workers:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not reload: {self.logs()}")
+            time.sleep(0.02)
+        # Old workers close the connections they accepted but have not read a
+        # request from yet: a client connecting during a reload can lose its
+        # request (measured in docs/deploy.md). Wait until they are gone, or
+        # until timeout_s if they still serve long streams.
+        while old & self.workers_pids() and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def stop(self, timeout_s: float = 10.0) -> None:
