@@ -137,6 +137,9 @@ async def test_a_killed_producer_ends_its_followers_with_producer_lost(
         assert last["type"] == "response.failed"
         assert last["response"]["error"]["code"] == "producer_lost"
         assert last["sequence_number"] == len(events) - 1
+        # The Response object says so too (it stays "in_progress" in the store).
+        async with session.get(f"{b.url}/v1/responses/{rid}") as r:
+            assert (await r.json())["status"] == "failed"
         # The surviving process serves on.
         async with session.post(b.url + CHAT, json=_body("slow") | {"max_tokens": 3}) as r:
             assert r.status == 200 and (await r.read()).endswith(b"data: [DONE]\n\n")

@@ -242,17 +242,25 @@ class RedisStreamStore:
             raise _unavailable(exc) from None
 
     async def get(self, stream_id: str) -> StoredStream | None:
+        """See :meth:`StreamStore.get`; a stream still ``in_progress`` whose
+        producer's lease lapsed is reported ``failed`` (its producer was lost)."""
         _, meta, _ = self._keys(stream_id)
         try:
-            raw = cast("dict[bytes, bytes]", await self._redis.hgetall(meta))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hgetall(meta)
+                pipe.exists(self._lease_key(stream_id))
+                raw, leased = cast("tuple[dict[bytes, bytes], int]", await pipe.execute())
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
         if not raw:
             return None
+        status = raw[b"status"].decode()
+        if status == "in_progress" and not leased:
+            status = "failed"
         return StoredStream(
             stream_id,
             raw[b"owner"].decode() or None,
-            raw[b"status"].decode(),
+            status,
             int(raw[b"count"]),
             int(raw[b"size"]),
             raw.get(b"snapshot"),
