@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from loadtest import procs
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SITE_CONF = REPO_ROOT / "deploy" / "nginx" / "sluice.conf"
 LISTEN = "listen 8080"
@@ -34,12 +36,6 @@ def nginx_binary() -> str:
     if path is None:
         raise FileNotFoundError("nginx not found: `make nginx` installs Debian's")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def render_site(port: int, edit: Callable[[str], str] | None = None) -> str:
@@ -108,7 +104,7 @@ class NginxServer:
         server_params: str = SERVER_PARAMS,
     ) -> None:
         self.prefix = workdir
-        self.port = port or free_port()
+        self.port = port or procs.free_port()
         self.upstreams = list(upstreams)
         self.edit = edit
         self.workers = workers
@@ -207,13 +203,7 @@ class NginxServer:
         """Fast shutdown (SIGTERM to the master), then SIGKILL if it lingers."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout_s)
+        procs.terminate(self.proc, timeout_s)
         self.proc = None
 
     def logs(self) -> str:

@@ -216,13 +216,18 @@ async def wait_ready(m: Managed, path: str, timeout_s: float = 20.0) -> None:
     raise RuntimeError(f"{m.name} not ready after {timeout_s:.0f}s; see {m.log.name}")
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
+    """SIGTERM, wait up to ``timeout_s``, then SIGKILL (a process that ended is left be)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout_s)
+
+
 def stop(m: Managed, timeout_s: float = 5.0) -> None:
     """SIGTERM, wait, then SIGKILL this one process; close its log."""
-    if m.proc.poll() is None:
-        m.proc.terminate()
-        try:
-            m.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            m.proc.kill()
-            m.proc.wait(timeout_s)
+    terminate(m.proc, timeout_s)
     m.log.close()

@@ -32,19 +32,25 @@ output_tokens = 1000
 """
 
 
-def _body(model: str) -> dict[str, object]:
-    return {"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]}
-
-
-async def test_sigterm_drains_then_ends_long_streams_and_exits_0(tmp_path: Path) -> None:
+async def _start(tmp_path: Path, config_text: str) -> tuple[int, asyncio.subprocess.Process]:
+    """The gateway as a process on a free port; stdout and stderr on one pipe."""
     config = tmp_path / "sluice.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", "--config", str(config), "--port", str(port),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+    return port, proc
+
+
+def _body(model: str) -> dict[str, object]:
+    return {"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+
+
+async def test_sigterm_drains_then_ends_long_streams_and_exits_0(tmp_path: Path) -> None:
+    port, proc = await _start(tmp_path, CONFIG)
     try:
         await wait_listening(port)
         short = await RawSSEClient.open("127.0.0.1", port, "/v1/chat/completions", _body("short"))
@@ -83,16 +89,8 @@ async def test_sigterm_drains_then_ends_long_streams_and_exits_0(tmp_path: Path)
 async def test_drain_delay_turns_readyz_503_and_serves_until_the_listener_closes(
     tmp_path: Path,
 ) -> None:
-    config = tmp_path / "sluice.toml"
-    config.write_text(
-        CONFIG.replace("shutdown_grace_s = 1.5", "shutdown_grace_s = 5\ndrain_delay_s = 2")
-    )
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "--config", str(config), "--port", str(port),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    delayed = CONFIG.replace("shutdown_grace_s = 1.5", "shutdown_grace_s = 5\ndrain_delay_s = 2")
+    port, proc = await _start(tmp_path, delayed)
     base = f"http://127.0.0.1:{port}"
     try:
         await wait_listening(port)
