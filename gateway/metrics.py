@@ -332,8 +332,9 @@ class Metrics:
             ),
             stream_resumes=Counter(
                 "stream_resumes",
-                "Reads of a stored stream that pick up after an event the reader has "
-                "(GET /v1/streams/{id}, GET /v1/responses/{id}?stream=true), by route.",
+                "Reads of a stored stream by a later request than the one that started it "
+                "(GET /v1/streams/{id}; GET /v1/responses/{id}?stream=true, which counts a "
+                "background response's first read too), by route.",
                 ["route"], namespace=ns, registry=reg,
             ),
             replayed_events=Counter(

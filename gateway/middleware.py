@@ -106,7 +106,8 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> Gatewa
     return InvalidRequest(exc.text or exc.reason, status=status)
 
 
-def _route_of(request: web.Request) -> str:
+def route_of(request: web.Request) -> str:
+    """The request's route template (``/v1/streams/{stream_id}``), the ``route`` label."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
 
@@ -121,7 +122,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     summary: dict[str, object] = {}
     request[SUMMARY] = summary
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    route = _route_of(request)
+    route = route_of(request)
     status = 500
     response: web.StreamResponse | None = None
     try:

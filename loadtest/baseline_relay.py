@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Final
 
-import aiohttp
 from aiohttp import web
 
-UPSTREAM: Final = web.AppKey("upstream", str)
-SESSION: Final = web.AppKey("session", aiohttp.ClientSession)
+from loadtest.relay_app import SESSION, UPSTREAM, relay_app
 
 
 async def _relay(request: web.Request) -> web.StreamResponse:
@@ -46,26 +42,9 @@ async def _relay(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout()) as s:
-        app[SESSION] = s
-        yield
-
-
-async def _health(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
-
-
 def create_baseline_app(upstream: str) -> web.Application:
     """The unbounded relay in front of ``upstream`` (base URL without a path)."""
-    app = web.Application()
-    app[UPSTREAM] = upstream.rstrip("/")
-    app.cleanup_ctx.append(_session_ctx)
-    app.router.add_post("/v1/chat/completions", _relay)
-    app.router.add_post("/v1/messages", _relay)
-    app.router.add_get("/healthz", _health)
-    return app
+    return relay_app(upstream, _relay, ["/v1/chat/completions", "/v1/messages"])
 
 
 def main(argv: list[str] | None = None) -> None:

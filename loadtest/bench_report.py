@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from loadtest.report import fmt as _f
 from loadtest.report import get_path as _get
-from loadtest.report import verdict
+from loadtest.report import plot_lines, verdict, write_result
 
 
 def _le(v: Any, bound: float) -> bool | None:
@@ -156,14 +154,9 @@ def render(result: dict[str, Any]) -> str:
                 f"unmatched {c.get('unmatched')}"
             )
         out.append("")
-    for plot in result.get("plots", []):
-        out += [f"![{Path(plot).stem}]({Path(plot).name})", ""]
+    out += plot_lines(result)
     return "\n".join(out)
 
 
 def write_bench(result: dict[str, Any], out: Path) -> Path:
-    opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-    (out / "bench.json").write_bytes(orjson.dumps(result, option=opts, default=str))
-    path = out / "bench.md"
-    path.write_text(render(result))
-    return path
+    return write_result(result, out / "bench.json", render(result), out / "bench.md")

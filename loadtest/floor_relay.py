@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Final
 
-import aiohttp
 from aiohttp import web
 
-UPSTREAM: Final = web.AppKey("floor_upstream", str)
-SESSION: Final = web.AppKey("floor_session", aiohttp.ClientSession)
+from loadtest.relay_app import SESSION, UPSTREAM, relay_app
+
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _EVENT_END: Final = (b"\n", b"\r\n")
 
@@ -84,19 +82,6 @@ async def _relay(request: web.Request) -> web.StreamResponse:
         raise
 
 
-async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
-    # limit=0: aiohttp's default pool caps a session at 100 connections, which
-    # would queue streams 101+ inside the relay; no timeout, as in a plain relay.
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout()) as s:
-        app[SESSION] = s
-        yield
-
-
-async def _health(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
-
-
 def create_floor_app(upstream: str) -> web.Application:
     """The floor relay in front of ``upstream`` (base URL without a path).
 
@@ -104,12 +89,7 @@ def create_floor_app(upstream: str) -> web.Application:
     aiohttp's test server), or a client that leaves is noticed only at the
     next write.
     """
-    app = web.Application()
-    app[UPSTREAM] = upstream.rstrip("/")
-    app.cleanup_ctx.append(_session_ctx)
-    app.router.add_post("/v1/chat/completions", _relay)
-    app.router.add_get("/healthz", _health)
-    return app
+    return relay_app(upstream, _relay, ["/v1/chat/completions"])
 
 
 def build_parser() -> argparse.ArgumentParser:

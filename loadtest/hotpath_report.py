@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import orjson
-
 from loadtest.hotpath_measure import PhaseResult
+from loadtest.report import plot_lines, write_result
 
 Value = Callable[[PhaseResult, PhaseResult | None], float | None]
 PACED: Final = ("paced200", "paced500")
@@ -340,15 +339,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         *_phase_lines(result),
         "",
     ]
-    for plot in result.get("plots", []):
-        out += [f"![{Path(plot).stem}]({Path(plot).name})", ""]
+    out += plot_lines(result)
     return "\n".join(out)
 
 
 def write_hotpath(result: dict[str, Any], out: Path) -> Path:
     """``hotpath.json`` and ``hotpath.md`` in ``out``; returns the Markdown path."""
-    opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-    (out / "hotpath.json").write_bytes(orjson.dumps(result, option=opts, default=str))
-    path = out / "hotpath.md"
-    path.write_text(render_markdown(result))
-    return path
+    return write_result(result, out / "hotpath.json", render_markdown(result), out / "hotpath.md")

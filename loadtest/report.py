@@ -220,9 +220,16 @@ def render_markdown(result: dict[str, Any]) -> str:
             f"Baseline stopped: {bp['baseline']['stopped']}.",
             "",
         ]
+    out += plot_lines(result)
+    return "\n".join(out)
+
+
+def plot_lines(result: dict[str, Any]) -> list[str]:
+    """Markdown image lines for ``result["plots"]`` (paths next to the report)."""
+    out: list[str] = []
     for plot in result.get("plots", []):
         out += [f"![{Path(plot).stem}]({Path(plot).name})", ""]
-    return "\n".join(out)
+    return out
 
 
 def _fmt_pct(p: dict[str, float] | None) -> str:
@@ -233,10 +240,15 @@ def _fmt_pct(p: dict[str, float] | None) -> str:
     )
 
 
+def write_result(result: dict[str, Any], json_path: Path, markdown: str, md_path: Path) -> Path:
+    """``result`` as JSON (numpy values and non-str keys allowed) to
+    ``json_path``, ``markdown`` to ``md_path``; returns ``md_path``."""
+    opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+    json_path.write_bytes(orjson.dumps(result, option=opts, default=str))
+    md_path.write_text(markdown)
+    return md_path
+
+
 def write_report(result: dict[str, Any], out: Path) -> Path:
     """Write result.json and report.md into ``out``; returns the report path."""
-    opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
-    (out / "result.json").write_bytes(orjson.dumps(result, option=opts, default=str))
-    path = out / "report.md"
-    path.write_text(render_markdown(result))
-    return path
+    return write_result(result, out / "result.json", render_markdown(result), out / "report.md")

@@ -52,6 +52,14 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         server.stop()
 
 
+async def _served(sdk: openai.AsyncOpenAI) -> bool:
+    """Whether a request is served now (a Redis that is back serves it)."""
+    try:
+        return bool((await sdk.chat.completions.create(**BODY)).choices)  # type: ignore[call-overload]
+    except openai.InternalServerError:
+        return False
+
+
 async def test_admit_is_atomic_under_concurrency(store: QuotaStore) -> None:
     limits = Limits(requests_per_minute=10)
     w = Windows.at(time.time(), "day")
@@ -114,13 +122,7 @@ async def test_redis_down_is_503_then_recovers(
         assert (await resp.json())["error"]["type"] == "api_error"
         redis_server.start()
 
-        async def served() -> bool:
-            try:
-                return bool((await sdk.chat.completions.create(**BODY)).choices)  # type: ignore[call-overload]
-            except openai.InternalServerError:
-                return False
-
-        await poll(served, every_s=0.1)
+        await poll(lambda: _served(sdk), every_s=0.1)
     rejected = metrics.registry.get_sample_value(
         "sluice_quota_state_errors_total", {"action": "rejected"}
     )
@@ -148,13 +150,7 @@ async def test_hung_redis_is_503_within_the_timeout_then_recovers(
         finally:
             redis_server.proc.send_signal(signal.SIGCONT)
 
-        async def served() -> bool:
-            try:
-                return bool((await sdk.chat.completions.create(**BODY)).choices)  # type: ignore[call-overload]
-            except openai.InternalServerError:
-                return False
-
-        await poll(served, every_s=0.1)
+        await poll(lambda: _served(sdk), every_s=0.1)
 
 
 async def test_fail_open_serves_uncounted_with_a_warning(

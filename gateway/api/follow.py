@@ -14,7 +14,8 @@ import orjson
 import structlog
 from aiohttp import web
 
-from ..errors import GatewayError
+from ..errors import GatewayError, StoredNotFound
+from ..middleware import route_of
 from ..sse import SSEResponse
 from ..state import KEY, METRICS, SETTINGS, STREAM_STORE
 from ..store.base import StoredStream
@@ -39,6 +40,17 @@ def owner_of(request: web.Request) -> str | None:
     the key that created it; any other gets 404."""
     key = request.get(KEY)
     return key.name if key is not None else None
+
+
+async def owned_or_404(request: web.Request, param: str, noun: str) -> StoredStream:
+    """The stored stream named by the route's ``param`` if the caller owns it.
+    Raises :class:`~gateway.errors.StoredNotFound` (404, naming ``noun`` and
+    the id) otherwise."""
+    stream_id = request.match_info[param]
+    stored = await owned(request, stream_id)
+    if stored is None:
+        raise StoredNotFound(f"No {noun} with id '{stream_id}'", param=param)
+    return stored
 
 
 async def owned(request: web.Request, stream_id: str) -> StoredStream | None:
@@ -72,7 +84,7 @@ async def follow(
     ``end_with``'s event: the reader gets a typed error, never a hang."""
     stream = request.app[SETTINGS].stream
     store = request.app[STREAM_STORE]
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else ""
+    route = route_of(request)
     metrics = request.app[METRICS]
     if resumed is not None:
         metrics.stream_resumes.labels(route).inc()
@@ -84,7 +96,7 @@ async def follow(
     if with_ids:
         sse.response.headers[STREAM_ID_HEADER] = stream_id
     await sse.prepare()
-    number = after + 1  # 1-based: the SSE id of the next event
+    number = after + 1  # the SSE id (1-based) of the last event sent, so far the reader's own
     try:
         try:
             async for event in store.follow(stream_id, after):

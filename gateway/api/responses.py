@@ -45,7 +45,7 @@ from ..state import DETACHED, NATIVE_RESPONSES, SETTINGS, STREAM_STORE, SUMMARY
 from ..store.base import StoredStream
 from .body import read_json_object
 from .chat import ChatCall, detach, serve
-from .follow import follow, owned, owner_of
+from .follow import follow, owned, owned_or_404, owner_of
 
 RESPONSES_ROUTE = "/v1/responses"
 CANCEL_WAIT_S = 5.0
@@ -138,17 +138,9 @@ async def _continue(request: web.Request, previous_id: str, body: dict[str, Any]
     return {**body, "input": continued_input(history, snapshot, body)}
 
 
-async def _stored(request: web.Request) -> StoredStream:
-    response_id = request.match_info["response_id"]
-    stored = await owned(request, response_id)
-    if stored is None:
-        raise StoredNotFound(f"No response with id '{response_id}'", param="response_id")
-    return stored
-
-
 async def get_response(request: web.Request) -> web.StreamResponse:
     """The Response object, or (``?stream=true``) its events after ``starting_after``."""
-    stored = await _stored(request)
+    stored = await owned_or_404(request, "response_id", "response")
     if request.query.get("stream") in ("true", "1"):
         try:
             after = int(request.query.get("starting_after", "-1"))
@@ -182,7 +174,7 @@ def _current(stored: StoredStream) -> bytes:
 
 async def cancel_response(request: web.Request) -> web.Response:
     """Stop a background response; returns it (status ``cancelled``)."""
-    stored = await _stored(request)
+    stored = await owned_or_404(request, "response_id", "response")
     store = request.app[STREAM_STORE]
     if not request.app[DETACHED].cancel(stored.stream_id):
         if stored.status != "in_progress":
@@ -200,7 +192,7 @@ async def cancel_response(request: web.Request) -> web.Response:
 
 async def delete_response(request: web.Request) -> web.Response:
     """Remove a stored response (a running one is cancelled first)."""
-    stored = await _stored(request)
+    stored = await owned_or_404(request, "response_id", "response")
     request.app[DETACHED].cancel(stored.stream_id)
     await request.app[STREAM_STORE].delete(stored.stream_id)
     body = {"id": stored.stream_id, "object": "response.deleted", "deleted": True}

@@ -30,11 +30,10 @@ import orjson
 from aiohttp import web
 
 from ..downstream import StoreWriter
-from ..errors import InvalidRequest, StoredNotFound
+from ..errors import InvalidRequest
 from ..state import DETACHED, SETTINGS, STREAM_STORE
-from ..store.base import StoredStream
 from .chat import ChatCall, detach
-from .follow import chat_error_event, follow, owned, owner_of
+from .follow import chat_error_event, follow, owned_or_404, owner_of
 
 STREAMS_ROUTE = "/v1/streams"
 RESUMABLE_HEADER = "Sluice-Resumable"
@@ -63,17 +62,9 @@ async def serve_resumable(request: web.Request, call: ChatCall) -> web.StreamRes
     return await follow(request, stream_id, -1, with_ids=True, end_with=chat_error_event)
 
 
-async def _stored(request: web.Request) -> StoredStream:
-    stream_id = request.match_info["stream_id"]
-    stored = await owned(request, stream_id)
-    if stored is None:
-        raise StoredNotFound(f"No stream with id '{stream_id}'", param="stream_id")
-    return stored
-
-
 async def resume_stream(request: web.Request) -> web.StreamResponse:
     """The events after ``Last-Event-ID`` (or ``?last_event_id``), then live ones."""
-    stored = await _stored(request)
+    stored = await owned_or_404(request, "stream_id", "stream")
     raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0"
     try:
         last = int(raw)
@@ -93,7 +84,7 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
 
 async def delete_stream(request: web.Request) -> web.Response:
     """Cancel the stream (its upstream closes at once) and remove it."""
-    stored = await _stored(request)
+    stored = await owned_or_404(request, "stream_id", "stream")
     store = request.app[STREAM_STORE]
     if not request.app[DETACHED].cancel(stored.stream_id) and stored.status == "in_progress":
         await store.request_cancel(stored.stream_id)  # it runs on another replica
