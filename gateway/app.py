@@ -189,13 +189,17 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
             app[REDIS],
             ttl_s=conf.ttl_s,
             stream_max_bytes=conf.stream_max_bytes,
+            max_bytes=conf.max_bytes,
             running_ttl_s=settings.stream.deadline_s + 60,
             producer_lease_s=conf.producer_lease_s,
             on_cancel=app[DETACHED].cancel,
         )
     else:
         store = MemoryStreamStore(
-            ttl_s=conf.ttl_s, max_bytes=conf.max_bytes, stream_max_bytes=conf.stream_max_bytes
+            ttl_s=conf.ttl_s,
+            max_bytes=conf.max_bytes,
+            stream_max_bytes=conf.stream_max_bytes,
+            running_ttl_s=settings.stream.deadline_s + 60,
         )
     app[STREAM_STORE] = store
     yield

@@ -41,6 +41,7 @@ from .quota.memory import MemoryQuotaStore
 from .quota.store import QuotaStore, StoreUnavailable
 from .state import (
     CONFIG_PATH,
+    DETACHED,
     IDENTITY,
     KEY,
     METRICS,
@@ -174,6 +175,7 @@ def reload_keys(app: web.Application, path: str) -> bool:
         log.error("keys_reload_failed", path=path, error=str(err), kept=len(identity.ring.by_name))
         return False
     before = set(identity.ring.by_name)
+    secrets_before = {k.sha256 for k in identity.ring.by_name.values()}
     workers = app.get(WORKERS, 1)
     limited = [k.name for k in settings.auth.keys if k.limited]
     if workers > 1 and limited and app[SETTINGS].state.redis_url is None:
@@ -195,6 +197,10 @@ def reload_keys(app: web.Application, path: str) -> bool:
     if quotas is not None:
         for name in before - after:
             quotas.forget(name)
+    # A revoked secret's generations stop: nobody can cancel them any more.
+    revoked = secrets_before - {k.sha256 for k in identity.ring.by_name.values()}
+    if revoked and DETACHED in app:
+        app[DETACHED].revoke(revoked)
     log.info(
         "keys_reloaded",
         path=path,

@@ -111,7 +111,7 @@ class StreamSettings(_Section):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     """Connecting to the upstream."""
     ttft_timeout_s: float = Field(default=120.0, gt=0)
-    """Upstream request sent -> first content chunk (reason ``upstream_stalled``)."""
+    """Upstream request sent -> first content chunk (reason ``upstream_timeout``)."""
     idle_timeout_s: float = Field(default=60.0, gt=0)
     """Longest silence between upstream chunks mid-stream (``upstream_stalled``)."""
     deadline_s: float = Field(default=900.0, gt=0)

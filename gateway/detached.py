@@ -35,14 +35,22 @@ class Detached:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._running: dict[str, DetachedStream] = {}
+        self._owners: dict[str, str | None] = {}
+        """stream id -> owner (see :func:`gateway.api.follow.owner_of`)."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(
-        self, stream_id: str, stream: DetachedStream, run: Callable[[], Awaitable[object]]
+        self,
+        stream_id: str,
+        stream: DetachedStream,
+        run: Callable[[], Awaitable[object]],
+        owner: str | None = None,
     ) -> None:
         """Run ``run()`` (the stream's ``run``) in a task of its own; ``done``
-        bookkeeping and the end-of-stream log line follow."""
+        bookkeeping and the end-of-stream log line follow. ``owner``: whose
+        key started it (:meth:`revoke` stops a revoked key's streams)."""
         self._running[stream_id] = stream
+        self._owners[stream_id] = owner
         metrics = self._metrics
         metrics.detached_active.inc()
 
@@ -55,6 +63,7 @@ class Detached:
                 log.exception("detached_failed", stream_id=stream_id)
             finally:
                 self._running.pop(stream_id, None)
+                self._owners.pop(stream_id, None)
                 metrics.detached_active.dec()
                 if stream.outcome is not None:
                     metrics.detached_terminations.labels(stream.outcome.reason.value).inc()
@@ -72,6 +81,16 @@ class Detached:
             return False
         stream.stop(Interrupt.CANCEL)
         return True
+
+    def revoke(self, owners: set[str]) -> int:
+        """Stop every stream started by one of ``owners`` (keys that were
+        revoked: nobody could cancel them any more); returns how many."""
+        doomed = [sid for sid, owner in self._owners.items() if owner in owners]
+        for stream_id in doomed:
+            self._running[stream_id].stop(Interrupt.CANCEL)
+        if doomed:
+            log.info("detached_revoked", streams=len(doomed))
+        return len(doomed)
 
     def running(self, stream_id: str) -> bool:
         return stream_id in self._running

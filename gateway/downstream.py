@@ -16,10 +16,13 @@ import time
 from typing import Protocol
 
 import orjson
+import structlog
 from aiohttp import web
 
 from .errors import GatewayError, StreamCancelled
-from .store.base import StreamStore, StreamTooLarge
+from .store.base import StoredStatus, StreamStore, StreamTooLarge
+
+log = structlog.get_logger("gateway.downstream")
 
 LIFECYCLE = (
     b"event: response.created\n",
@@ -59,6 +62,12 @@ class Downstream(Protocol):
 
     async def send(self, data: bytes) -> float: ...
 
+    async def send_last(self, data: bytes) -> float:
+        """:meth:`send` for the event that ends a failed stream: a store keeps
+        it even past its bound or a cancel (a stream always ends with its
+        terminal event, wherever it was stopped)."""
+        ...
+
     async def ping(self) -> None: ...
 
     def queued_bytes(self) -> int: ...
@@ -69,9 +78,9 @@ class Downstream(Protocol):
 
     def release(self) -> None: ...
 
-    def ended(self, status: str) -> None:
-        """The stream is over with ``status`` (``completed``, ``failed``,
-        ``cancelled``, ...), whatever path ended it; never raises."""
+    def ended(self, status: StoredStatus) -> None:
+        """The stream is over with ``status``, whatever path ended it; never
+        raises, never waits."""
         ...
 
 
@@ -84,52 +93,70 @@ class StoreWriter:
         self._id = stream_id
         self._ttl_s = ttl_s
         self._snapshot: bytes | None = None
-        self.status = "in_progress"
+        self.status = StoredStatus.IN_PROGRESS
         """The Response status of the latest lifecycle event written."""
         self.stopped: GatewayError | None = None
         """Why the store refused an append (too large, cancelled): the stream's
         closing events are still kept, past the bound, once."""
         self._closed = False
 
-    async def write(self, data: bytes) -> None:
-        """Append the events in ``data``. Raises :class:`StreamTooLarge` (once:
-        after it, the stream's closing events are kept past the bound)."""
+    async def write(self, data: bytes, *, final: bool = False) -> None:
+        """Append the events in ``data``. Raises :class:`StreamTooLarge` or
+        :class:`~gateway.errors.StreamCancelled` (once: after it, and for a
+        ``final`` write, the stream's closing events are kept past the bound
+        and the cancel)."""
         events = [e + b"\n\n" for e in data.split(b"\n\n") if e]
         snapshot = None
         for event in events:
             if event.startswith(LIFECYCLE):
                 payload = orjson.loads(event.split(b"\ndata: ", 1)[1])
                 response = payload.get("response") or {}
-                self.status = str(response.get("status") or self.status)
+                self.status = _status(response.get("status"), self.status)
                 snapshot = orjson.dumps(response)
         try:
-            await self._store.append(self._id, events, snapshot, final=self.stopped is not None)
+            await self._store.append(
+                self._id, events, snapshot, final=final or self.stopped is not None
+            )
         except (StreamTooLarge, StreamCancelled) as err:
             self.stopped = err
             raise
         if snapshot is not None:
             self._snapshot = snapshot
 
-    def close(self, status: str | None = None) -> None:
-        """Close the stored stream (in the background: never raises, never waits);
-        ``status`` None: the status of the last lifecycle event written."""
+    def close(self, status: StoredStatus | None = None, snapshot: bytes | None = None) -> None:
+        """Close the stored stream (in the background: never raises, never waits,
+        so it also runs from a cancelled task); ``status`` None: the status of
+        the last lifecycle event written."""
         if self._closed:
             return
         self._closed = True
         final = status or self.status
-        if final == "completed" and self.status in ("incomplete", "failed", "cancelled"):
+        if final is StoredStatus.COMPLETED and not self.status.running:
             final = self.status  # what the stream's own last Response says
-        if final in ("in_progress", "queued"):
-            final = "failed"
+        if final.running:
+            final = StoredStatus.FAILED
         task = asyncio.get_running_loop().create_task(
-            self._store.close(self._id, final, ttl_s=self._ttl_s)
+            self._store.close(self._id, final, snapshot, ttl_s=self._ttl_s)
         )
-        task.add_done_callback(_ignore_result)
+        _CLOSING.add(task)
+        task.add_done_callback(_closed)
 
 
-def _ignore_result(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()
+_CLOSING: set[asyncio.Task[None]] = set()
+"""Store closes in flight (a reference, so none is collected before it ran)."""
+
+
+def _closed(task: asyncio.Task[None]) -> None:
+    _CLOSING.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("stored_stream_close_failed", error=repr(exc))
+
+
+def _status(value: object, current: StoredStatus) -> StoredStatus:
+    try:
+        return StoredStatus(str(value))
+    except ValueError:
+        return current
 
 
 class StoreDownstream:
@@ -159,6 +186,12 @@ class StoreDownstream:
         self.last_write = time.perf_counter()
         return 0.0
 
+    async def send_last(self, data: bytes) -> float:
+        await self._writer.write(data, final=True)
+        self.bytes_sent += len(data)
+        self.events_sent += 1
+        return 0.0
+
     async def ping(self) -> None:
         self.last_write = time.perf_counter()
 
@@ -174,7 +207,7 @@ class StoreDownstream:
     def release(self) -> None:
         return None
 
-    def ended(self, status: str) -> None:
+    def ended(self, status: StoredStatus) -> None:
         self._writer.close(status)
 
 
@@ -220,14 +253,22 @@ class TeeDownstream:
 
     async def send(self, data: bytes) -> float:
         waited = await self._sse.send(data)
+        await self._keep(data, final=False)
+        return waited
+
+    async def send_last(self, data: bytes) -> float:
+        waited = await self._sse.send_last(data)
+        await self._keep(data, final=True)
+        return waited
+
+    async def _keep(self, data: bytes, *, final: bool) -> None:
         writer = self._writer
         if writer is not None:
             try:
-                await writer.write(data)
+                await writer.write(data, final=final)
             except GatewayError:
-                writer.close("failed")
+                writer.close(StoredStatus.FAILED)
                 self._writer = None
-        return waited
 
     async def ping(self) -> None:
         await self._sse.ping()
@@ -244,6 +285,6 @@ class TeeDownstream:
     def release(self) -> None:
         self._sse.release()
 
-    def ended(self, status: str) -> None:
+    def ended(self, status: StoredStatus) -> None:
         if self._writer is not None:
             self._writer.close(status)

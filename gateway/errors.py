@@ -98,6 +98,13 @@ class GatewayError(Exception):
         return {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
 
 
+class InternalError(GatewayError):
+    """A bug: an exception no layer expected. 500 ``internal_error``; the
+    exception goes to ``detail`` (the log), never to the client."""
+
+    code = "internal_error"
+
+
 class ClientError(GatewayError):
     """The request is at fault (4xx)."""
 
@@ -189,6 +196,14 @@ class StateUnavailable(Unavailable):
     """The quota store (Redis) did not answer and ``[state] fail_open`` is off."""
 
     code, anthropic_type = "state_unavailable", "api_error"
+
+
+class StoreUnavailable(Unavailable):
+    """A state or stream store (Redis) did not answer: 503 ``store_unavailable``.
+    The one class for it: the quota path maps it to :class:`StateUnavailable`
+    (or serves uncounted, ``fail_open``); the stream store raises it as is."""
+
+    code, anthropic_type = "store_unavailable", "api_error"
 
 
 class ShuttingDown(Unavailable):

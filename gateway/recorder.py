@@ -179,3 +179,22 @@ def make_recorder(metrics: Metrics | None, *, model: str, provider: str, route: 
     if metrics is None:
         return NullRecorder()
     return StreamRecorder(metrics, model=model, provider=provider, route=route)
+
+
+class ReplayRecorder(StreamRecorder):
+    """Records a stored stream's reader: delivery (open streams, buffers,
+    backpressure, TTFT and ITL as delivered, how it ended) but no tokens:
+    its generation counted them when it produced them."""
+
+    __slots__ = ()
+
+    def tokens(self, output_tokens: int | None, input_tokens: int | None) -> None:
+        return None
+
+
+def make_replay_recorder(metrics: Metrics | None, *, model: str, route: str) -> Recorder:
+    """A :class:`ReplayRecorder` (provider label ``store``), or a
+    :class:`NullRecorder` when ``metrics`` is None."""
+    if metrics is None:
+        return NullRecorder()
+    return ReplayRecorder(metrics, model=model, provider="store", route=route)

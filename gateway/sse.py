@@ -55,11 +55,15 @@ class SSEResponse:
     the kernel send buffer (``SO_SNDBUF``; Linux doubles the requested value for
     bookkeeping), a quarter to asyncio's transport high-water mark. Without
     this, loopback lets a stalled client fall ~4 MB behind unseen (docs/architecture.md).
-    The connection's previous settings come back in :meth:`finish`, so a
-    keep-alive connection's next request does not inherit this stream's bound.
+    The bound is set when the response is committed (:meth:`prepare`: a
+    request refused before that never touched the socket) and the
+    connection's previous settings come back in :meth:`finish` or
+    :meth:`release`, so a keep-alive connection's next request does not
+    inherit this stream's bound.
     """
 
     __slots__ = (
+        "_buffer_bytes",
         "_fd",
         "_kernel",
         "_probe_in",
@@ -93,7 +97,7 @@ class SSEResponse:
         self.pings = 0
         self.max_queued = 0
         self.last_write = time.perf_counter()
-        self._bound(buffer_bytes)
+        self._buffer_bytes = buffer_bytes
 
     def _bound(self, buffer_bytes: int) -> None:
         # Not isinstance(asyncio.Transport): uvloop's transports are no subclass.
@@ -136,6 +140,8 @@ class SSEResponse:
         if the client is gone."""
         if self._writer is not None:
             return
+        if self._restore is None:
+            self._bound(self._buffer_bytes)
         writer = await self._response.prepare(self._request)
         if not isinstance(writer, StreamWriter):  # pragma: no cover - aiohttp internals
             raise TypeError(f"unexpected payload writer {type(writer)!r}")
@@ -178,6 +184,9 @@ class SSEResponse:
             raise SlowClientError(f"client took nothing for {self._send_timeout} s") from None
         self.last_write = now = time.perf_counter()
         return now - started
+
+    send_last = send
+    """:class:`~gateway.downstream.Downstream`: a socket's last event is any event."""
 
     def queued_bytes(self) -> int:
         """Bytes written but not yet acknowledged toward this client.
@@ -223,6 +232,6 @@ class SSEResponse:
     def response(self) -> web.StreamResponse:
         return self._response
 
-    def ended(self, status: str) -> None:
+    def ended(self, status: object) -> None:
         """:class:`~gateway.downstream.Downstream`: nothing to do for a socket."""
         return None

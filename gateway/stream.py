@@ -38,6 +38,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import structlog
 from aiohttp import web
 
 from .admission import Admission
@@ -47,6 +48,7 @@ from .downstream import Downstream
 from .errors import (
     DeadlineExceeded,
     GatewayError,
+    InternalError,
     ShuttingDown,
     StreamCancelled,
     UpstreamProtocolError,
@@ -57,16 +59,19 @@ from .outcome import Outcome
 from .providers.base import UpstreamChunk
 from .recorder import Recorder
 from .sse import SlowClientError
+from .store.base import StoredStatus
 from .termination import Termination
 from .timing import StreamClock
+
+log = structlog.get_logger("gateway.stream")
 
 _MALFORMED = (AttributeError, TypeError, KeyError, ValueError, IndexError)
 """What a dialect encoder raises on an upstream value of the wrong shape."""
 
 _STATUS = {
-    Termination.COMPLETED: "completed",
-    Termination.CLIENT_DISCONNECTED: "cancelled",
-    Termination.CANCELLED: "cancelled",
+    Termination.COMPLETED: StoredStatus.COMPLETED,
+    Termination.CLIENT_DISCONNECTED: StoredStatus.CANCELLED,
+    Termination.CANCELLED: StoredStatus.CANCELLED,
 }
 """A stored stream's status for how it ended (everything else: ``failed``)."""
 
@@ -129,12 +134,36 @@ class Stream:
         self._interrupter.bind(task)
         self._cancelling = task.cancelling
         sse = self._sse
-        reason = Termination.UPSTREAM_ERROR
-        error: GatewayError | None = None
-        gone_at: float | None = None
         self._recorder.started()
         now = time.perf_counter()
         self._arm(min(self._deadline_at, now + min(self._heartbeat_s, self._idle_s)) - now)
+        try:
+            reason, error = await self._serve()
+            if error is not None:
+                if not sse.prepared:
+                    raise error
+                await self._send_error(error)
+            elif reason is Termination.SLOW_CLIENT:
+                sse.abort()
+            # The terminating chunk goes out after the bookkeeping, so a client
+            # that saw the end of the stream also sees it in /metrics.
+            await sse.finish()
+        finally:
+            # Every path, a cancellation at any await included: the upstream
+            # closed and the outcome recorded (once), the socket's settings
+            # back, and last, a stored copy ended after the event that ends it.
+            if self.outcome is None:
+                self._end(Termination.CLIENT_DISCONNECTED, None, time.perf_counter())
+            sse.release()
+            reason = self.outcome.reason if self.outcome is not None else Termination.UPSTREAM_ERROR
+            sse.ended(_STATUS.get(reason, StoredStatus.FAILED))
+        return sse.response
+
+    async def _serve(self) -> tuple[Termination, GatewayError | None]:
+        """Open and relay; returns how the stream ended (the outcome is
+        recorded). Re-raises ``asyncio.CancelledError`` (the client left)."""
+        error: GatewayError | None = None
+        gone_at: float | None = None
         try:
             try:
                 opened = self._opened = await self._open()
@@ -152,26 +181,17 @@ class Stream:
         except ConnectionError:
             gone_at, reason = time.perf_counter(), Termination.CLIENT_DISCONNECTED
         except asyncio.CancelledError:
-            gone_at, reason = time.perf_counter(), Termination.CLIENT_DISCONNECTED
-            self._end(reason, None, gone_at)
-            self._sse.ended(_STATUS.get(reason, "failed"))
+            self._end(Termination.CLIENT_DISCONNECTED, None, time.perf_counter())
             raise
+        except Exception as exc:
+            # A bug (ours or a provider's): logged whole, and the stream still
+            # ends as every other does, with an error event or a 500.
+            log.exception("stream_failed", error=repr(exc))
+            error = InternalError("The gateway failed while serving this stream")
+            error.detail = f"{type(exc).__name__}: {exc}"
+            reason = error.reason
         self._end(reason, error, gone_at)
-        try:
-            if error is not None:
-                if not sse.prepared:
-                    sse.release()
-                    raise error
-                await self._send_error(error)
-            elif reason is Termination.SLOW_CLIENT:
-                sse.abort()
-            # The terminating chunk goes out after the bookkeeping, so a client
-            # that saw the end of the stream also sees it in /metrics.
-            await sse.finish()
-        finally:
-            # Last: a stored copy ends after the error event that ends it.
-            self._sse.ended(_STATUS.get(reason, "failed"))
-        return sse.response
+        return reason, error
 
     async def _open(self) -> OpenUpstream:
         """The first target whose upstream yields a chunk; heartbeats meanwhile."""
@@ -234,7 +254,9 @@ class Stream:
                 await sse.ping()
                 self._waiting = True
             self._waiting = False
-        self._sent(await send(encoder.finish()))
+        end = encoder.finish()
+        if end:
+            self._sent(await send(end))
 
     def _sent(self, waited: float) -> None:
         """After one event: account its drain wait and the bytes still queued.
@@ -306,7 +328,7 @@ class Stream:
         encoder = self._encoder()
         try:
             async with asyncio.timeout(ERROR_EVENT_TIMEOUT_S):
-                await self._sse.send(encoder.error(err))
+                await self._sse.send_last(encoder.error(err))
         except (ConnectionError, SlowClientError, TimeoutError, GatewayError):
             self._sse.abort()
 

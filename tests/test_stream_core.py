@@ -49,8 +49,9 @@ async def test_socket_tuning_does_not_leak_to_the_next_request(aiohttp_client: A
 
     async def stream(request: web.Request) -> web.StreamResponse:
         sse_response = SSEResponse(request, buffer_bytes=8192, send_timeout_s=5)
-        tuned = _settings(request)
+        seen["untouched"] = _settings(request)  # tuned at commit, not before
         await sse_response.prepare()
+        tuned = _settings(request)
         await sse_response.send(b"data: x\n\n")
         await sse_response.finish()
         seen["tuned"] = tuned
@@ -68,6 +69,7 @@ async def test_socket_tuning_does_not_leak_to_the_next_request(aiohttp_client: A
     before = await (await client.get("/before")).json()
     assert (await (await client.get("/stream")).text()) == "data: x\n\n"
     after = await (await client.get("/after")).json()
+    assert seen["untouched"] == before  # nothing tuned before the commit
     assert seen["tuned"] != before  # the stream did tune its connection
     assert after == before
     assert after["port"] == before["port"]  # the same keep-alive connection

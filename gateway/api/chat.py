@@ -14,7 +14,6 @@ import orjson
 from aiohttp import web
 
 from ..attempts import Target, with_fallbacks
-from ..auth import check_model, stash_view
 from ..config import ModelSettings, Settings
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
@@ -22,7 +21,6 @@ from ..dialects.openai import usage_of as openai_usage_of
 from ..downstream import StoreDownstream, StoreWriter, TeeDownstream
 from ..errors import (
     DeadlineExceeded,
-    GatewayError,
     ModelNotFound,
     ShuttingDown,
     UpstreamNotConfigured,
@@ -39,12 +37,13 @@ from ..state import (
     METRICS,
     NATIVE_RESPONSES,
     PROVIDERS,
-    QUOTAS,
     SETTINGS,
     SUMMARY,
 )
 from ..stream import Stream
 from ..timing import StreamClock
+from .follow import owner_of
+from .hold import Hold, run_stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +99,18 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
         # Upstreams that speak Responses natively get the request as is.
         native: dict[str, Provider] = request.app[NATIVE_RESPONSES]
         providers = {**providers, **native}
-    chain = [model, *(m for name in model.fallbacks if (m := settings.model(name)) is not None)]
+    # A fallback the key may not use is skipped: a fallback serves (and is
+    # charged) like a request for it.
+    key = request.get(KEY)
+    allowed = key.models if key is not None else None
+    chain = [
+        model,
+        *(
+            m
+            for name in model.fallbacks
+            if (m := settings.model(name)) is not None and (allowed is None or name in allowed)
+        ),
+    ]
     return tuple(_target(call, settings, m, providers[m.name]) for m in chain)
 
 
@@ -111,116 +121,70 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
     (429, or 503 when the quota store does not answer) before it is admitted,
     and charged the tokens it spent when it ends, however it ends."""
     targets = _targets(request, call)
-    key = request.get(KEY)
-    if key is None:
-        return await _serve(request, call, targets, _Spent(targets[0].model))
-    check_model(request, call.model)
-    quotas = request.app[QUOTAS]
-    ticket = await quotas.admit(key, stash_view(request))
-    spent = _Spent(targets[0].model)
-    try:
-        return await _serve(request, call, targets, spent)
-    finally:
-        # Shielded: a client that leaves cancels this task, and its slot and
-        # tokens must still be settled.
-        await quotas.settle_shielded(ticket, spent.model, spent.input_tokens, spent.output_tokens)
-
-
-@dataclass(slots=True)
-class _Spent:
-    """What a request spent, filled in as it ends (for the key's quota)."""
-
-    model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-
-async def _serve(
-    request: web.Request, call: ChatCall, targets: tuple[Target, ...], spent: _Spent
-) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    primary = targets[0]
-    admission = request.app[ADMISSION]
-    recorder = make_recorder(
-        request.app[METRICS] if settings.server.metrics_enabled else None,
-        model=primary.model,
-        provider=primary.provider.kind,
-        route=call.route,
-    )
+    recorder = _recorder(request, call, targets)
     if call.stream:
-        clock = StreamClock(request.get(ARRIVAL, time.perf_counter()))
+        primary = targets[0]
         sse = SSEResponse(
             request,
             buffer_bytes=primary.settings.downstream_buffer_bytes,
             send_timeout_s=primary.settings.send_timeout_s,
         )
         downstream = sse if call.keep is None else TeeDownstream(sse, call.keep)
-        stream = Stream(downstream, targets, clock, recorder, admission)
-        admission.admit(stream)
-        try:
-            await stream.run()
-            return sse.response
-        finally:
-            admission.release(stream)
-            outcome = stream.outcome
-            if outcome is not None:
-                spent.model = outcome.model
-                spent.input_tokens = outcome.input_tokens or 0
-                spent.output_tokens = outcome.output_tokens
-                # Onto the request's one summary line (the middleware writes it).
-                request[SUMMARY].update(outcome.log_fields())
+        clock = StreamClock(request.get(ARRIVAL, time.perf_counter()))
+        stream = Stream(downstream, targets, clock, recorder, request.app[ADMISSION])
+        await run_stream(request, stream, call.model)
+        return sse.response
     interrupter = Interrupter(_current_task())
-    admission.admit(interrupter)
+    hold = await Hold.take(request, interrupter, call.model, charge_key=True)
+    spent = _Spent(targets[0].model)
     try:
         return await _complete(call, targets, recorder, interrupter, spent)
     finally:
-        admission.release(interrupter)
+        await hold.release(spent.model, spent.input_tokens, spent.output_tokens)
+
+
+def _recorder(request: web.Request, call: ChatCall, targets: tuple[Target, ...]) -> Recorder:
+    metrics = request.app[METRICS] if request.app[SETTINGS].server.metrics_enabled else None
+    primary = targets[0]
+    return make_recorder(
+        metrics, model=primary.model, provider=primary.provider.kind, route=call.route
+    )
+
+
+@dataclass(slots=True)
+class _Spent:
+    """What a non-streaming request spent, filled in as it ends (for the key's quota)."""
+
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 async def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> None:
     """Start ``call`` (a stream) detached from ``request``: it runs on, into the
     stream store, after the request is answered. Raises ``GatewayError`` now
     for what fails before it starts (unknown model, the key's models and
-    limits, admission); the key is charged when the generation ends."""
+    limits, admission); the key is charged when the generation ends. A
+    generation that fails before its first event still ends its stored
+    stream (with its error event), so its readers end too."""
     assert call.response_id is not None
-    settings = request.app[SETTINGS]
     targets = _targets(request, call)
-    key = request.get(KEY)
-    quotas = request.app[QUOTAS]
-    ticket = None
-    if key is not None:
-        check_model(request, call.model)
-        ticket = await quotas.admit(key, stash_view(request))
-    admission = request.app[ADMISSION]
-    recorder = make_recorder(
-        request.app[METRICS] if settings.server.metrics_enabled else None,
-        model=targets[0].model,
-        provider=targets[0].provider.kind,
-        route=call.route,
+    stream = Stream(
+        StoreDownstream(writer),
+        targets,
+        StreamClock(),
+        _recorder(request, call, targets),
+        request.app[ADMISSION],
     )
-    stream = Stream(StoreDownstream(writer), targets, StreamClock(), recorder, admission)
-    try:
-        admission.admit(stream)
-    except GatewayError:
-        if ticket is not None:
-            await quotas.settle_shielded(ticket, targets[0].model, 0, 0)
-        raise
+    hold = await Hold.take(request, stream, call.model, charge_key=True)
 
     async def run() -> None:
         try:
             await stream.run()
         finally:
-            admission.release(stream)
-            if ticket is not None:
-                outcome = stream.outcome
-                await quotas.settle_shielded(
-                    ticket,
-                    outcome.model if outcome else targets[0].model,
-                    (outcome.input_tokens or 0) if outcome else 0,
-                    outcome.output_tokens if outcome else 0,
-                )
+            await hold.release_stream(stream.outcome)
 
-    request.app[DETACHED].start(call.response_id, stream, run)
+    request.app[DETACHED].start(call.response_id, stream, run, owner_of(request))
 
 
 def _current_task() -> asyncio.Task[Any]:

@@ -32,22 +32,24 @@ import orjson
 from aiohttp import web
 
 from ..dialects.responses import (
-    continued_input,
     input_items,
     new_response_id,
+    output_as_input,
     parse_responses_request,
     response_object,
 )
 from ..dialects.translate_responses import failed_event
 from ..downstream import StoreWriter
-from ..errors import GatewayError, InvalidRequest, ProducerLost, StoredNotFound
+from ..errors import GatewayError, InvalidRequest, StoredNotFound
 from ..state import DETACHED, NATIVE_RESPONSES, SETTINGS, STREAM_STORE, SUMMARY
-from ..store.base import StoredStream
+from ..store.base import StoredStatus, StoredStream, StreamStore
+from ..stored_upstream import READ_WAIT_S
 from .body import read_json_object
 from .chat import ChatCall, detach, serve
-from .follow import follow, owned, owned_or_404, owner_of
+from .follow import event_number, owned, owned_or_404, owner_of, read_stored
 
 RESPONSES_ROUTE = "/v1/responses"
+RESPONSE_ID_PREFIX = "resp_"
 CANCEL_WAIT_S = 5.0
 """How long a cancel waits for the generation to record its end."""
 
@@ -72,12 +74,16 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     response_id = new_response_id()
     request[SUMMARY]["response_id"] = response_id
     store = request.app[STREAM_STORE]
+    # Each turn is stored once: its own input and a link to the previous
+    # response; a chain's history is rebuilt by following the links.
+    context = orjson.dumps(
+        {"previous_response_id": parsed.previous_response_id, "input": input_items(body)}
+    )
     if parsed.previous_response_id is not None:
         body = await _continue(request, parsed.previous_response_id, body)
     keep = parsed.store is not False
     writer = None
     if keep:
-        context = orjson.dumps(input_items(body))
         await store.create(response_id, owner_of(request), context)
         writer = StoreWriter(store, response_id)
     call = ChatCall(
@@ -100,20 +106,32 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                 status="queued",
                 output=[],
             )
-            await store.append(response_id, [], orjson.dumps(queued))
+            snapshot = orjson.dumps(queued)
+            await store.append(response_id, [], snapshot)
             await detach(request, call, writer)
             if parsed.stream:
-                return await follow(request, response_id, -1, end_with=_failed_event)
-            return web.Response(body=orjson.dumps(queued), content_type="application/json")
+                return await read_stored(
+                    request, response_id, -1, end_with=_failed_event, snapshot=snapshot
+                )
+            return web.Response(body=snapshot, content_type="application/json")
         response = await serve(request, call)
+        if writer is not None and not parsed.stream:
+            # Awaited: a GET right after this answer sees it finished.
+            raw = response.body if isinstance(response, web.Response) else None
+            snapshot = bytes(raw) if isinstance(raw, bytes) else b"{}"
+            status = orjson.loads(snapshot).get("status") or StoredStatus.FAILED
+            await store.close(response_id, StoredStatus(status), snapshot)
     except GatewayError:
-        if keep:
+        if keep and not parsed.background:
             await store.delete(response_id)
         raise
-    if keep and not parsed.stream and isinstance(response, web.Response) and response.body:
-        snapshot = bytes(response.body)  # type: ignore[arg-type]
-        status = orjson.loads(snapshot).get("status", "completed")
-        await store.close(response_id, status, snapshot)
+    except BaseException:
+        # The client left (or a bug): what was stored settles now, so a
+        # reader ends and the entry expires (a background generation, which
+        # runs on, closes its own).
+        if writer is not None and not parsed.background:
+            writer.close(StoredStatus.CANCELLED)
+        raise
     return response
 
 
@@ -122,33 +140,53 @@ def _native(request: web.Request, model: object) -> bool:
     return isinstance(model, str) and model in request.app[NATIVE_RESPONSES]
 
 
+MAX_CHAIN = 10_000
+"""Links followed at most for one ``previous_response_id`` (a loop guard)."""
+
+
 async def _continue(request: web.Request, previous_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` with the previous response's input and output before its own."""
-    previous = await owned(request, previous_id)
-    if previous is None:
-        raise StoredNotFound(
-            f"Previous response with id '{previous_id}' not found", param="previous_response_id"
-        )
-    if previous.status == "in_progress":
-        raise InvalidRequest(
-            f"Previous response '{previous_id}' has not finished yet", param="previous_response_id"
-        )
-    history = orjson.loads(previous.context) if previous.context else []
-    snapshot = orjson.loads(previous.snapshot or b"{}")
-    return {**body, "input": continued_input(history, snapshot, body)}
+    """``body`` with the history of ``previous_id``'s chain before its own input:
+    every earlier turn's input and output, oldest first (OpenAI: the previous
+    ``instructions`` are not carried over). Raises 404 when a link has
+    expired or belongs to another key, 400 while the previous one runs."""
+    turns: list[list[dict[str, Any]]] = []
+    current: str | None = previous_id
+    while current is not None and len(turns) < MAX_CHAIN:
+        stored = await owned(request, current) if current.startswith(RESPONSE_ID_PREFIX) else None
+        if stored is None:
+            raise StoredNotFound(
+                f"Previous response with id '{current}' not found", param="previous_response_id"
+            )
+        if stored.status.running:
+            raise InvalidRequest(
+                f"Previous response '{current}' has not finished yet",
+                param="previous_response_id",
+            )
+        own, current = _turn_input(stored.context)
+        snapshot = orjson.loads(stored.snapshot or b"{}")
+        turns.append([*own, *output_as_input(snapshot)])
+    history = [item for turn in reversed(turns) for item in turn]
+    return {**body, "input": [*history, *input_items(body)]}
+
+
+def _turn_input(context: bytes | None) -> tuple[list[dict[str, Any]], str | None]:
+    """A stored turn's own input items and the id of the turn before it."""
+    value = orjson.loads(context) if context else []
+    if isinstance(value, list):  # stored before links: the whole history
+        return value, None
+    previous = value.get("previous_response_id")
+    return list(value.get("input") or []), previous if isinstance(previous, str) else None
 
 
 async def get_response(request: web.Request) -> web.StreamResponse:
     """The Response object, or (``?stream=true``) its events after ``starting_after``."""
-    stored = await owned_or_404(request, "response_id", "response")
-    if request.query.get("stream") in ("true", "1"):
-        try:
-            after = int(request.query.get("starting_after", "-1"))
-        except ValueError:
-            raise InvalidRequest(
-                "'starting_after' must be an integer", param="starting_after"
-            ) from None
-        return await follow(
+    streamed = request.query.get("stream") in ("true", "1")
+    if streamed:
+        raw = request.query.get("starting_after", "-1")
+        after = event_number(raw, "starting_after", lowest=-1)
+    stored = await owned_or_404(request, "response_id", "response", RESPONSE_ID_PREFIX)
+    if streamed:
+        return await read_stored(
             request, stored.stream_id, after, end_with=_failed_event, resumed=stored
         )
     return web.Response(body=_current(stored), content_type="application/json")
@@ -163,38 +201,48 @@ def _current(stored: StoredStream) -> bytes:
     """The Response snapshot, with the stream's final status when it ended
     without writing one (a client that left, a producer that stopped)."""
     snapshot = stored.snapshot or b"{}"
-    if stored.status == "in_progress":
+    if stored.status.running:
         return snapshot
     response = orjson.loads(snapshot)
-    if response.get("status") in ("queued", "in_progress"):
-        response["status"] = stored.status
+    if response.get("status") in (None, *(s.value for s in StoredStatus if s.running)):
+        response["status"] = stored.status.value
         return orjson.dumps(response)
     return snapshot
 
 
 async def cancel_response(request: web.Request) -> web.Response:
     """Stop a background response; returns it (status ``cancelled``)."""
-    stored = await owned_or_404(request, "response_id", "response")
+    stored = await owned_or_404(request, "response_id", "response", RESPONSE_ID_PREFIX)
     store = request.app[STREAM_STORE]
     if not request.app[DETACHED].cancel(stored.stream_id):
-        if stored.status != "in_progress":
+        if not stored.status.running:
             return web.Response(body=_current(stored), content_type="application/json")
         if not orjson.loads(stored.snapshot or b"{}").get("background"):
             raise InvalidRequest("Only background responses can be cancelled")
         await store.request_cancel(stored.stream_id)  # it runs on another replica
-    with contextlib.suppress(TimeoutError, ProducerLost):
+    with contextlib.suppress(TimeoutError, GatewayError):
         async with asyncio.timeout(CANCEL_WAIT_S):
-            async for _ in store.follow(stored.stream_id, stored.events - 1):
-                pass  # until the generation records its end
+            await _until_ended(store, stored.stream_id, stored.events - 1)
     current = await store.get(stored.stream_id)
     return web.Response(body=_current(current or stored), content_type="application/json")
 
 
+async def _until_ended(store: StreamStore, stream_id: str, after: int) -> None:
+    """Wait until the stored stream has ended (its generation recorded its end)."""
+    while True:
+        got = await store.read(stream_id, after, READ_WAIT_S)
+        if got.ended:
+            return
+        after += len(got.events)
+
+
 async def delete_response(request: web.Request) -> web.Response:
-    """Remove a stored response (a running one is cancelled first)."""
-    stored = await owned_or_404(request, "response_id", "response")
-    request.app[DETACHED].cancel(stored.stream_id)
-    await request.app[STREAM_STORE].delete(stored.stream_id)
+    """Remove a stored response (a running one is cancelled first, wherever it runs)."""
+    stored = await owned_or_404(request, "response_id", "response", RESPONSE_ID_PREFIX)
+    store = request.app[STREAM_STORE]
+    if not request.app[DETACHED].cancel(stored.stream_id) and stored.status.running:
+        await store.request_cancel(stored.stream_id)  # it runs on another replica
+    await store.delete(stored.stream_id)
     body = {"id": stored.stream_id, "object": "response.deleted", "deleted": True}
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 

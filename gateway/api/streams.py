@@ -30,13 +30,14 @@ import orjson
 from aiohttp import web
 
 from ..downstream import StoreWriter
-from ..errors import InvalidRequest
+from ..errors import AtCapacity, ShuttingDown
 from ..state import DETACHED, SETTINGS, STREAM_STORE
 from .chat import ChatCall, detach
-from .follow import chat_error_event, follow, owned_or_404, owner_of
+from .follow import chat_error_event, event_number, owned_or_404, owner_of, read_stored
 
 STREAMS_ROUTE = "/v1/streams"
 RESUMABLE_HEADER = "Sluice-Resumable"
+STREAM_ID_PREFIX = "strm_"
 
 
 def wants_resume(request: web.Request, model: str) -> bool:
@@ -51,7 +52,7 @@ async def serve_resumable(request: web.Request, call: ChatCall) -> web.StreamRes
     """Start ``call`` detached into the store and follow it (see the module docstring)."""
     settings = request.app[SETTINGS]
     store = request.app[STREAM_STORE]
-    stream_id = f"strm_{uuid.uuid4().hex}"
+    stream_id = f"{STREAM_ID_PREFIX}{uuid.uuid4().hex}"
     await store.create(stream_id, owner_of(request))
     writer = StoreWriter(store, stream_id, ttl_s=settings.store.resume_ttl_s)
     try:
@@ -59,20 +60,22 @@ async def serve_resumable(request: web.Request, call: ChatCall) -> web.StreamRes
     except BaseException:
         await store.delete(stream_id)
         raise
-    return await follow(request, stream_id, -1, with_ids=True, end_with=chat_error_event)
+    try:
+        return await read_stored(request, stream_id, -1, with_ids=True, end_with=chat_error_event)
+    except (AtCapacity, ShuttingDown):
+        # Its reader was refused: nobody asked for a generation nobody reads.
+        request.app[DETACHED].cancel(stream_id)
+        raise
 
 
 async def resume_stream(request: web.Request) -> web.StreamResponse:
     """The events after ``Last-Event-ID`` (or ``?last_event_id``), then live ones."""
-    stored = await owned_or_404(request, "stream_id", "stream")
-    raw = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0"
-    try:
-        last = int(raw)
-    except ValueError:
-        raise InvalidRequest("Last-Event-ID must be an event id (an integer)") from None
-    if last < 0:
-        raise InvalidRequest("Last-Event-ID must not be negative")
-    return await follow(
+    if header := request.headers.get("Last-Event-ID"):
+        last = event_number(header, "Last-Event-ID", lowest=0)
+    else:
+        last = event_number(request.query.get("last_event_id", "0"), "last_event_id", lowest=0)
+    stored = await owned_or_404(request, "stream_id", "stream", STREAM_ID_PREFIX)
+    return await read_stored(
         request,
         stored.stream_id,
         last - 1,
@@ -84,9 +87,9 @@ async def resume_stream(request: web.Request) -> web.StreamResponse:
 
 async def delete_stream(request: web.Request) -> web.Response:
     """Cancel the stream (its upstream closes at once) and remove it."""
-    stored = await owned_or_404(request, "stream_id", "stream")
+    stored = await owned_or_404(request, "stream_id", "stream", STREAM_ID_PREFIX)
     store = request.app[STREAM_STORE]
-    if not request.app[DETACHED].cancel(stored.stream_id) and stored.status == "in_progress":
+    if not request.app[DETACHED].cancel(stored.stream_id) and stored.status.running:
         await store.request_cancel(stored.stream_id)  # it runs on another replica
     await store.delete(stored.stream_id)
     body = {"id": stored.stream_id, "object": "stream.deleted", "deleted": True}

@@ -33,6 +33,22 @@ class ChatMessage(_Loose):
     content: str | list[dict[str, Any]] | None = None
 
 
+class FunctionName(_Loose):
+    name: str
+
+
+class Tool(_Loose):
+    """A declared tool: its shape is checked, its fields pass upstream as sent."""
+
+    type: str
+    function: FunctionName | None = None
+
+
+class NamedToolChoice(_Loose):
+    type: str
+    function: FunctionName | None = None
+
+
 class StreamOptions(_Loose):
     include_usage: bool = False
 
@@ -47,6 +63,8 @@ class ChatCompletionRequest(_Loose):
     max_tokens: _Tokens | None = None
     max_completion_tokens: _Tokens | None = None
     n: Annotated[int, Field(ge=1, le=128)] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     temperature: Annotated[float, Field(ge=0, le=2, strict=False)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1, strict=False)] | None = None
 
@@ -103,6 +121,14 @@ def usage_of(payload: dict[str, Any]) -> Usage | None:
     )
 
 
+def error_event(err: GatewayError) -> bytes:
+    """The SSE event that ends a failed Chat Completions stream: the OpenAI
+    error object as its data, and never ``data: [DONE]`` after it (the SDKs
+    raise on it instead of reporting success). The one place these bytes
+    are written."""
+    return b"data: " + orjson.dumps(err.openai_body()) + b"\n\n"
+
+
 class OpenAIPassthrough:
     """OpenAI-dialect chunks to an OpenAI-dialect client, byte for byte.
 
@@ -129,4 +155,4 @@ class OpenAIPassthrough:
         return b"data: [DONE]\n\n"
 
     def error(self, err: GatewayError) -> bytes:
-        return b"data: " + orjson.dumps(err.openai_body()) + b"\n\n"
+        return error_event(err)

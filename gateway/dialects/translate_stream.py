@@ -25,6 +25,7 @@ from ..errors import GatewayError
 from ..providers.base import UpstreamChunk
 from .anthropic import error_event, event_bytes, input_tokens_of
 from .frames import EMPTY, Frame, Usage
+from .openai import error_event as openai_error_event
 from .openai import usage_of
 from .translate_common import (
     anthropic_usage,
@@ -138,7 +139,7 @@ class OpenAIFromAnthropic:
         return b"data: [DONE]\n\n"
 
     def error(self, err: GatewayError) -> bytes:
-        return b"data: " + orjson.dumps(err.openai_body()) + b"\n\n"
+        return openai_error_event(err)
 
 
 class AnthropicFromOpenAI:

@@ -33,6 +33,7 @@ from ..metrics import Metrics
 from .memory import MemoryQuotaStore
 from .store import (
     NO_LIMIT,
+    Decision,
     Limits,
     QuotaStore,
     StoreUnavailable,
@@ -91,6 +92,8 @@ class Quotas:
         self._gauges: dict[str, Gauge] = {}
         """key name -> its budget-remaining gauge child (resolved once)."""
         self._clock = WindowClock()
+        self._releasing: set[asyncio.Future[Usage]] = set()
+        """Lease releases in flight for admits whose caller left."""
         self.local = isinstance(store, MemoryQuotaStore)
         """Whether the store answers without suspending (nothing to shield)."""
 
@@ -113,7 +116,7 @@ class Quotas:
         )
         expiry_ms = w.now_ms + int(self._state.lease_ttl_s * 1000)
         try:
-            decision = await self.store.admit(key.name, limits, w, lease, expiry_ms)
+            decision = await self._decide(key, limits, w, lease, expiry_ms)
         except StoreUnavailable as err:
             return self._store_failed(key, err)
         view = QuotaView(limits, decision.usage, w)
@@ -126,6 +129,38 @@ class Quotas:
             return Ticket(key, lease, counted=True, view=view)
         self._metrics.key_rejections.labels(key.name, verdict.value).inc()
         raise _rejection(key, verdict, w)
+
+    async def _decide(
+        self, key: ApiKeySettings, limits: Limits, w: Windows, lease: str | None, expiry_ms: int
+    ) -> Decision:
+        """The store's decision. A caller cancelled while the store decides
+        (a client that left during the Redis script) does not wait for it,
+        but a lease the store granted meanwhile is given back as soon as the
+        answer arrives: no slot stays counted until ``lease_ttl_s``."""
+        admit = self.store.admit(key.name, limits, w, lease, expiry_ms)
+        if self.local or lease is None:
+            return await admit
+        task = asyncio.ensure_future(admit)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda t: self._orphaned(t, key, lease))
+            raise
+
+    def _orphaned(self, task: asyncio.Future[Decision], key: ApiKeySettings, lease: str) -> None:
+        """The decision of a cancelled admit: free the lease it may have granted."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        if task.result().verdict is not Verdict.OK:
+            return
+        release = asyncio.ensure_future(self.store.settle(key.name, self._windows(key), lease, 0))
+        self._releasing.add(release)
+        release.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Future[Usage]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("quota_lease_release_failed", detail=repr(exc))
 
     def _store_failed(self, key: ApiKeySettings, err: StoreUnavailable) -> Ticket:
         detail = str(err)

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
+from ..errors import StoreUnavailable as StoreUnavailable  # the one class, re-exported
+
 NO_LIMIT = -1
 
 
@@ -108,11 +110,6 @@ class Decision:
     verdict: Verdict
     usage: Usage
     """After the admission (the request counted, when admitted)."""
-
-
-class StoreUnavailable(Exception):
-    """The store did not answer (Redis unreachable, timed out, or in error);
-    the message says what happened, for the log."""
 
 
 class QuotaStore(Protocol):

@@ -1,0 +1,111 @@
+"""What an admitted request holds, and the one place that gives it back.
+
+Every request that streams or calls an upstream takes, in this order: the
+key's ticket (its request counted, a concurrency lease: :mod:`gateway.quota`)
+and a gateway admission slot (:class:`~gateway.admission.Admission`:
+``max_streams``, queued bytes, draining). :meth:`Hold.take` takes both or
+neither (a refusal gives back what was taken); :meth:`Hold.release` gives
+both back, once, charging the key what the request spent. It is shielded
+from the cancellation of the task that calls it (a client that left), so
+the key's lease is never left to expire.
+
+:func:`run_stream` is the admit -> stream -> settle sequence that a live
+stream, a detached generation and a stored stream's reader share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..admission import Admission, Stoppable
+from ..auth import check_model, stash_view
+from ..outcome import Outcome
+from ..quota.limiter import Quotas, Ticket
+from ..state import ADMISSION, KEY, QUOTAS, SUMMARY
+from ..stream import Stream
+
+
+@dataclass(slots=True)
+class Hold:
+    """An admission slot and, for a keyed request, the key's ticket."""
+
+    admission: Admission
+    request: Stoppable
+    quotas: Quotas
+    ticket: Ticket | None
+    model: str
+    released: bool = False
+
+    @classmethod
+    async def take(
+        cls, request: web.Request, stoppable: Stoppable, model: str | None, *, charge_key: bool
+    ) -> Hold:
+        """Admit ``stoppable`` for ``request``. ``model``: checked against the
+        key's allow-list (None: not a model request, e.g. a stored stream's
+        reader). ``charge_key``: count it against the key's limits (False for
+        a reader whose generation already holds the request's ticket).
+
+        Raises ``ModelNotAllowed`` (403), the key's 429s, ``StateUnavailable``
+        (503), ``AtCapacity`` (429) or ``ShuttingDown`` (503); nothing is held
+        then."""
+        app = request.app
+        quotas = app[QUOTAS]
+        key = request.get(KEY)
+        ticket = None
+        if key is not None:
+            if model is not None:
+                check_model(request, model)
+            if charge_key:
+                ticket = await quotas.admit(key, stash_view(request))
+        admission = app[ADMISSION]
+        try:
+            admission.admit(stoppable)
+        except BaseException:
+            if ticket is not None:
+                await quotas.settle_shielded(ticket, model or "", 0, 0)
+            raise
+        return cls(admission, stoppable, quotas, ticket, model or "")
+
+    async def release(
+        self, model: str | None = None, input_tokens: int = 0, output_tokens: int = 0
+    ) -> None:
+        """Give everything back (idempotent); the key is charged the tokens
+        spent, under ``model`` (the one that served the request; default the
+        one asked for). Shielded: it completes even when the calling task is
+        cancelled meanwhile."""
+        if self.released:
+            return
+        self.released = True
+        self.admission.release(self.request)
+        if self.ticket is not None:
+            await self.quotas.settle_shielded(
+                self.ticket, model or self.model, input_tokens, output_tokens
+            )
+
+    async def release_stream(self, outcome: Outcome | None) -> None:
+        """:meth:`release`, charging what a stream's ``outcome`` says it spent."""
+        if outcome is None:
+            await self.release()
+        else:
+            await self.release(outcome.model, outcome.input_tokens or 0, outcome.output_tokens)
+
+
+async def run_stream(
+    request: web.Request,
+    stream: Stream,
+    model: str | None,
+    *,
+    charge_key: bool = True,
+) -> web.StreamResponse | None:
+    """Admit ``stream``, run it, give back what it held, and put its outcome on
+    the request's summary log line. Raises what :meth:`Hold.take` and
+    :meth:`Stream.run` raise."""
+    hold = await Hold.take(request, stream, model, charge_key=charge_key)
+    try:
+        return await stream.run()
+    finally:
+        await hold.release_stream(stream.outcome)
+        if stream.outcome is not None:
+            request[SUMMARY].update(stream.outcome.log_fields())
