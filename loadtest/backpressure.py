@@ -142,12 +142,15 @@ def _refusal(status: int, raw: bytes) -> str:
     return f"HTTP {status}: {text[:200]}" if text else f"HTTP {status}"
 
 
-def _failure(res: StreamResult, raw: bytes) -> str | None:
-    """Why a stalled stream is not open, or None when it got 200 and a first event."""
+def _failure(res: StreamResult, raw: bytes, network: str | None) -> str | None:
+    """Why a stalled stream is not open (a refusal, an error event, ``network``:
+    a connection error or timeout), or None when it got 200 and a first event."""
     if res.status not in (0, 200):
         return _refusal(res.status, raw)
-    if res.error is not None:
-        return f"error event {res.error}" if res.status == 200 else res.error
+    if res.error is not None:  # set by the parser: an error event or a bad one
+        return f"error event: {res.error}"
+    if network is not None:
+        return network
     if res.status == 0:
         return "no response"
     if res.first_token_at is None:
@@ -168,6 +171,7 @@ async def open_stalled(stream: StalledStream, target: Target, timeout_s: float) 
     )
     parser = SseParser(res, target.dialect)
     raw = bytearray()
+    network: str | None = None
     res.start = loop.time()
     try:
         async with asyncio.timeout(timeout_s):
@@ -182,10 +186,10 @@ async def open_stalled(stream: StalledStream, target: Target, timeout_s: float) 
                     raw += data
                 parser.feed(data, loop.time())
     except TimeoutError:
-        res.error = f"no first event within {timeout_s:g} s"
+        network = f"no first event within {timeout_s:g} s"
     except OSError as exc:
-        res.error = type(exc).__name__
-    stream.error = _failure(res, bytes(raw))
+        network = f"{type(exc).__name__}: {exc}"
+    stream.error = _failure(res, bytes(raw), network)
     if stream.error is not None:
         stream.release()
 

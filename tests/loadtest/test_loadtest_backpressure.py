@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.dialects.openai import MAX_TOKENS_LIMIT
 from loadtest.backpressure import FLOOD, GATEWAY_MAX_TOKENS, Side, open_side
+from loadtest.procs import free_port
 from loadtest.profiles import Target
 from loadtest.report import backpressure_section, backpressure_verdict, targets_table
 from loadtest.scenario import MockScenario
@@ -142,3 +143,26 @@ async def test_a_stream_the_server_closed_is_not_held(mock_client: MockFactory) 
                 await asyncio.sleep(0.02)
     finally:
         side.release()
+
+
+async def test_error_event_timeout_and_refused_connection_are_failures(
+    mock_client: MockFactory,
+) -> None:
+    mock = await mock_client()
+    assert mock.port is not None
+    direct = Target("direct", "127.0.0.1", mock.port, "mock")
+    cases = [
+        (direct, MockScenario(ttft_ms=0, tokens=5, fault="error_mid", fault_at=0), "error event: "),
+        (direct, MockScenario(ttft_ms=5000, tokens=5), "no first event within 0.5 s"),
+        (Target("gone", "127.0.0.1", free_port(), "mock"), FLOOD, "ConnectionRefusedError"),
+    ]
+    for target, scenario, expected in cases:
+        side = Side(target.name)
+        try:
+            await open_side(side, target, scenario, 2, 0.5)
+            assert side.errors == 2 and side.count_held() == 0
+            [message] = side.error_samples()
+            assert message.startswith(f"2 x {expected}"), message
+            assert all(s.sock is None for s in side.streams)  # released at once
+        finally:
+            side.release()
