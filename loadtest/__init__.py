@@ -18,6 +18,8 @@ Modules, one job each:
 - :mod:`loadtest.runner`: the default end-to-end scenario (``python -m loadtest``).
 - :mod:`loadtest.bench`: the comparison suite (``python -m loadtest.bench``).
 - :mod:`loadtest.baseline_relay`: a deliberately unbounded relay (no drain).
+- :mod:`loadtest.backpressure`: stalled clients on the baseline and on Sluice at
+  once; failed requests and streams held counted per relay, RSS sampled.
 - :mod:`loadtest.floor_relay`: the minimal correct relay (write + drain per
   event), the floor the hot path is measured against.
 - :mod:`loadtest.hotpath`: Sluice vs the floor relay (``python -m loadtest.hotpath``),

@@ -85,7 +85,10 @@ def backpressure_plot(result: dict[str, Any], path: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for name, label in (("baseline", "baseline relay (write, no drain)"), ("sluice", "Sluice")):
-        s = bp[name]["samples"]
+        side = bp[name]
+        s = side["samples"]
+        label += f": {side.get('streams_held')} of {bp['clients']} stalled streams held"
+        label += f", {side.get('errors')} failed requests"
         ax.plot([x["t"] for x in s], [x["rss_bytes"] / 2**20 for x in s], label=label)
     ax.set_xlabel("seconds")
     ax.set_ylabel("RSS, MiB")

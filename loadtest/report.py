@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 import psutil  # type: ignore[import-untyped]
@@ -71,6 +72,54 @@ def _all(*oks: bool | None) -> bool | None:
     return None if any(ok is None for ok in oks) else all(oks)
 
 
+class ProofVerdict(NamedTuple):
+    """The backpressure proof's verdict: ``ok`` None when it was not run, else
+    True only with no ``reasons`` against it."""
+
+    ok: bool | None
+    reasons: tuple[str, ...]
+
+
+BP_SIDES: Final = ("baseline", "sluice")
+
+
+def backpressure_verdict(bp: Mapping[str, Any] | None) -> ProofVerdict:
+    """Met only when, on both sides, no request failed and every stalled stream
+    asked for was held, Sluice's RSS slope stayed flat (<= :data:`FLAT_KIB_PER_S`)
+    and the baseline's grew (the clients really backed bytes up). Anything
+    missing or unmeasured counts against it: an empty or failed run is missed.
+    ``bp`` is ``result["backpressure"]`` (None: the proof was not run)."""
+    if bp is None:
+        return ProofVerdict(None, ("not run",))
+    reasons: list[str] = []
+    clients = bp.get("clients")
+    if not isinstance(clients, int) or clients <= 0:
+        reasons.append("no stalled clients asked for")
+        clients = 0
+    for name in BP_SIDES:
+        side = bp.get(name) or {}
+        errors, held = side.get("errors"), side.get("streams_held")
+        if not isinstance(errors, int):
+            reasons.append(f"{name}: failed requests not counted")
+        elif errors > 0:
+            reasons.append(f"{name}: {errors} requests failed")
+        if not isinstance(held, int):
+            reasons.append(f"{name}: held streams not counted")
+        elif held < clients:
+            reasons.append(f"{name}: {held} of {clients} stalled streams held")
+    sl = get_path(dict(bp), "sluice", "rss_trend", "slope_kib_per_s")
+    base = get_path(dict(bp), "baseline", "rss_trend", "slope_kib_per_s")
+    if sl is None:
+        reasons.append("sluice: RSS trend not measured")
+    elif float(sl) > FLAT_KIB_PER_S:
+        reasons.append(f"sluice: RSS grew {float(sl):,.0f} KiB/s (> {FLAT_KIB_PER_S:g})")
+    if base is None:
+        reasons.append("baseline: RSS trend not measured")
+    elif float(base) <= FLAT_KIB_PER_S:
+        reasons.append("baseline: RSS did not grow, so nothing was backed up to bound")
+    return ProofVerdict(not reasons, tuple(reasons))
+
+
 def targets_table(result: dict[str, Any]) -> list[str]:
     """The targets next to what this run measured and a verdict (goals, not assertions)."""
     cmp_ = result.get("comparison") or {}
@@ -87,7 +136,8 @@ def targets_table(result: dict[str, Any]) -> list[str]:
     base_bp = get_path(bp, "baseline", "rss_trend", "slope_kib_per_s")
     cancel99 = get_path(slow, "cancel", "latency_ms", "p99")
     flat = f"flat (<= {FLAT_KIB_PER_S:g} KiB/s)"
-    growing = None if base_bp is None else float(base_bp) > FLAT_KIB_PER_S
+    held = " / ".join(f"{get_path(bp, n, 'streams_held')}" for n in BP_SIDES)
+    errs = " / ".join(f"{get_path(bp, n, 'errors')}" for n in BP_SIDES)
     lines = [
         "| target | goal | measured here | verdict |",
         "|---|---|---|---|",
@@ -101,9 +151,11 @@ def targets_table(result: dict[str, Any]) -> list[str]:
         f"| RSS slope with slow + stalled clients | {flat} "
         f"| {fmt(slope, ' KiB/s')} over {fmt(get_path(slow, 'rss_trend', 'window_s'), ' s', 0)} "
         f"| {verdict(_le(slope, FLAT_KIB_PER_S))} |",
-        f"| Sluice vs baseline RSS slope, stalled clients | {flat} vs growing "
-        f"| {fmt(sl_bp, ' KiB/s')} vs {fmt(base_bp, ' KiB/s')} "
-        f"| {verdict(_all(_le(sl_bp, FLAT_KIB_PER_S), growing))} |",
+        f"| Sluice vs baseline RSS slope, stalled clients; streams held and failed "
+        f"requests (baseline / Sluice) | {flat} vs growing; "
+        f"{get_path(bp, 'clients') or 'all'} held, 0 failed "
+        f"| {fmt(sl_bp, ' KiB/s')} vs {fmt(base_bp, ' KiB/s')}; held {held}, failed {errs} "
+        f"| {verdict(backpressure_verdict(bp).ok)} |",
         f"| client disconnect -> upstream close p99 | <= 10 ms "
         f"| {fmt(cancel99, ' ms', 2)} | {verdict(_le(cancel99, 10.0))} |",
     ]
@@ -203,25 +255,49 @@ def render_markdown(result: dict[str, Any]) -> str:
         ]
     bp = result.get("backpressure")
     if bp:
-        b, s = bp["baseline"]["rss_trend"] or {}, bp["sluice"]["rss_trend"] or {}
-        out += [
-            "## Backpressure proof",
-            "",
-            f"{bp['clients']} stalled clients on each relay; upstream streams as fast as allowed.",
-            "",
-            "| relay | RSS first -> last MiB | max MiB | slope KiB/s |",
-            "|---|---|---|---|",
-            f"| baseline (no drain) | {fmt(b.get('first_mib'), '', 1)} -> "
-            f"{fmt(b.get('last_mib'), '', 1)} "
-            f"| {fmt(b.get('max_mib'), '', 1)} | {fmt(b.get('slope_kib_per_s'), '', 0)} |",
-            f"| Sluice | {fmt(s.get('first_mib'), '', 1)} -> {fmt(s.get('last_mib'), '', 1)} "
-            f"| {fmt(s.get('max_mib'), '', 1)} | {fmt(s.get('slope_kib_per_s'), '', 0)} |",
-            "",
-            f"Baseline stopped: {bp['baseline']['stopped']}.",
-            "",
-        ]
+        out += backpressure_section(bp)
     out += plot_lines(result)
     return "\n".join(out)
+
+
+def backpressure_section(bp: dict[str, Any]) -> list[str]:
+    """The proof's Markdown: per relay requests failed, streams held, RSS; the
+    first distinct error messages; the verdict and what it was missed on."""
+    clients = bp.get("clients")
+    v = backpressure_verdict(bp)
+    out = [
+        "## Backpressure proof",
+        "",
+        f"{clients} stalled clients on each relay (200 and a first event, then no reads); "
+        f"upstream `{bp.get('scenario', '?')}` streams as fast as allowed.",
+        "",
+        "| relay | failed requests | streams held | RSS first -> last MiB | growth MiB "
+        "| max MiB | slope KiB/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, label in (("baseline", "baseline (no drain)"), ("sluice", "Sluice")):
+        side = bp.get(name) or {}
+        tr = side.get("rss_trend") or {}
+        first, last = tr.get("first_mib"), tr.get("last_mib")
+        growth = None if first is None or last is None else float(last) - float(first)
+        out.append(
+            f"| {label} | {fmt(side.get('errors'))} | {fmt(side.get('streams_held'))} "
+            f"of {clients} | {fmt(first, '', 1)} -> {fmt(last, '', 1)} | {fmt(growth, '', 1)} "
+            f"| {fmt(tr.get('max_mib'), '', 1)} | {fmt(tr.get('slope_kib_per_s'), '', 0)} |"
+        )
+    out.append("")
+    for name in BP_SIDES:
+        samples = get_path(bp, name, "error_samples") or []
+        if samples:
+            out += [f"First distinct errors, {name}:", "", *(f"- `{m}`" for m in samples), ""]
+    out += [f"Baseline stopped: {get_path(bp, 'baseline', 'stopped')}.", ""]
+    out += [
+        f"Verdict: **{verdict(v.ok)}**"
+        + (f" ({'; '.join(v.reasons)})" if v.ok is False else "")
+        + ".",
+        "",
+    ]
+    return out
 
 
 def plot_lines(result: dict[str, Any]) -> list[str]:
