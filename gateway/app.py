@@ -28,7 +28,7 @@ from .cors import add_cors_headers, cors_middleware
 from .detached import Detached
 from .keys import Identity
 from .metrics import Metrics, multiprocess_enabled
-from .middleware import add_request_id, gateway_middleware
+from .middleware import add_dropped_params, add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.openai import OpenAIResponsesProvider
@@ -311,6 +311,7 @@ def create_app(
     app[DETACHED] = Detached(metrics)
     app[IDENTITY] = Identity(settings.auth)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(add_dropped_params)
     app.on_response_prepare.append(add_rate_limit_headers)
     app.on_response_prepare.append(add_cors_headers)
     app.on_shutdown.append(_drain_on_shutdown)
