@@ -100,8 +100,8 @@ def node_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     workdir = tmp_path_factory.mktemp("clients-js")
     config = workdir / "sluice.toml"
     config.write_text(
-        "[[models]]\n"
-        f'name = "sim"\nprovider = "sim"\nttft_ms = 5\nitl_ms = 1\noutput_tokens = {OUTPUT_TOKENS}\n'
+        '[[models]]\nname = "sim"\nprovider = "sim"\n'
+        f"ttft_ms = 5\nitl_ms = 1\noutput_tokens = {OUTPUT_TOKENS}\n"
     )
     port = free_port()
     with (workdir / "gateway.log").open("wb") as log:
