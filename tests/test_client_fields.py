@@ -114,11 +114,18 @@ async def test_dropped_fields_are_named_in_a_header_and_the_log(
         "prompt_cache_key": "pk",
         "service_tier": "auto",
         "max_tool_calls": 3,
+        "prompt_cache_options": {"mode": "implicit"},
     }
     resp = await client.post("/v1/responses", json=body)
     assert resp.status == 200
     await resp.read()
-    expected = ["reasoning.summary", "include", "stream_options", "max_tool_calls"]
+    expected = [
+        "reasoning.summary",
+        "include",
+        "stream_options",
+        "max_tool_calls",
+        "prompt_cache_options",
+    ]
     assert resp.headers[HEADER] == ", ".join(expected)
     sent = fake_openai.records[-1].body
     assert sent["reasoning_effort"] == "high" and sent["verbosity"] == "low"

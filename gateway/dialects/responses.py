@@ -17,6 +17,7 @@ message items with text content, ``function_call`` and
 store), ``background``, ``previous_response_id`` (:func:`continued_input`),
 and what the popular clients send by default: ``include``, ``reasoning``,
 ``stream_options``, ``prompt_cache_key``, ``prompt_cache_retention``,
+``prompt_cache_options``,
 ``safety_identifier``, ``service_tier``, ``max_tool_calls``. Fields with a
 Chat Completions counterpart are translated (``reasoning.effort`` ->
 ``reasoning_effort``, ``text.format`` -> ``response_format``, ...); fields that
@@ -106,6 +107,7 @@ class ResponsesRequest(_Strict):
     stream_options: dict[str, Any] | None = None
     prompt_cache_key: str | None = Field(default=None, max_length=1024)
     prompt_cache_retention: str | None = Field(default=None, max_length=64)
+    prompt_cache_options: dict[str, Any] | None = None
     safety_identifier: str | None = Field(default=None, max_length=256)
     service_tier: str | None = Field(default=None, max_length=64)
     max_tool_calls: Annotated[int, Field(ge=1)] | None = None
@@ -270,6 +272,8 @@ def _translate_tuning(request: ResponsesRequest, chat: dict[str, Any]) -> None:
         drop("stream_options")
     if request.max_tool_calls is not None:
         drop("max_tool_calls")
+    if request.prompt_cache_options is not None:
+        drop("prompt_cache_options")
     if request.truncation == "auto":
         drop("truncation")
 
