@@ -78,10 +78,16 @@ def _tap(output: str) -> dict[str, NodeResult]:
     return results
 
 
-def run_node_clients(origin: str, model: str, text: str | None) -> dict[str, NodeResult]:
-    """``node --test`` on clients.test.mjs against the gateway at ``origin``."""
+def run_node_clients(
+    origin: str, model: str, text: str | None, *, tools: bool = True
+) -> dict[str, NodeResult]:
+    """``node --test`` on clients.test.mjs against the gateway at ``origin``
+    (``http://host:port``), asking ``model``; ``text``: the exact text every
+    client must receive (``None``: any non-empty text); ``tools=False`` skips
+    the tool-call tests (a model that may not call the tool)."""
     assert NODE is not None
     env = {**os.environ, "SLUICE_BASE_URL": origin, "SLUICE_MODEL": model}
+    env["SLUICE_TOOLS"] = "1" if tools else "0"
     env.pop("SLUICE_TEXT", None)
     if text is not None:
         env["SLUICE_TEXT"] = text
