@@ -12,7 +12,15 @@ PORT ?= 8080
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: run key test lint typecheck check promtool redis nginx chromium loadtest bench prometheus fleet clean
+.PHONY: help run key test lint typecheck check promtool redis nginx chromium node-clients loadtest bench prometheus fleet clean
+.DEFAULT_GOAL := help
+
+## help: this list (each target's `## name: text` comment in this Makefile)
+help:
+	@awk '/^## [a-z-]+:/ { sub(/^## /, ""); i = index($$0, ": "); \
+	        printf "  %-13s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2); cont = 1; next } \
+	      /^## / && cont { sub(/^## /, ""); printf "  %-13s %s\n", "", $$0; next } \
+	      { cont = 0 }' $(MAKEFILE_LIST)
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -65,21 +73,39 @@ chromium:
 	  echo "installing Debian's chromium and chromium-driver (browser tests)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
 
+## node-clients: the Node clients the tests drive (tests/js: openai, ai, @ai-sdk/*,
+## @anthropic-ai/sdk), `npm ci` from package-lock.json, Node >= 20; cached
+## until the lockfile changes (skipped, with a warning, without Node 20)
+NODE_CLIENTS := tests/js/node_modules/.installed
+node-clients: $(NODE_CLIENTS)
+$(NODE_CLIENTS): tests/js/package.json tests/js/package-lock.json
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && \
+	    [ "$$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; then \
+	  echo "installing the Node clients (npm ci in tests/js)"; \
+	  cd tests/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+	  echo "warning: Node >= 20 and npm not found: the Node client tests will be skipped" >&2; \
+	fi
+
 ## test: the whole suite (installs what it needs first)
-test: $(VENV)/.synced-dev promtool redis nginx chromium
+test: $(VENV)/.synced-dev promtool redis nginx chromium node-clients
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+## lint: ruff check and format check
 lint: $(VENV)/.synced-dev
 	$(VENV)/bin/ruff check gateway tests loadtest
 	$(VENV)/bin/ruff format --check gateway tests loadtest
 
+## typecheck: mypy (strict, on gateway/)
 typecheck: $(VENV)/.synced-dev
 	$(VENV)/bin/mypy
 
+## check: lint, typecheck and test
 check: lint typecheck test
 
+## clean: remove the venvs, caches and the Node clients
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules
 
 ## loadtest: default end-to-end scenario (mock upstream + gateway + load), ~3 min
 loadtest: $(VENV)/.synced-dev

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_workers(args.config, host, port, args.workers, args.log_level)
     configure_logging(args.log_level)
     try:
-        run(settings, host, port, args.config, print=lambda msg: print(msg, flush=True))
+        run(settings, host, port, args.config)
     except OSError as err:
         print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr)
         return 2

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from aiohttp import web
@@ -15,6 +17,7 @@ from aiohttp.web_runner import GracefulExit
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from . import __version__
 from .admission import Admission
 from .api import anthropic as anthropic_api
 from .api import key as key_api
@@ -28,7 +31,7 @@ from .cors import add_cors_headers, cors_middleware
 from .detached import Detached
 from .keys import Identity
 from .metrics import Metrics, multiprocess_enabled
-from .middleware import add_request_id, gateway_middleware
+from .middleware import add_dropped_params, add_request_id, gateway_middleware
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.openai import OpenAIResponsesProvider
@@ -261,6 +264,39 @@ def new_event_loop(settings: Settings) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+def listen_url(host: str, port: int) -> str:
+    """``http://host:port`` (an IPv6 host in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def state_store_of(settings: Settings) -> str:
+    """Where streams and per-key counters live: ``memory``, or the Redis URL
+    without its user and password."""
+    url = settings.state.redis_url
+    if url is None:
+        return "memory"
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def startup_fields(settings: Settings, host: str, port: int, workers: int = 1) -> dict[str, Any]:
+    """The fields of the one ``started`` log line: ``version``, ``pid`` (what
+    ``kill -HUP`` needs), ``listen`` (URL), ``models`` (names), ``state_store``
+    (:func:`state_store_of`), ``workers``, and ``playground`` (its URL, or
+    null when it is not served)."""
+    url = listen_url(host, port)
+    return {
+        "version": __version__,
+        "pid": os.getpid(),
+        "listen": url,
+        "models": [m.name for m in settings.models],
+        "state_store": state_store_of(settings),
+        "workers": workers,
+        "playground": f"{url}/playground" if settings.server.playground_on(host) else None,
+    }
+
+
 def run(
     settings: Settings,
     host: str,
@@ -271,10 +307,18 @@ def run(
 ) -> None:
     """Serve until SIGINT/SIGTERM (``web.run_app``) on :func:`new_event_loop`.
 
-    ``gc.freeze()`` first: what import and start-up left behind (~54k
-    objects) moves out of the collector's way, so full collections stop
-    walking it on every stream (docs/architecture.md, "Facts the design rests on").
+    Once the socket listens, one structured log line, ``event="started"``
+    (:func:`startup_fields`), instead of aiohttp's plain-text banner (a
+    ``print`` in ``options`` is ignored). ``gc.freeze()`` first: what import
+    and start-up left behind (~54k objects) moves out of the collector's way,
+    so full collections stop walking it on every stream (docs/architecture.md,
+    "Facts the design rests on").
     """
+    options.pop("print", None)
+
+    def started(_banner: str) -> None:  # aiohttp calls it once its sites listen
+        log.info("started", **startup_fields(settings, host, port, workers))
+
     app = create_app(settings, listen_host=host)
     if config_path is not None:
         app[CONFIG_PATH] = config_path  # SIGHUP re-reads its [auth]
@@ -290,6 +334,7 @@ def run(
         loop=loop,
         backlog=settings.server.backlog,
         access_log=None,
+        print=started,
         **server_options(settings),
         **options,
     )
@@ -315,6 +360,7 @@ def create_app(
     app[DETACHED] = Detached(metrics)
     app[IDENTITY] = Identity(settings.auth)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(add_dropped_params)
     app.on_response_prepare.append(add_rate_limit_headers)
     app.on_response_prepare.append(add_cors_headers)
     app.on_shutdown.append(_drain_on_shutdown)

@@ -36,7 +36,7 @@ ALLOW_HEADERS = (
     "Sluice-Resumable, X-Request-Id"
 )
 EXPOSE_HEADERS = (
-    "X-Request-Id, Sluice-Stream-Id, Retry-After, "
+    "X-Request-Id, Sluice-Stream-Id, Sluice-Dropped-Params, Retry-After, "
     "x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests, "
     "x-ratelimit-limit-tokens, x-ratelimit-remaining-tokens, x-ratelimit-reset-tokens, "
     "anthropic-ratelimit-requests-limit, anthropic-ratelimit-requests-remaining, "

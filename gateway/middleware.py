@@ -15,7 +15,10 @@
   (response body length, when known), the fields handlers put in
   ``request[SUMMARY]`` (``model``, ...), and for an error ``error_type``,
   ``error_code``, ``error`` (the client's message) and ``detail``. The
-  ``request_id`` comes from the bound context.
+  ``request_id`` comes from the bound context. ``dropped_params`` lists the
+  request fields a dialect translation did not send upstream
+  (:mod:`gateway.dialects.dropped`), also in the ``Sluice-Dropped-Params``
+  response header (:func:`add_dropped_params`, streamed responses included).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import structlog
 from aiohttp import web
 
 from .api.models import wants_anthropic
+from .dialects import dropped
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -39,7 +43,7 @@ from .errors import (
     RouteNotFound,
     UnsupportedMediaType,
 )
-from .state import ARRIVAL, METRICS, REQUEST_ID, SUMMARY
+from .state import ARRIVAL, DROPPED, METRICS, REQUEST_ID, SUMMARY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("gateway.http")
@@ -121,6 +125,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     request[REQUEST_ID] = request_id
     summary: dict[str, object] = {}
     request[SUMMARY] = summary
+    request[DROPPED] = dropped.collect()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     route = route_of(request)
     status = 500
@@ -186,6 +191,9 @@ def _log_request(
     }
     for name, value in summary.items():
         fields.setdefault(name, value)
+    dropped_params = request.get(DROPPED)
+    if dropped_params:
+        fields["dropped_params"] = list(dropped_params)
     emit = log.error if status >= 500 else log.info
     emit("request", **fields)
 
@@ -195,3 +203,12 @@ async def add_request_id(request: web.Request, response: web.StreamResponse) -> 
     request_id = request.get(REQUEST_ID)
     if request_id:
         response.headers["X-Request-Id"] = request_id
+
+
+async def add_dropped_params(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: ``Sluice-Dropped-Params: a, b`` when a
+    translation dropped request fields (streams are prepared after the
+    translation, so their headers carry it too)."""
+    names = request.get(DROPPED)
+    if names:
+        response.headers[dropped.HEADER] = dropped.header_value(names)

@@ -34,6 +34,10 @@ REQUEST_ID = web.RequestKey("request_id", str)
 SUMMARY = web.RequestKey("summary", dict[str, object])
 """Fields for the request's one summary log line (``event="request"``, written
 by the middleware): handlers add what they know (the chat path: ``model``)."""
+DROPPED = web.RequestKey("dropped_params", list[str])
+"""Request fields a dialect translation did not send upstream
+(:mod:`gateway.dialects.dropped`): the ``Sluice-Dropped-Params`` header and
+``dropped_params`` on the summary line."""
 IDENTITY = web.AppKey("identity", Identity)
 """The configured client keys (``[auth]``); its ring is swapped on SIGHUP."""
 REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis")

@@ -31,7 +31,7 @@ def _worker(config: str | None, host: str, port: int, log_level: str, workers: i
     settings = load_settings(config)
     configure_logging(log_level)
     try:
-        run(settings, host, port, config, workers, reuse_port=True, print=None)
+        run(settings, host, port, config, workers, reuse_port=True)
     except OSError as err:
         print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

@@ -297,3 +297,82 @@ async def test_a_cut_connection_resumes_to_the_same_text(
     route = "/v1/streams/{stream_id}"
     assert total(metrics, "sluice_stream_resumes_total", route=route) == 1
     assert total(metrics, "sluice_requests_total", route=route, method="GET") == 1
+
+
+IN_VIEW = """
+const r = document.getElementById(arguments[0]).getBoundingClientRect();
+return {top: r.top, bottom: r.bottom, left: r.left, right: r.right,
+        width: innerWidth, height: innerHeight, scrollY: scrollY};
+"""
+
+
+def in_viewport(rect: dict[str, float]) -> bool:
+    return (
+        rect["scrollY"] == 0
+        and 0 <= rect["top"] < rect["bottom"] <= rect["height"]
+        and 0 <= rect["left"] < rect["right"] <= rect["width"]
+    )
+
+
+async def test_playground_fits_1280x900_and_keeps_the_conversation(
+    page: Page, gateway: GatewayFactory, fake_openai: FakeOpenAI, tmp_path: Any
+) -> None:
+    fake_openai.queue = [
+        Script(events=[sse(chunk("Hello ")), sse(chunk("there")), sse("[DONE]")]),
+        Script(events=[sse(chunk("Second")), sse("[DONE]")]),
+        Script(events=[sse(chunk("Fresh")), sse("[DONE]")]),
+    ]
+    client = await gateway(models=[SIM, openai_model(fake_openai)])
+    size = await asyncio.to_thread(page.driver.get_window_size)
+    await asyncio.to_thread(page.driver.set_window_size, 1280, 900)
+    try:
+        await open_playground(page, f"http://127.0.0.1:{client.server.port}", "up")
+        assert (await page.js("return [innerWidth, innerHeight]"))[0] == 1280
+        await page.js("document.getElementById('system').value = 'Be brief.'")
+        await page.js("document.getElementById('temperature').value = '0.3'")
+        await page.js("document.getElementById('max-tokens').value = '50'")
+        await page.js("document.getElementById('prompt').value = 'First question'")
+        await page.click("send")
+        # Pressing Send shows the answer where the user looks: no scrolling.
+        rect = await page.js(IN_VIEW, "answer")
+        assert in_viewport(rect), rect
+        await page.until("return document.getElementById('status').textContent.startsWith('Done')")
+        assert await page.text("answer") == "Hello there"
+        first = fake_openai.records[0].body
+        assert first["messages"] == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "First question"},
+        ]
+        assert first["temperature"] == 0.3 and first["max_tokens"] == 50
+
+        await page.js("document.getElementById('prompt').value = 'Second question'")
+        await page.click("send")
+        await page.until("return document.getElementById('status').textContent.startsWith('Done')")
+        assert await page.text("answer") == "Second"
+        assert fake_openai.records[1].body["messages"] == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "First question"},
+            {"role": "assistant", "content": "Hello there"},
+            {"role": "user", "content": "Second question"},
+        ]
+        turns = await page.js(
+            "return [...document.querySelectorAll('#transcript li')].map((li) => li.textContent)"
+        )
+        assert turns == ["First question", "Hello there"]
+        rect = await page.js(IN_VIEW, "answer")
+        assert in_viewport(rect), rect
+        await asyncio.to_thread(page.driver.save_screenshot, str(tmp_path / "playground.png"))
+        print(f"\nscreenshot: {tmp_path / 'playground.png'}")
+
+        # Clear: a new conversation, only the system prompt and the new question.
+        await page.click("clear")
+        assert await page.text("transcript") == "" and await page.text("answer") == ""
+        await page.js("document.getElementById('prompt').value = 'Third'")
+        await page.click("send")
+        await page.until("return document.getElementById('status').textContent.startsWith('Done')")
+        assert fake_openai.records[2].body["messages"] == [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Third"},
+        ]
+    finally:
+        await asyncio.to_thread(page.driver.set_window_size, size["width"], size["height"])

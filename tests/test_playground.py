@@ -23,7 +23,9 @@ async def test_served_on_loopback_by_default(gateway: GatewayFactory) -> None:
     assert "max-age" in page.headers["Cache-Control"]
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     html = await page.text()
-    for element in ("model", "key", "prompt", "send", "stop", "answer", "ttft", "tps", "itl"):
+    elements = ("model", "key", "prompt", "send", "stop", "answer", "ttft", "tps", "itl",
+                "system", "temperature", "max-tokens", "clear", "transcript")  # fmt: skip
+    for element in elements:
         assert f'id="{element}"' in html
     assert '<script type="module" src="/playground.js">' in html
     script = await client.get("/playground.js")

@@ -166,7 +166,7 @@ async def test_anthropic_upstream(gateway: GatewayFactory, fake_anthropic: FakeA
     ("extra", "param"),
     [
         ({"background": True, "store": False}, "store"),
-        ({"reasoning": {"effort": "low"}}, "reasoning"),
+        ({"top_logprobs": 2}, "top_logprobs"),
         ({"input": [{"type": "image_generation_call"}]}, "input[0]"),
     ],
 )

@@ -174,7 +174,9 @@ def test_anthropic_to_openai(body: dict[str, Any], expected: dict[str, Any]) -> 
 def test_anthropic_fields_without_counterpart_are_dropped() -> None:
     body = an(top_k=5, thinking={"type": "enabled", "budget_tokens": 1024}, service_tier="auto",
               vendor_extension=1)  # fmt: skip
-    assert set(openai_from_anthropic(body)) == {"model", "messages", "max_tokens"}
+    out = openai_from_anthropic(body)
+    assert set(out) == {"model", "messages", "max_tokens", "reasoning_effort"}
+    assert out["reasoning_effort"] == "low"  # translated: thinking with a 1024 budget
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,19 @@ message items with text content, ``function_call`` and
 ``function_call_output`` items), ``instructions``, ``tools`` of type
 ``function``, ``tool_choice``, ``parallel_tool_calls``, ``max_output_tokens``,
 ``temperature``, ``top_p``, ``metadata``, ``stream``, ``store``, ``user``,
-``text`` (plain text format only), ``truncation: "disabled"``, ``store``
-(default true: the response is kept in the stream store), ``background`` and
-``previous_response_id`` (:func:`continued_input`). Any other field gets a
-400 naming the field.
+``text`` (``format`` text, ``json_object`` or ``json_schema``; ``verbosity``),
+``truncation``, ``store`` (default true: the response is kept in the stream
+store), ``background``, ``previous_response_id`` (:func:`continued_input`),
+and what the popular clients send by default: ``include``, ``reasoning``,
+``stream_options``, ``prompt_cache_key``, ``prompt_cache_retention``,
+``prompt_cache_options``,
+``safety_identifier``, ``service_tier``, ``max_tool_calls``. Fields with a
+Chat Completions counterpart are translated (``reasoning.effort`` ->
+``reasoning_effort``, ``text.format`` -> ``response_format``, ...); fields that
+only tune generation are dropped and reported (:mod:`gateway.dialects.dropped`);
+docs/responses.md has the table. Any other field, and one whose loss would
+change the answer (``top_logprobs``, ``include`` of logprobs, ``conversation``,
+``prompt``), gets a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidRequest
+from .dropped import drop
 from .openai import MAX_MESSAGES, MAX_TOKENS_LIMIT, invalid_from
 
 ROLES = ("user", "assistant", "system", "developer")
@@ -46,12 +56,30 @@ class FunctionTool(_Strict):
 
 
 class TextFormat(_Strict):
-    type: Literal["text"]
+    """``text.format``: plain text, JSON mode, or Structured Outputs."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = Field(default=None, min_length=1, max_length=64)
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
 
 
 class TextConfig(_Strict):
     format: TextFormat | None = None
-    verbosity: str | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class Reasoning(_Strict):
+    """``reasoning``: ``effort`` is translated; a summary is never produced."""
+
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
+"""The one ``include`` value Sluice refuses: the answer would lack what it asks for."""
 
 
 class ResponsesRequest(_Strict):
@@ -71,9 +99,18 @@ class ResponsesRequest(_Strict):
     store: bool | None = None
     user: str | None = None
     text: TextConfig | None = None
-    truncation: Literal["disabled"] | None = None
+    truncation: Literal["disabled", "auto"] | None = None
     background: bool | None = None
     previous_response_id: str | None = Field(default=None, min_length=1, max_length=256)
+    include: list[str] | None = None
+    reasoning: Reasoning | None = None
+    stream_options: dict[str, Any] | None = None
+    prompt_cache_key: str | None = Field(default=None, max_length=1024)
+    prompt_cache_retention: str | None = Field(default=None, max_length=64)
+    prompt_cache_options: dict[str, Any] | None = None
+    safety_identifier: str | None = Field(default=None, max_length=256)
+    service_tier: str | None = Field(default=None, max_length=64)
+    max_tool_calls: Annotated[int, Field(ge=1)] | None = None
 
 
 def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -91,6 +128,17 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         raise invalid_from(err) from None
     if request.background and request.store is False:
         raise InvalidRequest("A background response must be stored ('store')", param="store")
+    if request.include and LOGPROBS_INCLUDE in request.include:
+        raise InvalidRequest(
+            f"'include' of {LOGPROBS_INCLUDE!r} is not supported by Sluice's Responses API",
+            param="include",
+        )
+    fmt = request.text.format if request.text else None
+    incomplete = fmt is not None and (fmt.name is None or fmt.json_schema is None)
+    if fmt is not None and fmt.type == "json_schema" and incomplete:
+        raise InvalidRequest(
+            "A 'json_schema' text format needs 'name' and 'schema'", param="text.format"
+        )
     return request
 
 
@@ -169,16 +217,65 @@ def chat_from_responses(body: dict[str, Any]) -> dict[str, Any]:
         chat["tool_choice"] = {"type": "function", "function": {"name": name}}
     elif request.tool_choice is not None:
         chat["tool_choice"] = request.tool_choice
-    for field in ("parallel_tool_calls", "temperature", "top_p", "user"):
+    for field in PASSED_ON:
         value = getattr(request, field)
         if value is not None:
             chat[field] = value
     if request.max_output_tokens is not None:
         chat["max_completion_tokens"] = request.max_output_tokens
+    _translate_tuning(request, chat)
     if request.stream:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
     return chat
+
+
+PASSED_ON = (
+    "parallel_tool_calls",
+    "temperature",
+    "top_p",
+    "user",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "service_tier",
+)
+"""Responses fields that Chat Completions has under the same name and meaning."""
+
+
+def _translate_tuning(request: ResponsesRequest, chat: dict[str, Any]) -> None:
+    """``reasoning``, ``text`` and the fields with no Chat Completions
+    counterpart (dropped, reported by name: :func:`~gateway.dialects.dropped.drop`)."""
+    reasoning = request.reasoning
+    if reasoning is not None:
+        if reasoning.effort is not None:
+            chat["reasoning_effort"] = reasoning.effort
+        if reasoning.summary is not None or reasoning.generate_summary is not None:
+            drop("reasoning.summary")  # no reasoning items are produced
+    text = request.text
+    if text is not None:
+        if text.verbosity is not None:
+            chat["verbosity"] = text.verbosity
+        fmt = text.format
+        if fmt is not None and fmt.type == "json_object":
+            chat["response_format"] = {"type": "json_object"}
+        elif fmt is not None and fmt.type == "json_schema":
+            schema: dict[str, Any] = {"name": fmt.name, "schema": fmt.json_schema}
+            if fmt.strict is not None:
+                schema["strict"] = fmt.strict
+            if fmt.description is not None:
+                schema["description"] = fmt.description
+            chat["response_format"] = {"type": "json_schema", "json_schema": schema}
+    if request.include:
+        drop("include")  # only reasoning / built-in tool data, which never occur here
+    if request.stream_options:
+        drop("stream_options")
+    if request.max_tool_calls is not None:
+        drop("max_tool_calls")
+    if request.prompt_cache_options is not None:
+        drop("prompt_cache_options")
+    if request.truncation == "auto":
+        drop("truncation")
 
 
 def new_response_id() -> str:
@@ -215,7 +312,8 @@ def response_object(
         "previous_response_id": body.get("previous_response_id"),
         "store": body.get("store") is not False,
         "temperature": body.get("temperature"),
-        "text": {"format": {"type": "text"}},
+        "text": _text_echo(body.get("text")),
+        "reasoning": _reasoning_echo(body.get("reasoning")),
         "tool_choice": body.get("tool_choice") or "auto",
         "tools": tools,
         "top_p": body.get("top_p"),
@@ -223,6 +321,19 @@ def response_object(
         "usage": usage,
         "user": body.get("user"),
     }
+
+
+def _text_echo(text: object) -> dict[str, Any]:
+    fmt = text.get("format") if isinstance(text, dict) else None
+    echo: dict[str, Any] = {"format": fmt if isinstance(fmt, dict) else {"type": "text"}}
+    if isinstance(text, dict) and text.get("verbosity") is not None:
+        echo["verbosity"] = text["verbosity"]
+    return echo
+
+
+def _reasoning_echo(reasoning: object) -> dict[str, Any]:
+    given = reasoning if isinstance(reasoning, dict) else {}
+    return {"effort": given.get("effort"), "summary": None}
 
 
 def response_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -9,8 +9,11 @@
 Both take a body the client dialect's validator accepted and raise
 :class:`~gateway.errors.InvalidRequest` (400) for content that has no
 counterpart upstream (e.g. an audio part, a server tool) rather than drop it
-silently. Sampling knobs with no counterpart are dropped; docs/anthropic.md
-lists every one and why.
+silently. Reasoning is translated (``reasoning_effort`` <-> ``thinking`` with a
+budget: :data:`THINKING_BUDGET`). Sampling knobs with no counterpart are
+dropped and reported (:func:`~gateway.dialects.dropped.drop`: the
+``Sluice-Dropped-Params`` header and the log line); docs/anthropic.md lists
+every one and why.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest
+from .dropped import drop
 
 DEFAULT_MAX_TOKENS = 4096
 """``max_tokens`` sent to Anthropic when an OpenAI client gives none (Anthropic
@@ -27,6 +31,20 @@ requires it; OpenAI's default is "up to the context window")."""
 
 _ANTHROPIC_EXTENSIONS = ("top_k", "thinking", "metadata")
 """Anthropic-only fields an OpenAI client may send; relayed as given."""
+
+_OPENAI_TRANSLATED = frozenset(
+    {"model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options",
+     "temperature", "top_p", "stop", "tools", "tool_choice", "parallel_tool_calls", "user",
+     "n", "reasoning_effort", *_ANTHROPIC_EXTENSIONS}
+)  # fmt: skip
+"""Chat Completions fields with an Anthropic counterpart (``stream_options``
+and ``n`` = 1 are the gateway's own); any other is dropped and reported."""
+
+THINKING_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+"""``reasoning_effort`` -> Anthropic ``thinking.budget_tokens`` (Anthropic's
+minimum is 1024, and the budget must stay below ``max_tokens``)."""
+
+MIN_THINKING_BUDGET = 1024
 
 
 # -- OpenAI client -> Anthropic upstream ------------------------------------
@@ -217,7 +235,32 @@ def anthropic_from_openai(body: dict[str, Any]) -> dict[str, Any]:
     for key in _ANTHROPIC_EXTENSIONS:
         if key in body:
             out[key] = body[key]
+    if "thinking" not in out:
+        _thinking_from_effort(body.get("reasoning_effort"), out)
+    drop(*(key for key in body if key not in _OPENAI_TRANSLATED))
     return out
+
+
+def _thinking_from_effort(effort: object, out: dict[str, Any]) -> None:
+    """``reasoning_effort`` as ``thinking`` on ``out`` (a Messages body).
+
+    ``none`` is no thinking (Anthropic's default). The budget is capped below
+    ``max_tokens``; with less room than Anthropic's minimum budget, or with a
+    forced tool (which Anthropic does not allow with thinking), the effort is
+    dropped. Thinking does not allow a changed ``temperature`` or ``top_k``:
+    those are dropped when thinking is turned on."""
+    if effort is None or effort == "none":
+        return
+    budget = min(THINKING_BUDGET.get(str(effort), THINKING_BUDGET["medium"]), out["max_tokens"] - 1)
+    forced = (out.get("tool_choice") or {}).get("type") in ("any", "tool")
+    if budget < MIN_THINKING_BUDGET or forced:
+        drop("reasoning_effort")
+        return
+    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    for key in ("temperature", "top_k"):
+        if key in out:
+            del out[key]
+            drop(key)
 
 
 # -- Anthropic client -> OpenAI-dialect upstream ----------------------------
@@ -360,4 +403,34 @@ def openai_from_anthropic(body: dict[str, Any]) -> dict[str, Any]:
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
         out["user"] = metadata["user_id"]
+    if isinstance(metadata, dict) and set(metadata) - {"user_id"}:
+        drop("metadata")
+    effort = _effort_from_thinking(body.get("thinking"))
+    if effort is not None:
+        out["reasoning_effort"] = effort
+    drop(*(key for key in body if key not in _ANTHROPIC_TRANSLATED))
     return out
+
+
+_ANTHROPIC_TRANSLATED = frozenset(
+    {"model", "messages", "max_tokens", "system", "stream", "temperature", "top_p",
+     "stop_sequences", "tools", "tool_choice", "metadata", "thinking"}
+)  # fmt: skip
+"""Messages fields with a Chat Completions counterpart; any other is dropped
+and reported."""
+
+
+def _effort_from_thinking(thinking: object) -> str | None:
+    """Anthropic ``thinking`` as ``reasoning_effort``: by ``budget_tokens``
+    (below 4096: ``low``, below 16384: ``medium``, else ``high``, the values
+    every OpenAI reasoning model takes); ``disabled``: none sent; any other
+    kind is dropped and reported."""
+    if not isinstance(thinking, dict) or thinking.get("type") == "disabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if thinking.get("type") != "enabled" or not isinstance(budget, int):
+        drop("thinking")
+        return None
+    if budget < 4096:
+        return "low"
+    return "medium" if budget < 16384 else "high"

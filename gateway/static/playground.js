@@ -2,6 +2,10 @@
 //
 // Send streams one chat completion from the chosen model; Stop aborts it
 // (and cancels a resumable stream's generation with DELETE /v1/streams/{id}).
+// The conversation is kept: each Send sends the system prompt (if any), every
+// earlier turn (the question and the answer as it was shown, a stopped one
+// included; a failed one is not kept) and the new prompt, with the
+// temperature and max tokens when set. Clear starts a new conversation.
 // Tokens are appended to the answer at most once per animation frame, however
 // fast they arrive; the figures of the current stream are updated with them:
 // TTFT (Send -> first content), tokens/s and inter-token latency (p50) after
@@ -15,6 +19,12 @@ const form = $("form");
 const model = $("model");
 const key = $("key");
 const prompt = $("prompt");
+const system = $("system");
+const temperature = $("temperature");
+const maxTokens = $("max-tokens");
+const transcript = $("transcript");
+const asked = $("asked");
+const clear = $("clear");
 const resumable = $("resumable");
 const send = $("send");
 const stop = $("stop");
@@ -30,6 +40,10 @@ const API = `${location.origin}/v1`;
  * content chunks, text not yet rendered, and the Text node it goes to. */
 let run = null;
 let frame = 0;
+/** The conversation so far: {role, content} messages, oldest first. */
+let history = [];
+/** The turn on screen (#asked, #answer) once it ended and is kept. */
+let shown = null;
 
 function storage() {
   try {
@@ -111,9 +125,50 @@ function onContent(text) {
   scheduleRender();
 }
 
+function bubble(role, text) {
+  const item = document.createElement("li");
+  item.className = role;
+  item.textContent = text;
+  return item;
+}
+
+/** The turn on screen moves into the transcript (it is already in history). */
+function archiveShown() {
+  if (!shown) return;
+  transcript.append(bubble("user", shown.question), bubble("assistant", shown.answer));
+  transcript.scrollTop = transcript.scrollHeight;
+  shown = null;
+}
+
+/** The request body: the conversation, the new question, the settings set. */
+function requestBody(question) {
+  const messages = [...history, { role: "user", content: question }];
+  if (system.value.trim()) messages.unshift({ role: "system", content: system.value });
+  const body = { model: model.value, messages };
+  if (temperature.value !== "") body.temperature = Number(temperature.value);
+  if (maxTokens.value !== "") body.max_tokens = Number(maxTokens.value);
+  return body;
+}
+
+function clearConversation() {
+  if (run) return;
+  history = [];
+  shown = null;
+  transcript.replaceChildren();
+  asked.textContent = "";
+  answer.replaceChildren();
+  showError(null);
+  status.textContent = "New conversation.";
+  prompt.focus();
+}
+
 async function start(event) {
   event.preventDefault();
   if (run || !model.value) return;
+  archiveShown();
+  const question = prompt.value;
+  const body = requestBody(question);
+  asked.textContent = question;
   const current = run = {
     controller: new AbortController(), streamId: null, start: performance.now(),
     first: 0, last: 0, count: 0, gaps: [], pending: "", node: document.createTextNode(""),
@@ -125,6 +180,8 @@ async function start(event) {
   status.textContent = "Streaming…";
   send.disabled = true;
   stop.disabled = false;
+  clear.disabled = true;
+  let kept = false;
   // Keep the stream id (resumable streams) so Stop can cancel the generation.
   const tracking = (url, init) => fetch(url, init).then((response) => {
     current.streamId = response.headers.get("Sluice-Stream-Id") ?? current.streamId;
@@ -133,16 +190,19 @@ async function start(event) {
   try {
     for await (const chunk of streamChat({
       baseUrl: API, apiKey: key.value.trim() || undefined, fetch: tracking,
-      body: { model: model.value, messages: [{ role: "user", content: prompt.value }] },
+      body,
       signal: current.controller.signal, resumable: resumable.checked,
     })) {
       const content = chunk.choices?.[0]?.delta?.content;
       if (content) onContent(content);
     }
     status.textContent = `Done: ${current.count} tokens.`;
+    kept = true;
+    prompt.value = "";
   } catch (err) {
     if (current.controller.signal.aborted) {
       status.textContent = `Stopped after ${current.count} tokens.`;
+      kept = true;
     } else {
       status.textContent = "Failed.";
       showError(err);
@@ -151,9 +211,15 @@ async function start(event) {
     if (frame) cancelAnimationFrame(frame);
     render(); // the last tokens, even if no frame came (a hidden tab)
     run = null;
+    if (kept) {
+      const text = current.node.data;
+      history.push({ role: "user", content: question }, { role: "assistant", content: text });
+      shown = { question, answer: text };
+    }
     answer.setAttribute("aria-busy", "false");
     send.disabled = false;
     stop.disabled = true;
+    clear.disabled = false;
   }
 }
 
@@ -177,6 +243,7 @@ key.addEventListener("change", () => {
 });
 form.addEventListener("submit", start);
 stop.addEventListener("click", halt);
+clear.addEventListener("click", clearConversation);
 prompt.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
