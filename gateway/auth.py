@@ -193,8 +193,7 @@ def reload_keys(app: web.Application, path: str) -> bool:
     after = set(identity.ring.by_name)
     quotas = app.get(QUOTAS)
     if quotas is not None:
-        for name in before - after:
-            quotas.forget(name)
+        quotas.reconfigure(settings.auth.keys)  # the per-key gauges follow the new keys
     log.info(
         "keys_reloaded",
         path=path,

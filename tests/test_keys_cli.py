@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from gateway.__main__ import refusal
 from gateway.config import parse_settings
 from tests.gwproc import GatewayProc, config_text
+from tests.helpers import SIM_FAST
 from tests.keyhelp import MSGS, make_key, poll
 
 SIM = {"name": "sim", "provider": "sim"}
@@ -253,3 +255,37 @@ async def _listening_workers(gw: GatewayProc) -> bool:
                for conn in c.net_connections())
     ]  # fmt: skip
     return len(listening) == 2
+
+
+async def test_budget_gauges_follow_a_reload(gateway: Any, metrics: Any, tmp_path: Path) -> None:
+    """Issue 19 G: after a reload changes a key's token_budget,
+    sluice_key_token_budget_tokens (and the remaining tokens) follow the new
+    config; a removed key's series go."""
+    from gateway.auth import reload_keys
+    from tests.keyhelp import oai
+
+    a_secret, a = make_key("team-a", token_budget=1000)
+    b_secret, b = make_key("team-b", token_budget=500)
+    client = await gateway(models=[SIM_FAST], auth={"keys": [a, b]})
+
+    def value(name: str, key: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"key": key})  # type: ignore[no-any-return]
+
+    for secret in (a_secret, b_secret):
+        async with oai(client, secret) as sdk:
+            await sdk.chat.completions.create(model="sim", messages=MSGS)  # type: ignore[arg-type]
+    spent_a = 1000 - (value("sluice_key_budget_remaining_tokens", "team-a") or 0)
+    assert value("sluice_key_token_budget_tokens", "team-a") == 1000
+    assert 0 < spent_a < 1000
+
+    config = tmp_path / "sluice.toml"
+    config.write_text(config_text([{**a, "token_budget": 2000}]))  # team-b removed
+    assert reload_keys(client.app, str(config)) is True
+    assert value("sluice_key_token_budget_tokens", "team-a") == 2000
+    assert value("sluice_key_budget_remaining_tokens", "team-a") == 2000 - spent_a
+    assert value("sluice_key_token_budget_tokens", "team-b") is None
+    assert value("sluice_key_budget_remaining_tokens", "team-b") is None
+
+    config.write_text(config_text([{k: v for k, v in a.items() if k != "token_budget"}]))
+    assert reload_keys(client.app, str(config)) is True  # no budget any more
+    assert value("sluice_key_token_budget_tokens", "team-a") is None

@@ -21,7 +21,7 @@ import itertools
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -88,8 +88,9 @@ class Quotas:
         """lease id -> key name, for the renewals."""
         self._lease_prefix = secrets.token_hex(6)
         self._lease_ids = itertools.count()
-        self._gauges: dict[str, Gauge] = {}
-        """key name -> its budget-remaining gauge child (resolved once)."""
+        self._gauges: dict[str, tuple[Gauge, int]] = {}
+        """key name -> its budget-remaining gauge child (resolved once) and the
+        period tokens it had spent as of its last request."""
         self._clock = WindowClock()
         self.local = isinstance(store, MemoryQuotaStore)
         """Whether the store answers without suspending (nothing to shield)."""
@@ -180,11 +181,29 @@ class Quotas:
     def _budget_gauge(self, key: ApiKeySettings, limits: Limits, usage: Usage) -> None:
         if limits.token_budget == NO_LIMIT:
             return
-        gauge = self._gauges.get(key.name)
-        if gauge is None:
-            gauge = self._gauges[key.name] = self._metrics.key_budget_remaining.labels(key.name)
+        known = self._gauges.get(key.name)
+        if known is None:
+            gauge = self._metrics.key_budget_remaining.labels(key.name)
             self._metrics.key_budget.labels(key.name).set(limits.token_budget)
+        else:
+            gauge = known[0]
+        self._gauges[key.name] = (gauge, usage.period_tokens)
         gauge.set(max(0, limits.token_budget - usage.period_tokens))
+
+    def reconfigure(self, keys: Iterable[ApiKeySettings]) -> None:
+        """The keys were reloaded (SIGHUP): the per-key budget gauges follow
+        the new config. A key whose ``token_budget`` changed gets the new
+        budget and its remaining tokens recomputed from what it had spent as
+        of its last request; a key removed, or one that no longer has a
+        budget, loses both series."""
+        by_name = {k.name: k for k in keys}
+        for name, (gauge, spent) in list(self._gauges.items()):
+            key = by_name.get(name)
+            if key is None or key.token_budget is None:
+                self.forget(name)
+                continue
+            self._metrics.key_budget.labels(name).set(key.token_budget)
+            gauge.set(max(0, key.token_budget - spent))
 
     async def settle_shielded(
         self, ticket: Ticket, model: str, input_tokens: int, output_tokens: int
