@@ -15,6 +15,7 @@ from aiohttp.web_runner import GracefulExit
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from . import hangup
 from .admission import Admission
 from .api import anthropic as anthropic_api
 from .api import key as key_api
@@ -139,6 +140,13 @@ async def _leave_on_sigterm(app: web.Application) -> None:
         loop.call_later(delay, _graceful_exit)
 
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+
+async def _release_sighup(app: web.Application) -> None:
+    """``on_startup``, after ``cleanup_ctx`` (so after :func:`~gateway.auth.quotas_ctx`
+    installed the SIGHUP reload when there is a config file): deliver a SIGHUP
+    held since start-up (:mod:`gateway.hangup`), or ignore SIGHUP for good."""
+    hangup.release(handled=CONFIG_PATH in app)
 
 
 def _graceful_exit() -> None:
@@ -276,6 +284,7 @@ def run(
         app[CONFIG_PATH] = config_path  # SIGHUP re-reads its [auth]
     app[WORKERS] = workers
     app.on_startup.append(_leave_on_sigterm)  # here, not in create_app: a process's signals
+    app.on_startup.append(_release_sighup)  # after quotas_ctx installed the reload handler
     loop = new_event_loop(settings)
     gc.collect()
     gc.freeze()

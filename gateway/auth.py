@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from . import hangup
 from .config import ConfigError, load_settings
 from .config_auth import ApiKeySettings
 from .errors import AuthenticationFailed, GatewayError, ModelNotAllowed, StateUnavailable
@@ -158,7 +159,8 @@ async def quotas_ctx(app: web.Application) -> AsyncIterator[None]:
         loop.add_signal_handler(signal.SIGHUP, reload_keys, app, path)
     yield
     if path is not None:
-        loop.remove_signal_handler(signal.SIGHUP)
+        loop.remove_signal_handler(signal.SIGHUP)  # restores SIGHUP's fatal default...
+        hangup.ignore()  # ...so: a reload signal during shutdown does nothing
     keeper.cancel()
     await asyncio.gather(keeper, return_exceptions=True)
     await quotas.close()
