@@ -33,7 +33,13 @@ from aiohttp import web
 from . import hangup
 from .config import ConfigError, load_settings
 from .config_auth import ApiKeySettings
-from .errors import AuthenticationFailed, GatewayError, ModelNotAllowed, StateUnavailable
+from .errors import (
+    AuthenticationFailed,
+    GatewayError,
+    ModelNotAllowed,
+    StateBusy,
+    StateUnavailable,
+)
 from .keys import expired, presented_digest
 from .middleware import is_anthropic
 from .quota.headers import rate_limit_headers
@@ -90,8 +96,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request[SUMMARY]["key"] = key.name
     try:
         response = await handler(request)
-    except StateUnavailable:
-        raise  # the store just failed: do not wait on it again
+    except (StateUnavailable, StateBusy):
+        raise  # the store just failed or is saturated: do not wait on it again
     except GatewayError:
         await _peek(request, key)  # errors before admission (403, 404, 400) too
         raise

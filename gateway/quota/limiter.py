@@ -10,7 +10,10 @@ most what the requests it had in flight at that moment spend.
 A key without limits is never counted in the store (only in metrics). The
 store failing (Redis down) answers 503 ``state_unavailable``, or with
 ``[state] fail_open`` lets the request through uncounted, with a warning and
-``sluice_quota_state_errors_total``.
+``sluice_quota_state_errors_total``. No free pooled connection within
+``[state] pool_timeout_s`` is not a failure of Redis: 503 ``state_busy``
+(``fail_open`` or not), a ``state_pool_exhausted`` warning and
+``sluice_state_pool_exhausted_total{store="quota"}``.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ import structlog
 from prometheus_client import Gauge
 
 from ..config_auth import ApiKeySettings, StateSettings
-from ..errors import KeyQuotaExhausted, KeyRateLimited, StateUnavailable
+from ..errors import KeyQuotaExhausted, KeyRateLimited, StateBusy, StateUnavailable
 from ..metrics import Metrics
 from .memory import MemoryQuotaStore
 from .store import (
     NO_LIMIT,
     Limits,
     QuotaStore,
+    StoreBusy,
     StoreUnavailable,
     Usage,
     Verdict,
@@ -115,6 +119,8 @@ class Quotas:
         expiry_ms = w.now_ms + int(self._state.lease_ttl_s * 1000)
         try:
             decision = await self.store.admit(key.name, limits, w, lease, expiry_ms)
+        except StoreBusy as err:
+            raise self._store_busy(key, err) from None
         except StoreUnavailable as err:
             return self._store_failed(key, err)
         view = QuotaView(limits, decision.usage, w)
@@ -127,6 +133,19 @@ class Quotas:
             return Ticket(key, lease, counted=True, view=view)
         self._metrics.key_rejections.labels(key.name, verdict.value).inc()
         raise _rejection(key, verdict, w)
+
+    def _store_busy(self, key: ApiKeySettings, err: StoreBusy) -> StateBusy:
+        """The pool had no free connection in time: the gateway is busy, not
+        Redis down; ``fail_open`` does not apply (a burst is exactly when the
+        limits matter)."""
+        self._metrics.state_pool_exhausted.labels("quota").inc()
+        log.warning("state_pool_exhausted", key=key.name, store="quota", detail=str(err))
+        return StateBusy(
+            "The gateway is busy (all its connections to the quota store are in use); "
+            "retry shortly",
+            retry_after=1,
+            detail=str(err),
+        )
 
     def _store_failed(self, key: ApiKeySettings, err: StoreUnavailable) -> Ticket:
         detail = str(err)
@@ -160,6 +179,8 @@ class Quotas:
                 key.name, self._windows(key), ticket.lease, input_tokens + output_tokens
             )
         except StoreUnavailable as err:
+            if isinstance(err, StoreBusy):
+                self._metrics.state_pool_exhausted.labels("quota").inc()
             self._metrics.quota_state_errors.labels("uncharged").inc()
             log.warning(
                 "quota_charge_lost",
