@@ -116,7 +116,7 @@ class StateSettings(_Section):
     same size; the stream store's cancel subscription holds one of the shared
     pool for good once this process has produced a stored stream). A command
     that finds them all busy waits for one."""
-    pool_timeout_s: float = Field(default=2.0, gt=0)
+    pool_timeout_s: float = Field(default=5.0, gt=0)
     """Longest wait for a free connection of the pool; past it the request
     gets 503 ``state_busy`` (the gateway is busy, Redis is not down), never
     ``state_unavailable``. ``fail_open`` does not apply to it."""
