@@ -20,6 +20,7 @@ from gateway.config import parse_settings
 from tests.gwproc import GatewayProc, config_text
 from tests.helpers import SIM_FAST
 from tests.keyhelp import MSGS, make_key, poll
+from tests.rawclient import exchange
 
 SIM = {"name": "sim", "provider": "sim"}
 
@@ -182,6 +183,21 @@ async def test_the_secret_appears_nowhere(tmp_path: Path) -> None:
                 statuses.append(resp.status)
                 assert secret not in text and near_miss not in text
                 assert secret not in str(resp.headers)
+        # Requests aiohttp's parser rejects, whose exception quotes the raw
+        # bytes (issue 20 row 6): bare LF line endings, a control character
+        # after the key, a bad method, a header line too long.
+        rejected = [
+            f"POST /v1/chat/completions HTTP/1.1\nHost: x\nAuthorization: Bearer {secret}\n"
+            "Content-Length: 2\n\n{}",
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}"
+            "\x01\r\nContent-Length: 2\r\n\r\n{}",
+            f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {secret}\x7f\r\n\r\n",
+            f"G\x01T /v1/models?key={secret} HTTP/1.1\r\n\r\n",
+            f"GET /v1/models HTTP/1.1\r\nAuthorization: Bearer {secret}\r\nX: {'a' * 9000}\r\n\r\n",
+        ]
+        for raw in rejected:
+            answer = await exchange("127.0.0.1", gw.port, raw.encode())
+            assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400")
         async with session.get(f"{gw.url}/metrics") as resp:
             metrics = await resp.text()
     assert statuses == [200, 200, 200, 404, 400, 429, 401, 401]
@@ -192,6 +208,7 @@ async def test_the_secret_appears_nowhere(tmp_path: Path) -> None:
         assert near_miss not in text
         assert secret[len("sk-sluice-") :][:16] not in text
     assert 'sluice_key_rejections_total{key="team-a",limit="requests"} 1.0' in metrics
+    assert logs.count('"event": "http_request_rejected"') == len(rejected)
 
 
 def test_reload_keeps_the_old_keys_when_the_new_ones_would_be_unsafe(tmp_path: Path) -> None:
