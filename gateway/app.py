@@ -30,6 +30,7 @@ from .detached import Detached
 from .keys import Identity
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_request_id, gateway_middleware
+from .ops import guarded, healthz, metrics_listener, readyz_handler, unconfigured_models
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.openai import OpenAIResponsesProvider
@@ -78,47 +79,6 @@ def static_file(
         return web.Response(body=body, content_type=content_type, charset="utf-8", headers=extra)
 
     return serve
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process is serving HTTP."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: 200 while the gateway takes traffic; 503 while starting,
-    draining (shutdown) or saturated (admission would turn requests away).
-
-    Models whose upstream key variable is unset are listed in
-    ``unconfigured_models`` (``[{"model", "missing_env"}]``); that is still 200
-    while another model works, and 503 ``unconfigured`` when none does."""
-    admission = request.app[ADMISSION]
-    if PROVIDERS not in request.app:
-        status = "starting"
-    elif admission.draining or admission.leaving:
-        status = "draining"
-    elif admission.saturated:
-        status = "saturated"
-    else:
-        unconfigured = unconfigured_models(request.app[SETTINGS])
-        body: dict[str, object] = {"status": "ready", "open_streams": admission.open_streams}
-        if unconfigured:
-            body["unconfigured_models"] = unconfigured
-            if len(unconfigured) == len(request.app[SETTINGS].models):
-                body["status"] = "unconfigured"
-                return web.json_response(body, status=503)
-            body["note"] = "ready: the other models serve; the listed ones answer 503"
-        return web.json_response(body)
-    return web.json_response({"status": status, "open_streams": admission.open_streams}, status=503)
-
-
-def unconfigured_models(settings: Settings) -> list[dict[str, str]]:
-    """``[{"model", "missing_env"}]`` for each model whose key variable is unset."""
-    return [
-        {"model": m.name, "missing_env": env}
-        for m in settings.models
-        if (env := m.missing_key_env()) is not None
-    ]
 
 
 async def _leave_on_sigterm(app: web.Application) -> None:
@@ -340,7 +300,23 @@ def create_app(
             "/playground", static_file("playground.html", "text/html", PLAYGROUND_HEADERS)
         )
         app.router.add_get("/playground.js", static_file("playground.js", "text/javascript"))
+    # Operator endpoints (gateway/ops.py): /metrics on this port or a listener
+    # of its own, behind a token when [server] metrics_token_env is set.
+    server = settings.server
+    metrics_handler = guarded(
+        make_aiohttp_handler(_metrics_registry(metrics)), server.metrics_token()
+    )
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))
+    app.router.add_get("/readyz", readyz_handler(app, metrics_listener=False))
+    if server.metrics_port is None:
+        app.router.add_get("/metrics", metrics_handler)
+    else:
+        app.cleanup_ctx.append(
+            metrics_listener(
+                metrics_handler,
+                server.metrics_host or listen_host or server.host,
+                server.metrics_port,
+                reuse_port=multiprocess_enabled(),
+            )
+        )
     return app

@@ -120,6 +120,11 @@ class StateSettings(_Section):
     """Longest wait for a free connection of the pool; past it the request
     gets 503 ``state_busy`` (the gateway is busy, Redis is not down), never
     ``state_unavailable``. ``fail_open`` does not apply to it."""
+    readiness_requires_redis: bool | None = None
+    """Whether Redis not answering a PING (within ``timeout_s``) turns
+    ``/readyz`` 503 ``state_unavailable``. Unset: when some key has limits and
+    ``fail_open`` is off (then those keys' requests would get 503 anyway).
+    Either way ``/readyz``'s detail reports the state store."""
     lease_ttl_s: float = Field(default=60.0, ge=1)
     """A concurrency slot held by a process that died frees itself after this;
     live streams renew theirs every third of it."""
