@@ -364,3 +364,38 @@ async def test_an_exhausted_pool_is_state_busy_not_redis_down(
     assert "quota_state_unavailable" not in events
     requests = [line for line in log_lines() if line["event"] == "request"]
     assert [r.get("error_code") for r in requests[:2]] == ["state_busy", "state_busy"]
+
+
+async def test_pool_exhaustion_and_redis_down_are_told_apart(redis_server: RedisServer) -> None:
+    """redisconn: a pool wait that times out is PoolExhausted (on the shared
+    client and on the blocking-reads client built from it, which keeps its
+    bounds); a Redis that is gone is a connection error, never PoolExhausted."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from gateway.redisconn import PoolExhausted, blocking_reads_client
+
+    state = StateSettings(redis_url=redis_server.url, max_connections=2, pool_timeout_s=0.1)
+    client = connect(state)
+    blocking = blocking_reads_client(client, 1.0)
+    try:
+        bpool = blocking.connection_pool
+        assert (bpool.max_connections, bpool.timeout) == (2, 0.1)  # type: ignore[attr-defined]
+        assert bpool.connection_kwargs["socket_timeout"] == 1.0 + state.timeout_s
+        # A blocking read longer than timeout_s is not cut by it.
+        assert await blocking.xread({"sluice:test:none": "0-0"}, block=700) == []
+        for c in (client, blocking):
+            held = [await c.connection_pool.get_connection() for _ in range(2)]
+            try:
+                with pytest.raises(PoolExhausted):
+                    await c.ping()
+            finally:
+                for conn in held:
+                    await c.connection_pool.release(conn)
+            assert await c.ping()
+        redis_server.stop()
+        with pytest.raises(RedisConnectionError) as info:
+            await client.ping()
+        assert not isinstance(info.value, PoolExhausted)
+    finally:
+        await blocking.aclose()
+        await client.aclose()
