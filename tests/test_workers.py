@@ -69,11 +69,11 @@ async def _start_workers(tmp_path: Path, port: int) -> asyncio.subprocess.Proces
     config = tmp_path / "sluice.toml"
     config.write_text(config_text([]))
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "--workers", "2", "--port", str(port),
-        "--config", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env,
-    )  # fmt: skip
+    with (tmp_path / "out.log").open("wb") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "--workers", "2", "--port", str(port),
+            "--config", str(config), stdout=out, stderr=asyncio.subprocess.STDOUT, env=env,
+        )  # fmt: skip
 
 
 def _workers(proc: asyncio.subprocess.Process) -> list[psutil.Process]:
@@ -134,6 +134,13 @@ async def test_sighup_during_start_up_kills_no_process(tmp_path: Path) -> None:
         ):
             assert resp.status == 200
         assert proc.returncode is None
+
+        def reloads() -> int:
+            return (tmp_path / "out.log").read_text().count('"event":"keys_reloaded"')
+
+        # Each worker got SIGHUPs while starting: held, then delivered to its
+        # reload handler (a reload each), not lost and not fatal.
+        await poll(_async(lambda: reloads() >= 2))
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
