@@ -148,3 +148,19 @@ async def test_metrics_and_detail_behind_a_token(
     status, body = await _ready(client, **good)
     assert status == 200
     assert body["unconfigured_models"] == [{"model": "up", "missing_env": "OPENAI_API_KEY"}]
+
+
+def test_a_metrics_token_variable_that_is_unset_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Never a silent fallback to an open /metrics."""
+    from gateway.config import ConfigError, parse_settings
+
+    monkeypatch.setenv("SLUICE_METRICS_TOKEN", "")
+    with pytest.raises(ConfigError) as info:
+        parse_settings(
+            {"models": [SIM_FAST], "server": {"metrics_token_env": "SLUICE_METRICS_TOKEN"}}
+        )
+    assert info.value.errors == (
+        "server.metrics_token_env: the environment variable SLUICE_METRICS_TOKEN is unset or empty",
+    )
