@@ -18,10 +18,12 @@ import argparse
 import errno
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from .app import run
-from .config import ConfigError, Settings, is_loopback, load_settings
-from .log import configure_logging
+from . import hangup
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,6 +87,8 @@ def keys_main(argv: list[str]) -> int:
 
 def refusal(settings: Settings, host: str, workers: int) -> str | None:
     """Why the gateway must not start this way (one line), or None."""
+    from .config import is_loopback
+
     auth = settings.auth
     if not auth.keys and not auth.anonymous and not is_loopback(host):
         return (
@@ -102,9 +106,17 @@ def refusal(settings: Settings, host: str, workers: int) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First, before the imports that take most of start-up: a SIGHUP (reload)
+    # waits, blocked, until the app installs its handler (gateway.hangup);
+    # worker processes inherit the block.
+    hangup.hold()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["keys"]:
         return keys_main(argv[1:])
+    from .app import run
+    from .config import ConfigError, load_settings
+    from .log import configure_logging
+
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.config)

@@ -17,7 +17,7 @@ from aiohttp.web_runner import GracefulExit
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from . import __version__
+from . import __version__, hangup
 from .admission import Admission
 from .api import anthropic as anthropic_api
 from .api import key as key_api
@@ -32,6 +32,7 @@ from .detached import Detached
 from .keys import Identity
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_dropped_params, add_request_id, gateway_middleware
+from .ops import guarded, healthz, metrics_listener, readyz_handler, unconfigured_models
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.openai import OpenAIResponsesProvider
@@ -82,47 +83,6 @@ def static_file(
     return serve
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process is serving HTTP."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: 200 while the gateway takes traffic; 503 while starting,
-    draining (shutdown) or saturated (admission would turn requests away).
-
-    Models whose upstream key variable is unset are listed in
-    ``unconfigured_models`` (``[{"model", "missing_env"}]``); that is still 200
-    while another model works, and 503 ``unconfigured`` when none does."""
-    admission = request.app[ADMISSION]
-    if PROVIDERS not in request.app:
-        status = "starting"
-    elif admission.draining or admission.leaving:
-        status = "draining"
-    elif admission.saturated:
-        status = "saturated"
-    else:
-        unconfigured = unconfigured_models(request.app[SETTINGS])
-        body: dict[str, object] = {"status": "ready", "open_streams": admission.open_streams}
-        if unconfigured:
-            body["unconfigured_models"] = unconfigured
-            if len(unconfigured) == len(request.app[SETTINGS].models):
-                body["status"] = "unconfigured"
-                return web.json_response(body, status=503)
-            body["note"] = "ready: the other models serve; the listed ones answer 503"
-        return web.json_response(body)
-    return web.json_response({"status": status, "open_streams": admission.open_streams}, status=503)
-
-
-def unconfigured_models(settings: Settings) -> list[dict[str, str]]:
-    """``[{"model", "missing_env"}]`` for each model whose key variable is unset."""
-    return [
-        {"model": m.name, "missing_env": env}
-        for m in settings.models
-        if (env := m.missing_key_env()) is not None
-    ]
-
-
 async def _leave_on_sigterm(app: web.Application) -> None:
     """``on_startup`` (after aiohttp installed its signal handlers): with
     ``[server] drain_delay_s`` > 0, SIGTERM first turns ``/readyz`` 503 and
@@ -142,6 +102,13 @@ async def _leave_on_sigterm(app: web.Application) -> None:
         loop.call_later(delay, _graceful_exit)
 
     loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+
+async def _release_sighup(app: web.Application) -> None:
+    """``on_startup``, after ``cleanup_ctx`` (so after :func:`~gateway.auth.quotas_ctx`
+    installed the SIGHUP reload when there is a config file): deliver a SIGHUP
+    held since start-up (:mod:`gateway.hangup`), or ignore SIGHUP for good."""
+    hangup.release(handled=CONFIG_PATH in app)
 
 
 def _graceful_exit() -> None:
@@ -324,6 +291,7 @@ def run(
         app[CONFIG_PATH] = config_path  # SIGHUP re-reads its [auth]
     app[WORKERS] = workers
     app.on_startup.append(_leave_on_sigterm)  # here, not in create_app: a process's signals
+    app.on_startup.append(_release_sighup)  # after quotas_ctx installed the reload handler
     loop = new_event_loop(settings)
     gc.collect()
     gc.freeze()
@@ -381,7 +349,23 @@ def create_app(
             "/playground", static_file("playground.html", "text/html", PLAYGROUND_HEADERS)
         )
         app.router.add_get("/playground.js", static_file("playground.js", "text/javascript"))
+    # Operator endpoints (gateway/ops.py): /metrics on this port or a listener
+    # of its own, behind a token when [server] metrics_token_env is set.
+    server = settings.server
+    metrics_handler = guarded(
+        make_aiohttp_handler(_metrics_registry(metrics)), server.metrics_token()
+    )
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", make_aiohttp_handler(_metrics_registry(metrics)))
+    app.router.add_get("/readyz", readyz_handler(app, metrics_listener=False))
+    if server.metrics_port is None:
+        app.router.add_get("/metrics", metrics_handler)
+    else:
+        app.cleanup_ctx.append(
+            metrics_listener(
+                metrics_handler,
+                server.metrics_host or listen_host or server.host,
+                server.metrics_port,
+                reuse_port=multiprocess_enabled(),
+            )
+        )
     return app

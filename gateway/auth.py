@@ -30,9 +30,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from . import hangup
 from .config import ConfigError, load_settings
 from .config_auth import ApiKeySettings
-from .errors import AuthenticationFailed, GatewayError, ModelNotAllowed, StateUnavailable
+from .errors import (
+    AuthenticationFailed,
+    GatewayError,
+    ModelNotAllowed,
+    StateBusy,
+    StateUnavailable,
+)
 from .keys import expired, presented_digest
 from .middleware import is_anthropic
 from .quota.headers import rate_limit_headers
@@ -90,8 +97,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request[SUMMARY]["key"] = key.name
     try:
         response = await handler(request)
-    except StateUnavailable:
-        raise  # the store just failed: do not wait on it again
+    except (StateUnavailable, StateBusy):
+        raise  # the store just failed or is saturated: do not wait on it again
     except GatewayError:
         await _peek(request, key)  # errors before admission (403, 404, 400) too
         raise
@@ -159,7 +166,8 @@ async def quotas_ctx(app: web.Application) -> AsyncIterator[None]:
         loop.add_signal_handler(signal.SIGHUP, reload_keys, app, path)
     yield
     if path is not None:
-        loop.remove_signal_handler(signal.SIGHUP)
+        loop.remove_signal_handler(signal.SIGHUP)  # restores SIGHUP's fatal default...
+        hangup.ignore()  # ...so: a reload signal during shutdown does nothing
     keeper.cancel()
     await asyncio.gather(keeper, return_exceptions=True)
     await quotas.close()
@@ -195,8 +203,7 @@ def reload_keys(app: web.Application, path: str) -> bool:
     after = set(identity.ring.by_name)
     quotas = app.get(QUOTAS)
     if quotas is not None:
-        for name in before - after:
-            quotas.forget(name)
+        quotas.reconfigure(settings.auth.keys)  # the per-key gauges follow the new keys
     # A revoked secret's generations stop: nobody can cancel them any more.
     revoked = secrets_before - {k.sha256 for k in identity.ring.by_name.values()}
     if revoked and DETACHED in app:

@@ -82,6 +82,36 @@ class ServerSettings(_Section):
     playground: bool | None = None
     """Serve the playground page, ``GET /playground``. Unset: on when the
     gateway listens on a loopback address, off otherwise."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve ``GET /metrics`` (and ``/readyz`` with its detail, ``/healthz``)
+    on a listener of its own on this port, and no longer on the API port,
+    whose ``/readyz`` then says only its status. Unset: ``/metrics`` on the
+    API port. With ``--workers N`` every worker listens on it
+    (``SO_REUSEPORT``); any one's ``/metrics`` aggregates them all."""
+    metrics_host: str | None = None
+    """Address of the metrics listener; unset: the API's listen address."""
+    metrics_token_env: str | None = Field(default=None, min_length=1)
+    """Name of an environment variable holding a bearer token: ``/metrics``
+    then answers 401 without ``Authorization: Bearer <token>``, and
+    ``/readyz`` gives its detail (open streams, unconfigured models and their
+    variables, the state store) only with it. The variable unset or empty is
+    a configuration error. Unset: no token asked."""
+
+    @model_validator(mode="after")
+    def _metrics_token_set(self) -> ServerSettings:
+        env = self.metrics_token_env
+        if env is not None and not os.environ.get(env):
+            problem = f"the environment variable {env} is unset or empty"
+            raise PydanticCustomError(
+                CROSS_CHECK,
+                "server.metrics_token_env: {msg}",
+                {"problems": [("server.metrics_token_env", problem)], "msg": problem},
+            )
+        return self
+
+    def metrics_token(self) -> str | None:
+        """The token ``metrics_token_env`` names (read now), or None."""
+        return os.environ.get(self.metrics_token_env) if self.metrics_token_env else None
 
     def playground_on(self, listen_host: str | None = None) -> bool:
         """Whether ``GET /playground`` is served: ``playground`` when set, else

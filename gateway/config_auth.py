@@ -110,6 +110,21 @@ class StateSettings(_Section):
     """Connecting to Redis."""
     timeout_s: float = Field(default=0.5, gt=0)
     """One Redis command (socket timeout): a hung Redis costs at most this."""
+    max_connections: int = Field(default=100, ge=2, le=100_000)
+    """Redis connections this process may open (one pool shared by quotas and
+    the stream store; followers' blocking reads have a second pool of the
+    same size; the stream store's cancel subscription holds one of the shared
+    pool for good once this process has produced a stored stream). A command
+    that finds them all busy waits for one."""
+    pool_timeout_s: float = Field(default=5.0, gt=0)
+    """Longest wait for a free connection of the pool; past it the request
+    gets 503 ``state_busy`` (the gateway is busy, Redis is not down), never
+    ``state_unavailable``. ``fail_open`` does not apply to it."""
+    readiness_requires_redis: bool | None = None
+    """Whether Redis not answering a PING (within ``timeout_s``) turns
+    ``/readyz`` 503 ``state_unavailable``. Unset: when some key has limits and
+    ``fail_open`` is off (then those keys' requests would get 503 anyway).
+    Either way ``/readyz``'s detail reports the state store."""
     lease_ttl_s: float = Field(default=60.0, ge=1)
     """A concurrency slot held by a process that died frees itself after this;
     live streams renew theirs every third of it."""

@@ -6,10 +6,14 @@ https://fetch.spec.whatwg.org/#http-cors-protocol).
   listed origin gets 204 with the methods and headers the clients send; from
   any other origin, 403 and no CORS headers (the browser refuses).
 - Every other response to a listed origin carries
-  ``Access-Control-Allow-Origin`` (the origin itself, with ``Vary: Origin``)
-  and exposes the headers a web app reads: the request id, the stream id, the
-  rate-limit headers and ``Retry-After``. Streams too: the headers are added
-  when the response is prepared.
+  ``Access-Control-Allow-Origin`` (the origin itself) and exposes the headers
+  a web app reads: the request id, the stream id, the rate-limit headers and
+  ``Retry-After``. Streams too: the headers are added when the response is
+  prepared.
+- With any origin configured, *every* response carries ``Vary: Origin``
+  (allowed origin, other origin, or none: each may be answered differently),
+  so a shared cache keeps them apart (Fetch Standard, "CORS protocol and
+  HTTP caches").
 - ``"*"`` in the list allows every origin. Credentials (cookies) are never
   allowed: clients authenticate with a key header.
 
@@ -77,10 +81,24 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: the CORS headers of an allowed origin."""
+    """``on_response_prepare``: the CORS headers of an allowed origin; and
+    ``Vary: Origin`` on every response whenever origins are configured, since
+    any of them may differ by ``Origin`` (a cache must not serve one origin's
+    answer, e.g. ``/sluice.js``'s ``public, max-age=300``, to another)."""
+    if not request.app[SETTINGS].server.cors_origins:
+        return  # CORS changes nothing: no header depends on Origin
+    vary_origin(response)
     origin = request.get(CORS_ORIGIN)
     if origin is None:
         return
     response.headers["Access-Control-Allow-Origin"] = origin
     response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
-    response.headers["Vary"] = "Origin"
+
+
+def vary_origin(response: web.StreamResponse) -> None:
+    """Add ``Origin`` to the response's ``Vary`` (kept once, others kept)."""
+    vary = response.headers.get("Vary")
+    if vary is None:
+        response.headers["Vary"] = "Origin"
+    elif "origin" not in {v.strip().lower() for v in vary.split(",")}:
+        response.headers["Vary"] = f"{vary}, Origin"

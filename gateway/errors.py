@@ -18,6 +18,7 @@ in both client dialects, and the stream termination reason it records.
     ├── Unavailable                      the gateway turns the request away
     │   ├── AtCapacity                   429 + Retry-After (admission control)
     │   ├── StateUnavailable             503 state_unavailable (Redis did not answer)
+    │   ├── StateBusy                    503 state_busy (every Redis connection in use)
     │   └── ShuttingDown                 503, or a ``shutdown`` error event
     ├── DeadlineExceeded                 504 deadline_exceeded (the whole stream)
     └── UpstreamError                    502: the provider is at fault
@@ -204,6 +205,14 @@ class StoreUnavailable(Unavailable):
     (or serves uncounted, ``fail_open``); the stream store raises it as is."""
 
     code, anthropic_type = "store_unavailable", "api_error"
+
+
+class StateBusy(Unavailable):
+    """Every connection of this process's Redis pool stayed in use for
+    ``[state] pool_timeout_s``: the gateway is busy, Redis is not (known) down.
+    503 ``state_busy`` with ``Retry-After``."""
+
+    code, anthropic_type = "state_busy", "overloaded_error"
 
 
 class ShuttingDown(Unavailable):

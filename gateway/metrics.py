@@ -154,6 +154,7 @@ class Metrics:
     key_budget_remaining: Gauge
     key_budget: Gauge
     quota_state_errors: Counter
+    state_pool_exhausted: Counter
     stream_resumes: Counter
     replayed_events: Counter
     detached_active: Gauge
@@ -329,6 +330,13 @@ class Metrics:
                 "rejected (503 state_unavailable), allowed (fail_open, uncounted), "
                 "uncharged (its tokens or slot could not be recorded).",
                 ["action"], namespace=ns, registry=reg,
+            ),
+            state_pool_exhausted=Counter(
+                "state_pool_exhausted",
+                "Redis commands that found no free connection in the pool within "
+                "[state] pool_timeout_s (the process was busy; Redis was not down), by "
+                "store: quota, stream.",
+                ["store"], namespace=ns, registry=reg,
             ),
             stream_resumes=Counter(
                 "stream_resumes",

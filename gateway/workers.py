@@ -7,8 +7,12 @@ directory in ``PROMETHEUS_MULTIPROC_DIR`` (created empty if unset) must be
 in the environment before a worker imports prometheus_client, and any worker's
 /metrics reports all of them (prometheus-client docs, "Multiprocess Mode").
 SIGTERM/SIGINT to the parent is forwarded to every worker, each of which
-drains gracefully; the parent exits with the worst worker status. SIGHUP is
-forwarded too: each worker re-reads the config's ``[auth]`` keys.
+drains gracefully; the parent exits with the worst worker status (a worker
+killed by signal N counts as 128 + N, the shell's convention, never 0).
+SIGHUP is forwarded too: each worker re-reads the config's ``[auth]`` keys.
+Workers start with SIGHUP blocked (inherited from the parent's
+:func:`gateway.hangup.hold`), so a SIGHUP during start-up waits for their
+reload handler instead of killing them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import signal
 import sys
 import tempfile
 from types import FrameType
+
+from . import hangup
 
 
 def _worker(config: str | None, host: str, port: int, log_level: str, workers: int) -> None:
@@ -35,6 +41,14 @@ def _worker(config: str | None, host: str, port: int, log_level: str, workers: i
     except OSError as err:
         print(f"sluice: {listen_error(err, host, port)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def exit_status(exitcode: int | None) -> int:
+    """A worker's ``exitcode`` as a shell status: killed by signal N
+    (``exitcode == -N``) is 128 + N."""
+    if exitcode is None:
+        return 0
+    return 128 - exitcode if exitcode < 0 else exitcode
 
 
 def serve_workers(config: str | None, host: str, port: int, workers: int, log_level: str) -> int:
@@ -57,6 +71,7 @@ def serve_workers(config: str | None, host: str, port: int, workers: int, log_le
         )
         for i in range(workers)
     ]
+    hangup.hold()  # the workers inherit a blocked SIGHUP (main() already holds it)
     for proc in procs:
         proc.start()
     print(f"======== {workers} workers on http://{host}:{port} ========", flush=True)
@@ -69,6 +84,7 @@ def serve_workers(config: str | None, host: str, port: int, workers: int, log_le
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, forward)  # each worker re-reads [auth]
+    hangup.release(handled=True)  # one held during the start goes to the workers now
     from prometheus_client import multiprocess
 
     status = 0
@@ -76,7 +92,7 @@ def serve_workers(config: str | None, host: str, port: int, workers: int, log_le
         proc.join()
         if proc.pid is not None:
             multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
-        status = max(status, proc.exitcode or 0)
+        status = max(status, exit_status(proc.exitcode))
     if own_dir is not None:
         shutil.rmtree(own_dir, ignore_errors=True)
     return status

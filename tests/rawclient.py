@@ -92,3 +92,20 @@ class RawSSEClient:
 
     def close(self) -> None:
         self.writer.close()
+
+
+async def exchange(host: str, port: int, data: bytes, timeout_s: float = 10.0) -> bytes:
+    """Send ``data`` as is on a fresh connection (no HTTP framing added: any
+    bytes, malformed ones included); everything the server answers until it
+    closes (or ``timeout_s``)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        out = b""
+        async with asyncio.timeout(timeout_s):
+            while chunk := await reader.read(65536):
+                out += chunk
+        return out
+    finally:
+        writer.close()

@@ -49,3 +49,21 @@ async def test_star_allows_any_origin(gateway: GatewayFactory) -> None:
     client = await gateway(models=[SIM_FAST], server={"cors_origins": ["*"]})
     resp = await client.get("/v1/models", headers={"Origin": "http://x.test"})
     assert resp.headers["Access-Control-Allow-Origin"] == "http://x.test"
+
+
+async def test_vary_origin_on_every_response_cors_can_change(gateway: GatewayFactory) -> None:
+    """Issue 20 row 12: /sluice.js is cacheable (public, max-age=300), so a
+    cache must key it by Origin whether or not the origin was allowed, and
+    also when none was sent; with no origin configured nothing varies."""
+    client = await gateway(models=[SIM_FAST], server={"cors_origins": [APP]})
+    for headers in ({"Origin": APP}, {"Origin": "http://evil.example.com"}, {}):
+        for path in ("/sluice.js", "/v1/models", "/healthz", "/nope"):
+            resp = await client.get(path, headers=headers)
+            assert resp.headers.getall("Vary") == ["Origin"], (path, headers)
+        pre = await client.options("/v1/chat/completions", headers={**headers, **PREFLIGHT})
+        assert "Origin" in pre.headers.get("Vary", ""), headers
+    js = await client.get("/sluice.js", headers={"Origin": "http://evil.example.com"})
+    assert js.headers["Cache-Control"] == "public, max-age=300"
+    assert "Access-Control-Allow-Origin" not in js.headers
+    none = await gateway(models=[SIM_FAST])
+    assert "Vary" not in (await none.get("/sluice.js", headers={"Origin": APP})).headers

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,7 +18,9 @@ import pytest
 from gateway.__main__ import refusal
 from gateway.config import parse_settings
 from tests.gwproc import GatewayProc, config_text
+from tests.helpers import SIM_FAST
 from tests.keyhelp import MSGS, make_key, poll
+from tests.rawclient import exchange
 
 SIM = {"name": "sim", "provider": "sim"}
 
@@ -180,6 +183,21 @@ async def test_the_secret_appears_nowhere(tmp_path: Path) -> None:
                 statuses.append(resp.status)
                 assert secret not in text and near_miss not in text
                 assert secret not in str(resp.headers)
+        # Requests aiohttp's parser rejects, whose exception quotes the raw
+        # bytes (issue 20 row 6): bare LF line endings, a control character
+        # after the key, a bad method, a header line too long.
+        rejected = [
+            f"POST /v1/chat/completions HTTP/1.1\nHost: x\nAuthorization: Bearer {secret}\n"
+            "Content-Length: 2\n\n{}",
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}"
+            "\x01\r\nContent-Length: 2\r\n\r\n{}",
+            f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {secret}\x7f\r\n\r\n",
+            f"G\x01T /v1/models?key={secret} HTTP/1.1\r\n\r\n",
+            f"GET /v1/models HTTP/1.1\r\nAuthorization: Bearer {secret}\r\nX: {'a' * 9000}\r\n\r\n",
+        ]
+        for raw in rejected:
+            answer = await exchange("127.0.0.1", gw.port, raw.encode())
+            assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400")
         async with session.get(f"{gw.url}/metrics") as resp:
             metrics = await resp.text()
     assert statuses == [200, 200, 200, 404, 400, 429, 401, 401]
@@ -190,6 +208,7 @@ async def test_the_secret_appears_nowhere(tmp_path: Path) -> None:
         assert near_miss not in text
         assert secret[len("sk-sluice-") :][:16] not in text
     assert 'sluice_key_rejections_total{key="team-a",limit="requests"} 1.0' in metrics
+    assert logs.count('"event": "http_request_rejected"') == len(rejected)
 
 
 def test_reload_keeps_the_old_keys_when_the_new_ones_would_be_unsafe(tmp_path: Path) -> None:
@@ -253,3 +272,37 @@ async def _listening_workers(gw: GatewayProc) -> bool:
                for conn in c.net_connections())
     ]  # fmt: skip
     return len(listening) == 2
+
+
+async def test_budget_gauges_follow_a_reload(gateway: Any, metrics: Any, tmp_path: Path) -> None:
+    """Issue 19 G: after a reload changes a key's token_budget,
+    sluice_key_token_budget_tokens (and the remaining tokens) follow the new
+    config; a removed key's series go."""
+    from gateway.auth import reload_keys
+    from tests.keyhelp import oai
+
+    a_secret, a = make_key("team-a", token_budget=1000)
+    b_secret, b = make_key("team-b", token_budget=500)
+    client = await gateway(models=[SIM_FAST], auth={"keys": [a, b]})
+
+    def value(name: str, key: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"key": key})  # type: ignore[no-any-return]
+
+    for secret in (a_secret, b_secret):
+        async with oai(client, secret) as sdk:
+            await sdk.chat.completions.create(model="sim", messages=MSGS)  # type: ignore[arg-type]
+    spent_a = 1000 - (value("sluice_key_budget_remaining_tokens", "team-a") or 0)
+    assert value("sluice_key_token_budget_tokens", "team-a") == 1000
+    assert 0 < spent_a < 1000
+
+    config = tmp_path / "sluice.toml"
+    config.write_text(config_text([{**a, "token_budget": 2000}]))  # team-b removed
+    assert reload_keys(client.app, str(config)) is True
+    assert value("sluice_key_token_budget_tokens", "team-a") == 2000
+    assert value("sluice_key_budget_remaining_tokens", "team-a") == 2000 - spent_a
+    assert value("sluice_key_token_budget_tokens", "team-b") is None
+    assert value("sluice_key_budget_remaining_tokens", "team-b") is None
+
+    config.write_text(config_text([{k: v for k, v in a.items() if k != "token_budget"}]))
+    assert reload_keys(client.app, str(config)) is True  # no budget any more
+    assert value("sluice_key_token_budget_tokens", "team-a") is None

@@ -281,3 +281,121 @@ def test_redis_is_not_imported_without_redis_url() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+async def test_a_burst_waits_for_a_pooled_connection(
+    gateway: GatewayFactory, redis_server: RedisServer, metrics: Metrics
+) -> None:
+    """Issue 20 row 5: 300 limited requests at once through a pool of 10
+    connections all succeed (they wait for a connection, bounded by
+    pool_timeout_s); the pool never holds more than 10 connections."""
+    secret, key = make_key("team-a", requests_per_minute=100_000)
+    client = await gateway(
+        auth={"keys": [key]},
+        state={"redis_url": redis_server.url, "max_connections": 10, "pool_timeout_s": 30},
+    )
+    connector = aiohttp.TCPConnector(limit=0)  # 300 connections at once
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one() -> int:
+            url = client.make_url("/v1/chat/completions")
+            async with session.post(url, json=BODY, headers=headers) as resp:
+                await resp.read()
+                return resp.status
+
+        statuses = await asyncio.gather(*(one() for _ in range(300)))
+    assert statuses.count(200) == 300, sorted(set(statuses))
+    assert (
+        metrics.registry.get_sample_value("sluice_quota_state_errors_total", {"action": "rejected"})
+        is None
+    )
+    probe = aioredis.Redis.from_url(redis_server.url)
+    try:
+        clients = await probe.client_list()
+    finally:
+        await probe.aclose()
+    assert 1 <= sum(c["name"] == "sluice" for c in clients) <= 10
+
+
+async def test_an_exhausted_pool_is_state_busy_not_redis_down(
+    gateway: GatewayFactory, redis_server: RedisServer, metrics: Metrics, log_lines: LogLines
+) -> None:
+    """Issue 20 row 5: every pooled connection held past pool_timeout_s is 503
+    ``state_busy`` with Retry-After, logged and counted as pool exhaustion (not
+    as a Redis failure), even with fail_open; once one is free, served."""
+    from gateway.state import REDIS
+
+    secret, key = make_key("team-a", requests_per_minute=1000)
+    client = await gateway(
+        auth={"keys": [key]},
+        state={"redis_url": redis_server.url, "max_connections": 2, "pool_timeout_s": 0.2,
+               "fail_open": True},
+    )  # fmt: skip
+    pool = client.app[REDIS].connection_pool
+    held = [await pool.get_connection(), await pool.get_connection()]
+    try:
+        headers = {"Authorization": f"Bearer {secret}"}
+        resp = await client.post("/v1/chat/completions", json=BODY, headers=headers)
+        assert resp.status == 503
+        assert (await resp.json())["error"]["code"] == "state_busy"
+        assert resp.headers["Retry-After"] == "1"
+        resp = await client.post(
+            "/v1/messages", json={**BODY, "max_tokens": 5}, headers={"x-api-key": secret}
+        )
+        assert resp.status == 503
+        assert (await resp.json())["error"]["type"] == "overloaded_error"
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    async with oai(client, secret) as sdk:
+        assert await _served(sdk)
+    assert (
+        metrics.registry.get_sample_value("sluice_state_pool_exhausted_total", {"store": "quota"})
+        == 2
+    )
+    for action in ("rejected", "allowed"):
+        assert (
+            metrics.registry.get_sample_value("sluice_quota_state_errors_total", {"action": action})
+            is None
+        )
+    events = [line["event"] for line in log_lines()]
+    assert events.count("state_pool_exhausted") == 2
+    assert "quota_state_unavailable" not in events
+    requests = [line for line in log_lines() if line["event"] == "request"]
+    assert [r.get("error_code") for r in requests[:2]] == ["state_busy", "state_busy"]
+
+
+async def test_pool_exhaustion_and_redis_down_are_told_apart(redis_server: RedisServer) -> None:
+    """redisconn: a pool wait that times out is PoolExhausted (on the shared
+    client and on the blocking-reads client built from it, which keeps its
+    bounds); a Redis that is gone is a connection error, never PoolExhausted."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from gateway.redisconn import PoolExhausted, blocking_reads_client
+
+    state = StateSettings(redis_url=redis_server.url, max_connections=2, pool_timeout_s=0.1)
+    client = connect(state)
+    blocking = blocking_reads_client(client, 1.0)
+    try:
+        bpool = blocking.connection_pool
+        assert (bpool.max_connections, bpool.timeout) == (2, 0.1)  # type: ignore[attr-defined]
+        assert bpool.connection_kwargs["socket_timeout"] == 1.0 + state.timeout_s
+        # A blocking read longer than timeout_s is not cut by it.
+        assert await blocking.xread({"sluice:test:none": "0-0"}, block=700) == []
+        for c in (client, blocking):
+            held = [await c.connection_pool.get_connection() for _ in range(2)]
+            try:
+                with pytest.raises(PoolExhausted):
+                    await c.ping()
+            finally:
+                for conn in held:
+                    await c.connection_pool.release(conn)
+            assert await c.ping()
+        redis_server.stop()
+        with pytest.raises(RedisConnectionError) as info:
+            await client.ping()
+        assert not isinstance(info.value, PoolExhausted)
+    finally:
+        await blocking.aclose()
+        await client.aclose()

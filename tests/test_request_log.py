@@ -177,3 +177,40 @@ async def test_readyz_503_when_no_model_is_configured(
     resp = await client.get("/readyz")
     assert resp.status == 503
     assert (await resp.json())["status"] == "unconfigured"
+
+
+def test_credentials_are_scrubbed_from_every_line(log_lines: LogLines) -> None:
+    """Issue 20 row 6, the backstop: whatever a line carries (ours through
+    structlog, a library's through the stdlib), a credential-shaped value is
+    redacted: Bearer, x-api-key, api_key=, sk-... secrets, raw or escaped."""
+    import io
+    import logging
+
+    import structlog
+
+    stdlib_out = io.StringIO()
+    from gateway.log import ParserErrorFilter
+
+    (handler,) = [  # ours, not pytest's capture
+        h for h in logging.getLogger().handlers
+        if any(isinstance(f, ParserErrorFilter) for f in h.filters)
+    ]  # fmt: skip
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stdlib_out)
+
+    secret = "sk-sluice-Zm9vYmFyYmF6cXV4cXV1eA"
+    opaque = "Zm9vYmFy0123456789"  # not sk- shaped: caught by what precedes it
+    structlog.get_logger("t").warning(
+        "odd", header=f"Authorization: Bearer {opaque}\x01", raw=f"b'x-api-key: {secret}\\x7f'"
+    )
+    logging.getLogger("aiohttp.web").error("dump: %s", f"GET /?api_key={opaque} Bearer {secret}")
+    ours = log_lines()[-1]
+    assert ours["header"] == "Authorization: Bearer [redacted]\x01"
+    assert ours["raw"] == "b'x-api-key: [redacted]\\x7f'"
+    theirs = stdlib_out.getvalue()
+    assert "dump: GET /?api_key=[redacted] Bearer [redacted]" in theirs
+    for text in (str(log_lines()), theirs):
+        assert secret not in text and opaque not in text
+    # A client message naming the header format is left alone.
+    structlog.get_logger("t").info("hint", msg="send it as 'Authorization: Bearer <key>'")
+    assert log_lines()[-1]["msg"].endswith("Bearer <key>'")

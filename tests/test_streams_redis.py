@@ -16,6 +16,7 @@ import orjson
 
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.gwproc import GatewayProc
+from tests.helpers import GatewayFactory
 
 CHAT = "/v1/chat/completions"
 RESUMABLE = {"Sluice-Resumable": "true"}
@@ -143,3 +144,31 @@ async def test_a_killed_producer_ends_its_followers_with_producer_lost(
         # The surviving process serves on.
         async with session.post(b.url + CHAT, json=_body("slow") | {"max_tokens": 3}) as r:
             assert r.status == 200 and (await r.read()).endswith(b"data: [DONE]\n\n")
+
+
+BURST_SIM = {"name": "sim", "provider": "sim", "ttft_ms": 5, "itl_ms": 20, "output_tokens": 60}
+
+
+async def test_a_burst_of_followers_waits_for_pooled_connections(
+    gateway: GatewayFactory, redis_server: Any
+) -> None:
+    client = await gateway(
+        models=[BURST_SIM],
+        state={"redis_url": redis_server.url, "max_connections": 10, "pool_timeout_s": 30},
+    )
+    body = {"model": "sim", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    resp = await client.post(
+        "/v1/chat/completions", json=body, headers={"Sluice-Resumable": "true"}
+    )
+    sid = resp.headers["Sluice-Stream-Id"]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def follow() -> tuple[int, bool]:
+            async with session.get(client.make_url(f"/v1/streams/{sid}")) as r:
+                text = await r.text()
+                return r.status, text.rstrip().endswith("data: [DONE]")
+
+        results = await asyncio.gather(*(follow() for _ in range(300)))
+    await resp.read()
+    assert results.count((200, True)) == 300, sorted(set(results))

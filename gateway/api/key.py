@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..errors import AuthenticationFailed, StateUnavailable
-from ..quota.store import StoreUnavailable
+from ..errors import AuthenticationFailed, StateBusy, StateUnavailable
+from ..quota.store import StoreBusy, StoreUnavailable
 from ..state import KEY, QUOTA_VIEW, QUOTAS
 
 KEY_ROUTE = "/v1/sluice/key"
@@ -41,6 +41,13 @@ async def key_info(request: web.Request) -> web.Response:
         raise AuthenticationFailed("This route describes the calling API key; none was sent")
     try:
         view = await request.app[QUOTAS].view(key)
+    except StoreBusy as err:
+        raise StateBusy(
+            "The gateway is busy (all its connections to the quota store are in use); "
+            "retry shortly",
+            retry_after=1,
+            detail=str(err),
+        ) from None
     except StoreUnavailable as err:
         raise StateUnavailable(
             "The gateway cannot read this key's usage right now; retry shortly",

@@ -10,7 +10,10 @@ most what the requests it had in flight at that moment spend.
 A key without limits is never counted in the store (only in metrics). The
 store failing (Redis down) answers 503 ``state_unavailable``, or with
 ``[state] fail_open`` lets the request through uncounted, with a warning and
-``sluice_quota_state_errors_total``.
+``sluice_quota_state_errors_total``. No free pooled connection within
+``[state] pool_timeout_s`` is not a failure of Redis: 503 ``state_busy``
+(``fail_open`` or not), a ``state_pool_exhausted`` warning and
+``sluice_state_pool_exhausted_total{store="quota"}``.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ import itertools
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
 from prometheus_client import Gauge
 
 from ..config_auth import ApiKeySettings, StateSettings
-from ..errors import KeyQuotaExhausted, KeyRateLimited, StateUnavailable
+from ..errors import KeyQuotaExhausted, KeyRateLimited, StateBusy, StateUnavailable
 from ..metrics import Metrics
 from .memory import MemoryQuotaStore
 from .store import (
@@ -36,6 +39,7 @@ from .store import (
     Decision,
     Limits,
     QuotaStore,
+    StoreBusy,
     StoreUnavailable,
     Usage,
     Verdict,
@@ -89,8 +93,9 @@ class Quotas:
         """lease id -> key name, for the renewals."""
         self._lease_prefix = secrets.token_hex(6)
         self._lease_ids = itertools.count()
-        self._gauges: dict[str, Gauge] = {}
-        """key name -> its budget-remaining gauge child (resolved once)."""
+        self._gauges: dict[str, tuple[Gauge, int]] = {}
+        """key name -> its budget-remaining gauge child (resolved once) and the
+        period tokens it had spent as of its last request."""
         self._clock = WindowClock()
         self._releasing: set[asyncio.Future[Usage]] = set()
         """Lease releases in flight for admits whose caller left."""
@@ -117,6 +122,8 @@ class Quotas:
         expiry_ms = w.now_ms + int(self._state.lease_ttl_s * 1000)
         try:
             decision = await self._decide(key, limits, w, lease, expiry_ms)
+        except StoreBusy as err:
+            raise self._store_busy(key, err) from None
         except StoreUnavailable as err:
             return self._store_failed(key, err)
         view = QuotaView(limits, decision.usage, w)
@@ -162,6 +169,19 @@ class Quotas:
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.warning("quota_lease_release_failed", detail=repr(exc))
 
+    def _store_busy(self, key: ApiKeySettings, err: StoreBusy) -> StateBusy:
+        """The pool had no free connection in time: the gateway is busy, not
+        Redis down; ``fail_open`` does not apply (a burst is exactly when the
+        limits matter)."""
+        self._metrics.state_pool_exhausted.labels("quota").inc()
+        log.warning("state_pool_exhausted", key=key.name, store="quota", detail=str(err))
+        return StateBusy(
+            "The gateway is busy (all its connections to the quota store are in use); "
+            "retry shortly",
+            retry_after=1,
+            detail=str(err),
+        )
+
     def _store_failed(self, key: ApiKeySettings, err: StoreUnavailable) -> Ticket:
         detail = str(err)
         if self._state.fail_open:
@@ -194,6 +214,8 @@ class Quotas:
                 key.name, self._windows(key), ticket.lease, input_tokens + output_tokens
             )
         except StoreUnavailable as err:
+            if isinstance(err, StoreBusy):
+                self._metrics.state_pool_exhausted.labels("quota").inc()
             self._metrics.quota_state_errors.labels("uncharged").inc()
             log.warning(
                 "quota_charge_lost",
@@ -215,11 +237,29 @@ class Quotas:
     def _budget_gauge(self, key: ApiKeySettings, limits: Limits, usage: Usage) -> None:
         if limits.token_budget == NO_LIMIT:
             return
-        gauge = self._gauges.get(key.name)
-        if gauge is None:
-            gauge = self._gauges[key.name] = self._metrics.key_budget_remaining.labels(key.name)
+        known = self._gauges.get(key.name)
+        if known is None:
+            gauge = self._metrics.key_budget_remaining.labels(key.name)
             self._metrics.key_budget.labels(key.name).set(limits.token_budget)
+        else:
+            gauge = known[0]
+        self._gauges[key.name] = (gauge, usage.period_tokens)
         gauge.set(max(0, limits.token_budget - usage.period_tokens))
+
+    def reconfigure(self, keys: Iterable[ApiKeySettings]) -> None:
+        """The keys were reloaded (SIGHUP): the per-key budget gauges follow
+        the new config. A key whose ``token_budget`` changed gets the new
+        budget and its remaining tokens recomputed from what it had spent as
+        of its last request; a key removed, or one that no longer has a
+        budget, loses both series."""
+        by_name = {k.name: k for k in keys}
+        for name, (gauge, spent) in list(self._gauges.items()):
+            key = by_name.get(name)
+            if key is None or key.token_budget is None:
+                self.forget(name)
+                continue
+            self._metrics.key_budget.labels(name).set(key.token_budget)
+            gauge.set(max(0, key.token_budget - spent))
 
     async def settle_shielded(
         self, ticket: Ticket, model: str, input_tokens: int, output_tokens: int

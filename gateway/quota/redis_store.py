@@ -20,8 +20,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ..redisconn import REDIS_ERRORS
-from .store import Decision, Limits, StoreUnavailable, Usage, Verdict, Windows
+from ..redisconn import REDIS_ERRORS, PoolExhausted
+from .store import Decision, Limits, StoreBusy, StoreUnavailable, Usage, Verdict, Windows
 
 _ADMIT = """
 local now = tonumber(ARGV[5])
@@ -74,7 +74,9 @@ def _int(value: Any) -> int:
 
 class RedisQuotaStore:
     """:class:`~gateway.quota.store.QuotaStore` on Redis (see the module docstring).
-    Raises :class:`~gateway.quota.store.StoreUnavailable` when Redis does not answer."""
+    Raises :class:`~gateway.quota.store.StoreUnavailable` when Redis does not
+    answer, :class:`~gateway.quota.store.StoreBusy` when no pooled connection
+    came free in time."""
 
     def __init__(self, client: aioredis.Redis, *, owns_client: bool = False) -> None:
         self._redis = client
@@ -136,23 +138,31 @@ class RedisQuotaStore:
     ) -> Decision:
         try:
             return await self._do_admit(key, limits, w, lease, lease_expiry_ms)
+        except PoolExhausted as err:
+            raise StoreBusy(f"redis pool: {err}") from err
         except REDIS_ERRORS as err:
             raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err
 
     async def settle(self, key: str, w: Windows, lease: str | None, tokens: int) -> Usage:
         try:
             return await self._do_settle(key, w, lease, tokens)
+        except PoolExhausted as err:
+            raise StoreBusy(f"redis pool: {err}") from err
         except REDIS_ERRORS as err:
             raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err
 
     async def renew(self, leases: list[tuple[str, str]], expiry_ms: int) -> None:
         try:
             await self._do_renew(leases, expiry_ms)
+        except PoolExhausted as err:
+            raise StoreBusy(f"redis pool: {err}") from err
         except REDIS_ERRORS as err:
             raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err
 
     async def usage(self, key: str, w: Windows) -> Usage:
         try:
             return await self._do_usage(key, w)
+        except PoolExhausted as err:
+            raise StoreBusy(f"redis pool: {err}") from err
         except REDIS_ERRORS as err:
             raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err

@@ -112,9 +112,15 @@ class Decision:
     """After the admission (the request counted, when admitted)."""
 
 
+class StoreBusy(StoreUnavailable):
+    """The store is up but this process could not get a connection to it in
+    time (``[state] pool_timeout_s``: the pool is exhausted)."""
+
+
 class QuotaStore(Protocol):
     """Where the counters live. Every method is atomic per key; a store that
-    cannot answer raises :class:`StoreUnavailable`."""
+    cannot answer raises :class:`StoreUnavailable` (:class:`StoreBusy` when it
+    could not even be asked in time)."""
 
     async def admit(
         self, key: str, limits: Limits, w: Windows, lease: str | None, lease_expiry_ms: int

@@ -42,8 +42,15 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 import structlog
 
-from ..errors import ProducerLost, StoreUnavailable, StreamCancelled, StreamGone
-from ..redisconn import REDIS_ERRORS
+from ..errors import (
+    GatewayError,
+    ProducerLost,
+    StateBusy,
+    StoreUnavailable,
+    StreamCancelled,
+    StreamGone,
+)
+from ..redisconn import REDIS_ERRORS, PoolExhausted, blocking_reads_client
 from .base import (
     READ_BATCH,
     StoredEvents,
@@ -217,14 +224,7 @@ class RedisStreamStore:
         self._producing: set[str] = set()
         self._renewer: asyncio.Task[None] | None = None
         self._on_cancel = on_cancel
-        pool = client.connection_pool
-        kwargs = dict(pool.connection_kwargs)
-        kwargs["socket_timeout"] = FOLLOW_BLOCK_MS / 1000 + (kwargs.get("socket_timeout") or 0)
-        self._blocking = aioredis.Redis(
-            connection_pool=aioredis.ConnectionPool(
-                connection_class=pool.connection_class, **kwargs
-            )
-        )
+        self._blocking = blocking_reads_client(client, FOLLOW_BLOCK_MS / 1000)
         self._listener: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -389,6 +389,10 @@ class RedisStreamStore:
             )
             if not reply:
                 return StoredEvents((), ended=await self._producer_gone(stream_id))
+        except PoolExhausted:
+            # Busy, not down: nothing read yet; the reader asks again, bounded
+            # by its own timers.
+            return StoredEvents((), ended=False)
         except REDIS_ERRORS as exc:
             raise _unavailable(exc) from None
         events: list[bytes] = []
@@ -455,7 +459,17 @@ class RedisStreamStore:
         await self._blocking.aclose()
 
 
-def _unavailable(exc: BaseException) -> StoreUnavailable:
+def _unavailable(exc: BaseException) -> GatewayError:
+    """A Redis failure as the client's error: busy (every pooled connection
+    in use for ``pool_timeout_s``: 503 ``state_busy``) is not Redis being down."""
+    if isinstance(exc, PoolExhausted):
+        log.warning("state_pool_exhausted", store="stream", detail=str(exc))
+        return StateBusy(
+            "The gateway is busy (all its connections to the stream store are in use); "
+            "retry shortly",
+            retry_after=1,
+            detail=f"{type(exc).__name__}: {exc}",
+        )
     return StoreUnavailable(
         "The stream store is unavailable", detail=f"{type(exc).__name__}: {exc}"
     )
