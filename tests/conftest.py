@@ -120,6 +120,15 @@ def log_lines() -> Iterator[LogLines]:
     root.setLevel(level)
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Config sections choosing the stream store (and quota state): memory, or
+    a real ``redis-server`` (``[state] redis_url``); a test taking it runs on both."""
+    if request.param == "memory":
+        return {}
+    return {"state": {"redis_url": request.getfixturevalue("redis_server").url}}
+
+
 @pytest.fixture
 def redis_server(tmp_path: Any) -> Iterator[Any]:
     """A running :class:`tests.redis_server.RedisServer` (``.url``, ``.stop()``, ``.start()``)."""

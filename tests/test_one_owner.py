@@ -26,13 +26,6 @@ CHAT = {"model": "sim", "stream": True, "messages": [{"role": "user", "content":
 RESUMABLE = {"Sluice-Resumable": "true"}
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "memory":
-        return {}
-    return {"state": {"redis_url": request.getfixturevalue("redis_server").url}}
-
-
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 

@@ -10,22 +10,12 @@ from typing import Any
 
 import aiohttp
 import orjson
-import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import GatewayFactory, openai_model, sdk
 
 SIM = {"name": "sim", "provider": "sim", "ttft_ms": 5, "itl_ms": 2, "output_tokens": 30}
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Config sections choosing the stream store."""
-    if request.param == "memory":
-        return {}
-    server = request.getfixturevalue("redis_server")
-    return {"state": {"redis_url": server.url}}
 
 
 async def _sse_events(client: TestClient[Any, Any], path: str) -> list[dict[str, Any]]:

@@ -10,19 +10,11 @@ import io
 from typing import Any
 
 import orjson
-import pytest
 
 from gateway.state import STREAM_STORE
 from tests.helpers import GatewayFactory
 
 SIM = {"name": "sim", "provider": "sim", "ttft_ms": 1, "itl_ms": 0, "output_tokens": 4}
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "memory":
-        return {}
-    return {"state": {"redis_url": request.getfixturevalue("redis_server").url}}
 
 
 def _json(body: dict[str, Any]) -> dict[str, Any]:

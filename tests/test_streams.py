@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.metrics import Metrics
@@ -17,13 +16,6 @@ URL = "/v1/chat/completions"
 BODY = {"model": "sim", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 SIM = {"name": "sim", "provider": "sim", "ttft_ms": 5, "itl_ms": 1, "output_tokens": 12}
 RESUMABLE = {"Sluice-Resumable": "true"}
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "memory":
-        return {}
-    return {"state": {"redis_url": request.getfixturevalue("redis_server").url}}
 
 
 def _events(text: bytes) -> list[tuple[int, bytes]]:
