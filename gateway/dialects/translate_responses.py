@@ -30,7 +30,7 @@ import orjson
 
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk
-from .frames import EMPTY, Frame, StreamEncoder, Usage
+from .frames import EMPTY, Frame, StreamEncoder, Usage, data_lines
 from .openai import usage_of
 from .responses import (
     function_call_item,
@@ -318,7 +318,10 @@ class ResponsesPassthrough:
             self._response = response
             if name in _ENDS:
                 usage = response_usage_of(response.get("usage"))
-        return Frame(head + b"data: " + chunk.data + b"\n\n", name in CONTENT_EVENTS, usage)
+        data = chunk.data
+        if b"\n" in data:
+            data = data_lines(data)
+        return Frame(head + b"data: " + data + b"\n\n", name in CONTENT_EVENTS, usage)
 
     def finish(self) -> bytes:
         return b""  # the upstream's own final event ended the stream
