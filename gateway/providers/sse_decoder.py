@@ -17,8 +17,9 @@ Values stay bytes: same-dialect paths relay ``data`` byte for byte, and
 ``orjson.loads`` takes bytes. A line longer than ``max_line_bytes`` (or an
 event whose data grows past it) raises
 :class:`~gateway.errors.UpstreamProtocolError`: an upstream that never ends a
-line must not grow our memory. Each ``data`` line counts its length plus one
-toward that bound, so empty ``data:`` lines cannot pile up without limit.
+line must not grow our memory. Each ``data`` line counts its bytes on the
+wire (``data:`` and the line end included) toward that bound, so empty
+``data:`` lines cannot pile up without limit.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ class SSEDecoder:
     Work and memory are linear in the bytes fed, whatever their shape: an
     unfinished line is kept as its pieces (joined once, when its line end
     arrives), and an event's pending data is a running count in which each
-    ``data`` line costs its length plus one, so a flood of empty ``data:``
-    lines reaches ``max_line_bytes`` as surely as one long line does.
+    ``data`` line costs its bytes on the wire (``data:`` and the line end
+    included), so a flood of empty ``data:`` lines reaches ``max_line_bytes``
+    as surely as one long line does.
     """
 
     __slots__ = (
@@ -75,7 +77,7 @@ class SSEDecoder:
         self._partlen = 0
         self._data: list[bytes] = []
         self._size = 0
-        """The pending event's cost: each data line's length plus one."""
+        """The pending event's cost: its data lines' bytes, line ends included."""
         self._event: str | None = None
         self._id: str | None = None
         self._skip_lf = False
@@ -141,7 +143,7 @@ class SSEDecoder:
         for line in buf[:end].split(b"\n"):
             if line.startswith(b"data: "):
                 data.append(line[6:])
-                size += len(line) - 5
+                size += len(line) + 1
                 if size > limit:
                     self._too_large()
             elif not line:
@@ -155,7 +157,7 @@ class SSEDecoder:
                 value = self._field(line)
                 if value is not None:
                     data.append(value)
-                    size += len(value) + 1
+                    size += len(line) + 1
                     if size > limit:
                         self._too_large()
         self._size = size
@@ -185,7 +187,7 @@ class SSEDecoder:
     def _too_large(self) -> None:
         raise UpstreamProtocolError(
             "The upstream sent an event larger than the gateway accepts",
-            detail=f"SSE event data over {self._max} bytes (a data line counts its length + 1)",
+            detail=f"SSE event data lines over {self._max} bytes",
         )
 
 

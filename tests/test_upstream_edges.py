@@ -1,0 +1,359 @@
+"""What an upstream may not make the gateway do (issue 20, rows 1, 2, 3, 7).
+
+- A redirect is never followed: a 3xx is a 502 ``upstream_redirect``, and
+  the host it points at gets no request, no prompt and no key.
+- A non-streaming body is read up to ``max_response_bytes`` and no further:
+  a 502 ``upstream_response_too_large``, and the gateway's memory back after.
+- A flood of empty ``data:`` lines reaches the SSE event bound (each line
+  costs its bytes on the wire): an ``upstream_protocol_error`` after about 1 MiB read.
+- Upstream requests ask for ``Accept-Encoding: identity``, so an upstream
+  that compresses whenever allowed sends plain bodies.
+- An event sent as several ``data:`` lines is relayed as several ``data:``
+  lines (ISSUE 19 row A), parseable by the official SDK.
+
+Real parts throughout: fake upstreams are aiohttp servers on loopback, the
+bounds are measured on a gateway process (RSS) and in bytes the fake wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import zlib
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import orjson
+import psutil
+import pytest
+from aiohttp import web
+
+from gateway.providers.sse_decoder import DEFAULT_MAX_LINE_BYTES, SSEDecoder
+from tests.conftest import LogLines
+from tests.fake_anthropic import FakeAnthropic, anthropic_model
+from tests.fakes import FakeOpenAI, Script, chunk, sse
+from tests.helpers import GatewayFactory, openai_model, sdk
+
+WRITTEN = web.AppKey("written", list[int])
+"""Bytes of body the upstream's writes handed to its socket, per request."""
+ACCEPT = web.AppKey("accept", list[str])
+"""Each request's ``Accept-Encoding``."""
+
+CHAT = {"messages": [{"role": "user", "content": "the secret prompt"}], "max_tokens": 16}
+
+
+class Elsewhere:
+    """A server the config never names: it records every request it gets."""
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[str, str, dict[str, str]]] = []
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self._any)
+        self.url = ""
+
+    async def _any(self, request: web.Request) -> web.Response:
+        self.hits.append((request.method, request.path, dict(request.headers)))
+        await request.read()
+        return web.json_response({"id": "x", "choices": [], "content": []})
+
+
+def redirector(status: int, target: str) -> web.Application:
+    """An upstream that answers every request with ``status`` to ``target`` + path."""
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=status, headers={"Location": target + request.path})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+@pytest.mark.parametrize("status", [302, 307])
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_an_upstream_redirect_is_a_502_and_never_followed(
+    gateway: GatewayFactory,
+    aiohttp_server: Any,
+    log_lines: LogLines,
+    provider: str,
+    stream: bool,
+    status: int,
+) -> None:
+    elsewhere = Elsewhere()
+    elsewhere.url = str((await aiohttp_server(elsewhere.app)).make_url(""))
+    redirecting = str((await aiohttp_server(redirector(status, elsewhere.url))).make_url(""))
+    client = await gateway(
+        models=[
+            {"name": "up", "provider": "openai", "base_url": redirecting + "/v1"},
+            {"name": "claude", "provider": "anthropic", "base_url": redirecting},
+        ]
+    )
+    path, model = (
+        ("/v1/chat/completions", "up") if provider == "openai" else ("/v1/messages", "claude")
+    )
+    resp = await client.post(path, json={**CHAT, "model": model, "stream": stream})
+    text = await resp.text()
+    assert resp.status == 502, text
+    assert "redirect" in text
+    if provider == "openai":
+        assert orjson.loads(text)["error"]["code"] == "upstream_redirect"
+    assert elsewhere.url not in text  # the Location goes to the log only
+    assert elsewhere.hits == []  # no request, prompt or key went there
+    details = [str(line.get("detail", "")) for line in log_lines()]
+    assert any(elsewhere.url in d for d in details), details
+
+
+async def _json_forever(request: web.Request, total: int | None, length: int | None = None
+                        ) -> web.StreamResponse:  # fmt: skip
+    """A JSON object that grows by 64 KiB writes: ``total`` bytes in all
+    (None: until the reader goes away); ``length`` declares a Content-Length."""
+    await request.read()
+    headers = {"Content-Type": "application/json"}
+    resp = web.StreamResponse(headers=headers)
+    if length is not None:
+        resp.content_length = length
+    await resp.prepare(request)
+    piece = b'"' + b"x" * 65533 + b'",'
+    written = request.app[WRITTEN]
+    written.append(0)
+    await resp.write(b'{"choices":[')
+    while total is None or written[-1] < total:
+        await resp.write(piece)
+        written[-1] += len(piece)
+    await resp.write(b'""]}')
+    await resp.write_eof()
+    return resp
+
+
+def big_upstream() -> web.Application:
+    """``/big/v1``: a 64 MiB JSON body (chunked); ``/forever/v1``: a chunked
+    JSON body that never ends; ``/declared/v1``: a 300 MB Content-Length."""
+    app = web.Application()
+    app[WRITTEN] = []
+    app.router.add_post("/big/v1/chat/completions", partial(_json_forever, total=64 << 20))
+    app.router.add_post("/forever/v1/chat/completions", partial(_json_forever, total=None))
+    app.router.add_post(
+        "/declared/v1/chat/completions",
+        partial(_json_forever, total=300 << 20, length=300 << 20),
+    )
+    return app
+
+
+@pytest.mark.parametrize("route", ["big", "forever", "declared"])
+async def test_a_non_streaming_body_past_the_bound_is_a_502(
+    gateway: GatewayFactory, aiohttp_server: Any, route: str
+) -> None:
+    upstream = await aiohttp_server(big_upstream())
+    base = str(upstream.make_url(f"/{route}/v1"))
+    client = await gateway(
+        models=[{"name": "up", "provider": "openai", "base_url": base,
+                 "max_response_bytes": 1 << 20}]
+    )  # fmt: skip
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "model": "up"})
+    assert resp.status == 502
+    assert (await resp.json())["error"]["code"] == "upstream_response_too_large"
+    # Read no further than the bound (plus what the sockets hold).
+    assert len(upstream.app[WRITTEN]) == 1
+    assert upstream.app[WRITTEN][0] < 8 << 20
+
+
+async def test_a_non_streaming_body_within_the_bound_is_relayed(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI
+) -> None:
+    client = await gateway(models=[openai_model(fake_openai, max_response_bytes=65536)])
+    async with sdk(client) as oa:
+        done = await oa.chat.completions.create(model="up", messages=CHAT["messages"])
+    assert done.choices[0].message.content == "hi"
+
+
+async def test_gateway_memory_stays_bounded_against_huge_bodies(
+    tmp_path: Path, aiohttp_server: Any
+) -> None:
+    """Row 2 as reported (RSS 57 -> 834 MB, and 1.5 GB for an endless body): a
+    gateway process facing 64 MiB and endless bodies stays within 100 MB of
+    its baseline, answers 502 each time, and /healthz answers after."""
+    from tests.gwproc import GatewayProc
+
+    upstream = await aiohttp_server(big_upstream())
+    base = str(upstream.make_url(""))
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        "\n".join(
+            f'[[models]]\nname = "{route}"\nprovider = "openai"\n'
+            f'base_url = "{base}{route}/v1"\napi_key_env = ""\n'
+            for route in ("big", "forever")
+        )
+    )
+    async with (
+        GatewayProc(config, tmp_path, "gw") as gw,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session,
+    ):
+        assert gw.proc is not None
+        proc = psutil.Process(gw.proc.pid)
+
+        async def ask(model: str) -> int:
+            async with session.post(
+                f"{gw.url}/v1/chat/completions", json={**CHAT, "model": model}
+            ) as resp:
+                await resp.read()
+                return resp.status
+
+        async with session.get(f"{gw.url}/healthz") as resp:
+            assert resp.status == 200
+        baseline = proc.memory_info().rss
+        statuses = [await ask(m) for m in ("big", "forever", "big", "forever")]
+        statuses += await asyncio.gather(*(ask(m) for m in ("big", "forever") * 4))
+        peak = proc.memory_info().rss
+        async with session.get(f"{gw.url}/healthz") as resp:
+            assert resp.status == 200
+    assert statuses == [502] * 12
+    print(f"gateway RSS: baseline {baseline >> 20} MiB, after {peak >> 20} MiB")
+    assert peak - baseline < 100 << 20, (baseline >> 20, peak >> 20)
+
+
+async def test_an_empty_data_line_flood_ends_in_a_protocol_error(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI
+) -> None:
+    """Row 3 as reported: ``data:\\n`` lines added nothing to the event bound
+    (and re-summed the pending list per read). Each line now costs its bytes,
+    so the stream ends with ``upstream_protocol_error`` after about 1 MiB of them."""
+    flood = b"data:\n" * (65536 // 6)
+    fake_openai.script = Script(
+        events=[sse(chunk("hi"))] + [flood] * 64,  # 4 MiB of empty data lines
+        then="hang",
+        sndbuf=65536,
+    )
+    client = await gateway(
+        models=[openai_model(fake_openai)], stream={"idle_timeout_s": 5, "heartbeat_interval_s": 30}
+    )
+    resp = await client.post("/v1/chat/completions", json={**CHAT, "model": "up", "stream": True})
+    text = await resp.read()
+    assert resp.status == 200
+    events = SSEDecoder().feed(text)
+    assert orjson.loads(events[0].data)["choices"][0]["delta"]["content"] == "hi"
+    assert orjson.loads(events[-1].data)["error"]["code"] == "upstream_protocol_error"
+    record = fake_openai.records[0]
+    # The bound is 1 MiB of data lines; the rest is what sockets hold.
+    assert DEFAULT_MAX_LINE_BYTES <= record.bytes_out < DEFAULT_MAX_LINE_BYTES + (1 << 20)
+    health = await client.get("/healthz")
+    assert health.status == 200
+
+
+def compressing_upstream(always: bool = False) -> web.Application:
+    """An OpenAI upstream that answers with a whole body, gzipped or deflated
+    whenever the request's ``Accept-Encoding`` allows it (as aiohttp's default
+    ``gzip, deflate`` does), or gzipped regardless with ``always``. It records
+    each request's ``Accept-Encoding`` in ``app[ACCEPT]``."""
+
+    async def handle(request: web.Request) -> web.Response:
+        accepted = request.headers.get("Accept-Encoding", "")
+        request.app[ACCEPT].append(accepted)
+        codings = {c.split(";")[0].strip().lower() for c in accepted.split(",")}
+        if (await request.json()).get("stream"):
+            body, ctype = sse(chunk("plain")) + sse("[DONE]"), "text/event-stream"
+        else:
+            message = {"role": "assistant", "content": "plain"}
+            choice = {"index": 0, "finish_reason": "stop", "message": message}
+            done = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                    "choices": [choice]}  # fmt: skip
+            body, ctype = orjson.dumps(done), "application/json"
+        headers = {}
+        if always or "gzip" in codings:
+            body, headers = gzip.compress(body), {"Content-Encoding": "gzip"}
+        elif "deflate" in codings:
+            body, headers = zlib.compress(body), {"Content-Encoding": "deflate"}
+        return web.Response(body=body, content_type=ctype, headers=headers)
+
+    app = web.Application()
+    app[ACCEPT] = []
+    app.router.add_post("/v1/chat/completions", handle)
+    return app
+
+
+async def _ask_plain(gateway: GatewayFactory, base: str, stream: bool) -> str | None:
+    client = await gateway(models=[{"name": "up", "provider": "openai", "base_url": base}])
+    async with sdk(client) as oa:
+        if stream:
+            chunks = [c async for c in await oa.chat.completions.create(
+                model="up", messages=CHAT["messages"], stream=True)]  # fmt: skip
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        done = await oa.chat.completions.create(model="up", messages=CHAT["messages"])
+        return done.choices[0].message.content
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_upstream_requests_ask_for_identity(
+    gateway: GatewayFactory, aiohttp_server: Any, stream: bool
+) -> None:
+    """Row 7: aiohttp advertised ``gzip, deflate`` with decompression off, so
+    an upstream that honours it got a 502. Now the gateway asks for identity."""
+    upstream = await aiohttp_server(compressing_upstream())
+    assert await _ask_plain(gateway, str(upstream.make_url("/v1")), stream) == "plain"
+    assert upstream.app[ACCEPT] == ["identity"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_an_unasked_for_compressed_body_is_a_protocol_error(
+    gateway: GatewayFactory, aiohttp_server: Any, stream: bool
+) -> None:
+    """An upstream that compresses anyway: a 502, never relayed as if plain."""
+    upstream = await aiohttp_server(compressing_upstream(always=True))
+    with pytest.raises(openai.InternalServerError) as caught:
+        await _ask_plain(gateway, str(upstream.make_url("/v1")), stream)
+    assert caught.value.status_code == 502
+    assert "compressed" in caught.value.message
+
+
+def _multiline(payload: dict[str, Any]) -> bytes:
+    """One SSE event whose JSON is sent as several ``data:`` lines (pretty-printed)."""
+    lines = orjson.dumps(payload, option=orjson.OPT_INDENT_2).split(b"\n")
+    return b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
+
+
+async def test_multi_line_data_events_reach_the_sdk_parseable(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI
+) -> None:
+    """ISSUE 19 row A: an event sent as several ``data:`` lines was relayed as
+    one ``data:`` line holding line breaks, which the client's SSE parser cut
+    into fields. 14 such events reach the OpenAI SDK whole."""
+    pieces = [f"w{i} " for i in range(11)]
+    events = [chunk(role="assistant", content="")]
+    events += [chunk(p) for p in pieces]
+    events += [chunk(finish="stop")]
+    usage = {"prompt_tokens": 3, "completion_tokens": 11, "total_tokens": 14}
+    events += [{**chunk(), "choices": [], "usage": usage}]
+    assert len(events) == 14
+    fake_openai.script = Script(events=[_multiline(e) for e in events] + [sse("[DONE]")])
+    client = await gateway(models=[openai_model(fake_openai)])
+    async with sdk(client) as oa:
+        stream = await oa.chat.completions.create(
+            model="up",
+            messages=CHAT["messages"],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        got = [c async for c in stream]
+    assert len(got) == 14
+    assert "".join(c.choices[0].delta.content or "" for c in got if c.choices) == "".join(pieces)
+    assert got[-1].usage is not None and got[-1].usage.completion_tokens == 11
+
+
+async def test_an_event_type_with_a_line_break_is_not_relayed_as_lines(
+    gateway: GatewayFactory, fake_anthropic: FakeAnthropic
+) -> None:
+    """An unnamed Anthropic event's ``type`` becomes the relayed ``event:``
+    line: one holding a line break would inject lines of its own."""
+    start = {"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": 1}}}
+    evil = {"type": 'content_block_delta\ndata: {"injected": true}'}
+    fake_anthropic.script = Script(
+        events=[b"data: " + orjson.dumps(start) + b"\n\n", b"data: " + orjson.dumps(evil) + b"\n\n"]
+    )
+    client = await gateway(models=[anthropic_model(fake_anthropic)])
+    resp = await client.post("/v1/messages", json={**CHAT, "model": "claude", "stream": True})
+    text = await resp.read()
+    assert b"injected" not in text
+    assert text.rstrip().endswith(b"}") and b"event: error" in text
