@@ -171,7 +171,7 @@ async def read_json(response: aiohttp.ClientResponse, limit: int) -> dict[str, A
     return json_object(raw, "a response")
 
 
-async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytearray:
     """The whole body of ``response``, read as it arrives (aiohttp's buffer,
     ``READ_BUFSIZE``, at a time) and never more than ``limit`` bytes of it.
     Raises :class:`UpstreamResponseTooLarge` past ``limit``, the mapped
@@ -182,35 +182,33 @@ async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
             "The upstream response is larger than the gateway accepts",
             detail=f"Content-Length {length} over max_response_bytes {limit}",
         )
-    parts: list[bytes] = []
-    size = 0
+    body = bytearray()  # grown in place: the peak is about the body, not twice it
     content = response.content
     try:
         while data := await content.readany():
-            size += len(data)
-            if size > limit:
+            if len(body) + len(data) > limit:
                 raise UpstreamResponseTooLarge(
                     "The upstream response is larger than the gateway accepts",
                     detail=f"body over max_response_bytes {limit}",
                 )
-            parts.append(data)
+            body += data
     except aiohttp.ClientError as exc:
         raise error_for_exception(exc) from exc
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    return body
 
 
-def json_object(data: bytes, what: str = "an event") -> dict[str, Any]:
+def json_object(data: bytes | bytearray, what: str = "an event") -> dict[str, Any]:
     """``data`` parsed as a JSON object. Raises UpstreamProtocolError otherwise
     (invalid JSON or UTF-8, or another JSON type)."""
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError:
         raise UpstreamProtocolError(
-            f"The upstream sent {what} that is not valid JSON", detail=repr(data[:200])
+            f"The upstream sent {what} that is not valid JSON", detail=repr(bytes(data[:200]))
         ) from None
     if not isinstance(payload, dict):
         raise UpstreamProtocolError(
-            f"The upstream sent {what} that is not a JSON object", detail=repr(data[:200])
+            f"The upstream sent {what} that is not a JSON object", detail=repr(bytes(data[:200]))
         )
     return payload
 
