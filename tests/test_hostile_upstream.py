@@ -500,3 +500,29 @@ def test_an_empty_data_line_flood_hits_the_event_bound(
     status, text = rig.loop.run_until_complete(rig.ask(path, model))
     CHECKS[path](status, text)
     assert b"larger than the gateway accepts" in text
+
+
+DEEP = b"[" * 300 + b"]" * 300
+"""Deeper than orjson writes (255 levels), within what it reads (1024)."""
+
+
+@pytest.mark.parametrize("path", list(WHOLE))
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":[1]}]}',
+        b'{"object":"chat.completion","choices":[{"message":{"tool_calls":"ab"}}],"usage":[]}',
+        b'{"object":"chat.completion","choices":[{"message":{"tool_calls":[1]}}]}',
+        b'{"object":"chat.completion","choices":{"0":1},"usage":{"prompt_tokens":"a"}}',
+        b'{"type":"message","content":5,"usage":"x"}',
+        b'{"object":"chat.completion","choices":[],"extra":' + DEEP + b"}",
+    ],
+    ids=["message", "tool_calls", "tool_call", "choices", "content", "deep"],
+)
+@pytest.mark.parametrize("model", list(BODIES), ids=["openai-upstream", "anthropic-upstream"])
+def test_ill_typed_non_streaming_bodies(rig: Rig, model: str, path: str, body: bytes) -> None:
+    """Cases the fuzz found (a 500 each): values of the wrong type in a
+    translated completion, and a value nested deeper than orjson writes."""
+    rig.reset(body)
+    status, text = rig.loop.run_until_complete(rig.ask(path, model, stream=False))
+    _check_whole_answer(path, status, text, model)

@@ -168,7 +168,17 @@ async def read_json(response: aiohttp.ClientResponse, limit: int) -> dict[str, A
         response.close()
         raise
     response.release()
-    return json_object(raw, "a response")
+    payload = json_object(raw, "a response")
+    try:
+        # orjson reads 1024 levels of nesting but writes 255: what the gateway
+        # relays (as is or translated) must encode, or it would be a 500 there.
+        orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        raise UpstreamProtocolError(
+            "The upstream sent a response nested deeper than the gateway relays",
+            detail=repr(bytes(raw[:200])),
+        ) from None
+    return payload
 
 
 async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytearray:
