@@ -138,7 +138,7 @@ class AnthropicPassthrough:
         payload = chunk.payload
         name = chunk.event or str(payload.get("type", ""))
         raw = chunk.data
-        if b"\n" in raw:
+        if 10 in raw:  # b"\n" (an int is a memchr; a bytes needle costs ~8x)
             raw = data_lines(raw)
         if name == "message_stop":
             self._stop = b"event: message_stop\ndata: " + raw + b"\n\n"

@@ -124,7 +124,7 @@ class OpenAIPassthrough:
         if not choices and usage is None and not payload:
             return EMPTY
         data = chunk.data
-        if b"\n" in data:
+        if 10 in data:  # b"\n" (an int is a memchr; a bytes needle costs ~8x)
             data = data_lines(data)
         return Frame(b"data: " + data + b"\n\n", _has_content(choices), usage)
 

@@ -319,7 +319,7 @@ class ResponsesPassthrough:
             if name in _ENDS:
                 usage = response_usage_of(response.get("usage"))
         data = chunk.data
-        if b"\n" in data:
+        if 10 in data:  # b"\n" (an int is a memchr; a bytes needle costs ~8x)
             data = data_lines(data)
         return Frame(head + b"data: " + data + b"\n\n", name in CONTENT_EVENTS, usage)
 

@@ -94,7 +94,7 @@ class SSEDecoder:
             and chunk.startswith(b"data: ")
             and chunk.endswith(b"\n\n")
             and chunk.count(b"\n") == 2
-            and b"\r" not in chunk
+            and 13 not in chunk  # b"\r"; an int is a memchr, a bytes needle ~8x that
         ):
             event = SSEEvent(chunk[6:-2], self._event, self._id)
             self._event = self._id = None
@@ -115,7 +115,7 @@ class SSEDecoder:
             self._skip_lf = False
             if chunk[:1] == b"\n":
                 chunk = chunk[1:]
-        if b"\r" in chunk:
+        if 13 in chunk:  # b"\r"
             # Rare on the wire; normalise to \n. A trailing \r ends its line
             # now, and a \n that starts the next read belongs to it.
             self._skip_lf = chunk.endswith(b"\r")
