@@ -526,3 +526,35 @@ def test_ill_typed_non_streaming_bodies(rig: Rig, model: str, path: str, body: b
     rig.reset(body)
     status, text = rig.loop.run_until_complete(rig.ask(path, model, stream=False))
     _check_whole_answer(path, status, text, model)
+
+
+@pytest.mark.parametrize("model", list(BODIES), ids=["openai-upstream", "anthropic-upstream"])
+@FEW
+@given(
+    status=st.sampled_from([429, 503, 529]),
+    retry_after=st.sampled_from(
+        ["inf", "1e400", "-inf", "nan", "9" * 30, "Fri, 31 Dec 9999 23:59:59 GMT"]
+    )
+    | st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=30),
+    stream=st.booleans(),
+)
+def test_any_retry_after(rig: Rig, model: str, status: int, retry_after: str, stream: bool) -> None:
+    """An upstream's ``Retry-After`` is relayed as whole seconds within a
+    day, or not at all (``inf`` was a 500)."""
+    rig.reset(b"{}", status, **{"Retry-After": retry_after})
+    path = "/v1/chat/completions" if model == "up" else "/v1/messages"
+
+    async def ask() -> tuple[int, str | None]:
+        body = {"model": model, "stream": stream, "max_tokens": 16,
+                "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+        async with (
+            ClientSession(timeout=ClientTimeout(total=10)) as session,
+            session.post(rig.gateway_url + path, json=body) as resp,
+        ):
+            await resp.read()
+            return resp.status, resp.headers.get("Retry-After")
+
+    got, header = rig.loop.run_until_complete(ask())
+    assert got == {429: 429, 503: 503, 529: 503}[status] or (model, got) == ("claude", 529)
+    if header is not None:
+        assert 0 <= int(header) <= 86400
