@@ -367,3 +367,33 @@ async def test_an_event_type_with_a_line_break_is_not_relayed_as_lines(
     text = await resp.read()
     assert b"injected" not in text
     assert text.rstrip().endswith(b"}") and b"event: error" in text
+
+
+async def test_upstream_cookies_are_neither_kept_nor_sent(
+    gateway: GatewayFactory, aiohttp_server: Any
+) -> None:
+    """The upstream sessions are shared by every client and key: a cookie one
+    upstream answer sets was sent with every later request (another key's
+    too), and each new cookie grew the jar. No cookie is kept now."""
+    cookies: list[str | None] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        cookies.append(request.headers.get("Cookie"))
+        await request.read()
+        done = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "hi"}}]}  # fmt: skip
+        resp = web.json_response(done)
+        resp.set_cookie(f"session{len(cookies)}", "belongs-to-the-first-caller")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    # By name: aiohttp's jar keeps no cookie from an IP address.
+    port = (await aiohttp_server(app)).port
+    base = f"http://localhost:{port}/v1"
+    client = await gateway(models=[{"name": "up", "provider": "openai", "base_url": base}])
+    for _ in range(3):
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "model": "up"})
+        assert resp.status == 200
+    assert cookies == [None, None, None]
