@@ -397,3 +397,40 @@ async def test_upstream_cookies_are_neither_kept_nor_sent(
         resp = await client.post("/v1/chat/completions", json={**CHAT, "model": "up"})
         assert resp.status == 200
     assert cookies == [None, None, None]
+
+
+def test_a_translated_responses_stream_holds_a_bounded_output() -> None:
+    """A Responses stream translated from Chat Completions holds its output
+    for the final events; it used to grow for as long as the upstream sent."""
+    from gateway.dialects.translate_responses import ITEM_COST, ResponsesFromChat
+    from gateway.errors import UpstreamResponseTooLarge
+    from gateway.providers.base import UpstreamChunk
+
+    encoder = ResponsesFromChat({"model": "up", "input": "hi"}, max_output_bytes=10_000)
+    text = chunk("x" * 100)
+    for _ in range(100):  # 10,000: at the bound
+        encoder.encode(UpstreamChunk(orjson.dumps(text), text))
+    with pytest.raises(UpstreamResponseTooLarge):
+        encoder.encode(UpstreamChunk(orjson.dumps(text), text))
+    calls = ResponsesFromChat({"model": "up", "input": "hi"}, max_output_bytes=10 * ITEM_COST)
+    with pytest.raises(UpstreamResponseTooLarge):  # items count too
+        for index in range(11):
+            call = {"index": index, "id": f"c{index}", "function": {"name": "f"}}
+            payload = chunk(tool_calls=[call])
+            calls.encode(UpstreamChunk(orjson.dumps(payload), payload))
+
+
+async def test_an_endless_responses_stream_fails_past_the_bound(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI
+) -> None:
+    """End to end, /v1/responses on a Chat Completions upstream that never
+    stops: ``response.failed`` once 8 MiB of output is held."""
+    fake_openai.script = Script(events=[], then="flood", sndbuf=65536)
+    client = await gateway(models=[openai_model(fake_openai)])
+    resp = await client.post("/v1/responses", json={"model": "up", "input": "hi", "stream": True})
+    assert resp.status == 200
+    events = SSEDecoder(64 << 20).feed(await resp.read())  # the output so far is in it
+    assert events[-1].event == "response.failed"
+    failed = orjson.loads(events[-1].data)["response"]["error"]
+    assert "larger than the gateway accepts" in failed["message"], failed
+    assert fake_openai.records[0].bytes_out < 16 << 20
