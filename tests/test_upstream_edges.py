@@ -31,7 +31,7 @@ import psutil
 import pytest
 from aiohttp import web
 
-from gateway.providers.sse_decoder import DEFAULT_MAX_LINE_BYTES, SSEDecoder
+from gateway.providers.sse_decoder import DEFAULT_MAX_LINE_BYTES, SSEDecoder, SSEEvent
 from tests.conftest import LogLines
 from tests.fake_anthropic import FakeAnthropic, anthropic_model
 from tests.fakes import FakeOpenAI, Script, chunk, sse
@@ -434,3 +434,32 @@ async def test_an_endless_responses_stream_fails_past_the_bound(
     failed = orjson.loads(events[-1].data)["response"]["error"]
     assert "larger than the gateway accepts" in failed["message"], failed
     assert fake_openai.records[0].bytes_out < 16 << 20
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic", "responses"])
+def test_every_passthrough_relays_multi_line_data_as_lines(kind: str) -> None:
+    """ISSUE 19 row A, each encoder that relays ``data`` as received: what
+    the client's SSE parser reads back is the data the upstream sent."""
+    from gateway.dialects.anthropic import AnthropicPassthrough
+    from gateway.dialects.openai import OpenAIPassthrough
+    from gateway.dialects.translate_responses import ResponsesPassthrough
+    from gateway.providers.base import UpstreamChunk
+
+    payloads = {
+        "openai": (chunk("a\nb"), None, OpenAIPassthrough(True)),
+        "anthropic": (
+            {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "a"}},
+            "content_block_delta",
+            AnthropicPassthrough(),
+        ),
+        "responses": (
+            {"type": "response.output_text.delta", "delta": "a", "sequence_number": 1},
+            "response.output_text.delta",
+            ResponsesPassthrough(),
+        ),
+    }
+    payload, name, encoder = payloads[kind]
+    data = orjson.dumps(payload, option=orjson.OPT_INDENT_2)  # as several data: lines sent it
+    assert data.count(b"\n") > 3
+    frame = encoder.encode(UpstreamChunk(data, payload, name))
+    assert SSEDecoder().feed(frame.data) == [SSEEvent(data, name)]
