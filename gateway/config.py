@@ -213,6 +213,9 @@ class _RemoteModel(_ModelBase):
     upstream_buffer_bytes: int = Field(default=65536, ge=4096, le=64 << 20)
     """Receive buffer (``SO_RCVBUF``) of upstream sockets: how far the upstream
     can run ahead into the kernel while a slow client holds the relay back."""
+    max_response_bytes: int = Field(default=8 << 20, ge=65536, le=1 << 30)
+    """Largest non-streaming upstream response body, bytes (8 MiB); a larger
+    one is a 502 ``upstream_response_too_large``, read no further."""
 
     @property
     def key_env(self) -> str:

@@ -24,6 +24,8 @@ in both client dialects, and the stream termination reason it records.
     └── UpstreamError                    502: the provider is at fault
         ├── UpstreamConnectError         502 could not reach the provider
         ├── UpstreamProtocolError        502 the provider sent something unparseable
+        ├── UpstreamRedirected           502 the provider answered with a redirect (never followed)
+        ├── UpstreamResponseTooLarge     502 a response body past ``max_response_bytes``
         ├── UpstreamAuthError            502 the gateway's upstream credentials are wrong
         ├── UpstreamRejected             the provider's own 4xx, relayed
         ├── UpstreamRateLimited          429, keeps Retry-After
@@ -243,6 +245,22 @@ class UpstreamProtocolError(UpstreamError):
     """The provider's response could not be parsed (bad JSON, not SSE, cut mid-event)."""
 
     code = "upstream_protocol_error"
+    retryable = False
+
+
+class UpstreamRedirected(UpstreamError):
+    """The provider answered with a redirect (3xx). Never followed: a request,
+    its prompt and the upstream key go only to the configured ``base_url``;
+    the ``Location`` goes to :attr:`detail`, for the log."""
+
+    code = "upstream_redirect"
+    retryable = False
+
+
+class UpstreamResponseTooLarge(UpstreamError):
+    """A non-streaming response body larger than the model's ``max_response_bytes``."""
+
+    code = "upstream_response_too_large"
     retryable = False
 
 

@@ -111,3 +111,58 @@ def test_any_events_any_splits(
     pieces = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
     expected = [SSEEvent("\n".join(lines).encode(), name) for lines, name in events]
     assert decode_all(*pieces) == expected
+
+
+@pytest.mark.parametrize("line", [b"data:\n", b"data: \n", b"data\n"])
+def test_empty_data_lines_count_toward_the_event_bound(line: bytes) -> None:
+    """Issue 20 row 3: empty ``data:`` lines added 0 bytes to the bound, so a
+    flood of them grew the pending event without limit. Each line now costs
+    its bytes on the wire: the bound is hit at the first line past it."""
+    limit = 1024
+    past = limit // len(line) + 1  # the first line whose bytes exceed the bound
+    decoder = SSEDecoder(max_line_bytes=limit)
+    for _ in range(past - 1):
+        assert decoder.feed(line) == []
+    with pytest.raises(UpstreamProtocolError, match="larger"):
+        decoder.feed(line)
+    with pytest.raises(UpstreamProtocolError):  # all in one read, too
+        SSEDecoder(max_line_bytes=limit).feed(line * past)
+    assert SSEDecoder(max_line_bytes=limit).feed(line * (past - 1) + b"\n") == [
+        SSEEvent(b"\n" * (past - 2))
+    ]
+
+
+def test_work_per_read_does_not_grow_with_the_pending_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound used to re-sum every pending data line on every read:
+    quadratic (n reads of one line: n*n/2 ``len`` calls). It is a running
+    count now: a fixed number of ``len`` calls per line."""
+    import gateway.providers.sse_decoder as module
+
+    calls = 0
+
+    def counting_len(obj: object) -> int:
+        nonlocal calls
+        calls += 1
+        return len(obj)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(module, "len", counting_len, raising=False)
+    decoder = SSEDecoder()
+    n = 2000
+    for _ in range(n):
+        decoder.feed(b"data: x\n")
+    assert decoder.feed(b"\n") == [SSEEvent(b"\n".join([b"x"] * n))]
+    assert calls <= 4 * n, calls
+
+
+def test_a_long_line_in_small_pieces_is_joined_once() -> None:
+    """The path that keeps an unfinished line as its pieces (joined once, when
+    its end arrives; it used to be re-copied on every read) decodes it whole."""
+    payload = b"y" * (512 << 10)
+    wire = b"data: " + payload + b"\n\n"
+    decoder = SSEDecoder()
+    out: list[SSEEvent] = []
+    for i in range(0, len(wire), 1024):
+        out.extend(decoder.feed(wire[i : i + 1024]))
+    assert out == [SSEEvent(payload)]

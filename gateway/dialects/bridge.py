@@ -19,7 +19,12 @@ from .openai import OpenAIPassthrough
 from .responses import chat_from_responses, response_from_completion
 from .translate_request import anthropic_from_openai, openai_from_anthropic
 from .translate_response import anthropic_from_openai_completion, openai_from_anthropic_message
-from .translate_responses import Chained, ResponsesFromChat, ResponsesPassthrough
+from .translate_responses import (
+    DEFAULT_MAX_OUTPUT_BYTES,
+    Chained,
+    ResponsesFromChat,
+    ResponsesPassthrough,
+)
 from .translate_stream import AnthropicFromOpenAI, OpenAIFromAnthropic
 
 ClientDialect = Literal["openai", "anthropic", "responses"]
@@ -53,14 +58,16 @@ def stream_encoder(
     model: str,
     body: dict[str, Any] | None = None,
     response_id: str | None = None,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
 ) -> StreamEncoder:
     """A fresh encoder for one stream; ``model`` is the name the client asked
-    for, ``body`` the client's request (a Responses stream echoes it) and
-    ``response_id`` the Response's id."""
+    for, ``body`` the client's request (a Responses stream echoes it),
+    ``response_id`` the Response's id and ``max_output_bytes`` how much output
+    a translated Responses stream may hold (the model's ``max_response_bytes``)."""
     if client == "responses":
         if upstream == "responses":
             return ResponsesPassthrough()
-        responses = ResponsesFromChat(body or {}, response_id)
+        responses = ResponsesFromChat(body or {}, response_id, max_output_bytes)
         if upstream == "openai":
             return responses
         return Chained(OpenAIFromAnthropic(model=model, include_usage=True), responses)

@@ -34,6 +34,15 @@ class Frame(NamedTuple):
 EMPTY = Frame(b"")
 
 
+def data_lines(data: bytes) -> bytes:
+    """An event's data that holds ``\\n`` (sent upstream as several ``data:``
+    lines, which the decoder joined) as the body of as many ``data:`` lines
+    (WHATWG HTML 9.2.6: the client joins them back), without the leading
+    ``data: `` of the first. Callers relay ``data`` unchanged when it holds no
+    ``\\n`` (the common case: one ``in`` check) and call this otherwise."""
+    return data.replace(b"\n", b"\ndata: ")
+
+
 class StreamEncoder(Protocol):
     """Turns upstream chunks into SSE bytes in the client's dialect."""
 

@@ -340,8 +340,9 @@ def response_usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     """A Chat Completions ``usage`` object as a Responses one."""
     if not isinstance(usage, dict):
         return None
-    prompt = usage.get("prompt_tokens") or 0
-    completion = usage.get("completion_tokens") or 0
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    prompt = prompt if isinstance(prompt, int) else 0
+    completion = completion if isinstance(completion, int) else 0
     return {
         "input_tokens": prompt,
         "input_tokens_details": {"cached_tokens": 0},
@@ -382,15 +383,24 @@ def new_item_id(prefix: str) -> str:
 def response_from_completion(
     completion: dict[str, Any], body: dict[str, Any], response_id: str | None = None
 ) -> dict[str, Any]:
-    """A non-streaming chat completion as a Response object."""
-    choices = completion.get("choices") or []
-    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
+    """A non-streaming chat completion as a Response object (values of the
+    wrong type, from an upstream, are left out)."""
+    choices = completion.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    choice: dict[str, Any] = first if isinstance(first, dict) else {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
     output: list[dict[str, Any]] = []
     if isinstance(message.get("content"), str) and message["content"]:
         output.append(message_item(new_item_id("msg"), message["content"]))
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
+        if not isinstance(function, dict):
+            function = {}
         output.append(
             function_call_item(
                 new_item_id("fc"),

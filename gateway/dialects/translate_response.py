@@ -34,7 +34,8 @@ def openai_from_anthropic_message(payload: dict[str, Any], *, model: str) -> dic
     texts: list[str] = []
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in payload.get("content") or ():
+    blocks = payload.get("content")
+    for block in blocks if isinstance(blocks, list) else ():
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
             texts.append(str(block.get("text", "")))
@@ -88,13 +89,16 @@ def anthropic_from_openai_completion(payload: dict[str, Any], *, model: str) -> 
     ``refusal``) -> a ``text`` block, ``tool_calls`` -> ``tool_use`` blocks.
 
     Raises :class:`~gateway.errors.UpstreamProtocolError` when the upstream
-    has no choice or a tool call's arguments are not a JSON object.
+    has no choice, a tool call without a function object, or a tool call's
+    arguments that are not a JSON object.
     """
     choices = payload.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise UpstreamProtocolError("upstream completion has no choices")
     choice = choices[0]
-    message = choice.get("message") or {}
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        message = {}
     content: list[dict[str, Any]] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -102,8 +106,11 @@ def anthropic_from_openai_completion(payload: dict[str, Any], *, model: str) -> 
     text = message.get("content") or message.get("refusal")
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") or {}
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            raise UpstreamProtocolError("upstream tool call is not a function object")
         content.append(
             {
                 "type": "tool_use",

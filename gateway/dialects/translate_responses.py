@@ -16,6 +16,10 @@ or ``response.function_call_arguments.done``, then
 fails, ``response.failed`` with an ``error`` object: never a completion.
 
 ``reasoning_content`` deltas, logprobs and refusals are not translated.
+The output is held for the final events (they carry it whole): past
+``max_output_bytes`` of it (text and arguments, by length, plus
+:data:`ITEM_COST` per item) the stream fails with
+:class:`~gateway.errors.UpstreamResponseTooLarge`.
 :class:`Chained` runs an Anthropic stream through the Anthropic -> Chat
 Completions translation first.
 """
@@ -28,9 +32,9 @@ from typing import Any
 
 import orjson
 
-from ..errors import GatewayError
+from ..errors import GatewayError, UpstreamResponseTooLarge
 from ..providers.base import UpstreamChunk
-from .frames import EMPTY, Frame, StreamEncoder, Usage
+from .frames import EMPTY, Frame, StreamEncoder, Usage, data_lines
 from .openai import usage_of
 from .responses import (
     function_call_item,
@@ -40,6 +44,11 @@ from .responses import (
     response_object,
     response_usage,
 )
+
+DEFAULT_MAX_OUTPUT_BYTES = 8 << 20
+"""As a model's ``max_response_bytes`` default: the output a stream may hold."""
+ITEM_COST = 256
+"""What an output item counts toward ``max_output_bytes`` beyond its text."""
 
 
 @dataclass(slots=True)
@@ -59,8 +68,15 @@ class ResponsesFromChat:
     module docstring. ``body`` is the client's Responses request (echoed in
     the Response object)."""
 
-    def __init__(self, body: dict[str, Any], response_id: str | None = None) -> None:
+    def __init__(
+        self,
+        body: dict[str, Any],
+        response_id: str | None = None,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    ) -> None:
         self._body = body
+        self._held = 0
+        self._max_held = max_output_bytes
         self._id = response_id or new_response_id()
         self._created = int(time.time())
         self._seq = 0
@@ -137,6 +153,7 @@ class ResponsesFromChat:
                     part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
                 )
             )
+        self._hold(len(text))
         item.text.append(text)
         out.append(
             self._event(
@@ -163,6 +180,7 @@ class ResponsesFromChat:
                 call_id=str(call.get("id") or new_item_id("call")),
                 name=str(function.get("name") or ""),
             )
+            self._hold(ITEM_COST)
             self._calls[index] = item
             self._items.append(item)
             added = function_call_item(item.item_id, item.call_id, item.name, "", "in_progress")
@@ -173,6 +191,7 @@ class ResponsesFromChat:
             )
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
+            self._hold(len(arguments))
             item.text.append(arguments)
             out.append(
                 self._event(
@@ -183,6 +202,14 @@ class ResponsesFromChat:
                 )
             )
         return out
+
+    def _hold(self, size: int) -> None:
+        self._held += size
+        if self._held > self._max_held:
+            raise UpstreamResponseTooLarge(
+                "The upstream response is larger than the gateway accepts",
+                detail=f"Responses output over {self._max_held} bytes",
+            )
 
     def _done_item(self, item: _Item) -> dict[str, Any]:
         text = "".join(item.text)
@@ -318,7 +345,10 @@ class ResponsesPassthrough:
             self._response = response
             if name in _ENDS:
                 usage = response_usage_of(response.get("usage"))
-        return Frame(head + b"data: " + chunk.data + b"\n\n", name in CONTENT_EVENTS, usage)
+        data = chunk.data
+        if 10 in data:  # b"\n" (an int is a memchr; a bytes needle costs ~8x)
+            data = data_lines(data)
+        return Frame(head + b"data: " + data + b"\n\n", name in CONTENT_EVENTS, usage)
 
     def finish(self) -> bytes:
         return b""  # the upstream's own final event ended the stream

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import AnthropicModel
 from .base import Dialect, UpstreamChunk
-from .http import EventStream, UpstreamSessions, json_object, post, read_json
+from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
 from .sse_decoder import SSEEvent
 from .status import error_for_anthropic_type
 
@@ -35,13 +35,11 @@ class AnthropicStream(EventStream):
 
     def decode(self, event: SSEEvent) -> UpstreamChunk | None:
         payload = json_object(event.data)
-        name = event.event or payload.get("type")
+        name = event.event or payload_type(payload)
         if name == "ping":
             return None
         if name == "error":
             raise error_for_anthropic_type(payload.get("error"))
-        if not isinstance(name, str):
-            name = None
         self.finished = name == "message_stop"
         return UpstreamChunk(data=event.data, payload=payload, event=name)
 
@@ -84,7 +82,7 @@ class AnthropicProvider:
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """The upstream's Message object (``{"type": "message", "content": [...]}``)."""
         response = await post(self._session, self._url, self._body(body, False), self._json_headers)
-        return await read_json(response)
+        return await read_json(response, self._model.max_response_bytes)
 
     async def aclose(self) -> None:
         return None  # the sessions belong to UpstreamSessions

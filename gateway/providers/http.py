@@ -13,6 +13,15 @@ is one ``orjson.dumps`` and one ``ClientSession.post``; the body is read with
   upstream run megabytes ahead into our kernel buffer, where backpressure
   cannot see it. aiohttp pauses reading once about twice ``READ_BUFSIZE`` is
   buffered.
+- **Trust**: only the configured origin is ever sent a request (and its
+  key): redirects are never followed (a 3xx is :class:`UpstreamRedirected`),
+  proxy variables and ``.netrc`` are ignored (``trust_env=False``), and no
+  cookie an upstream sets is kept or sent back (``DummyCookieJar``).
+- **Bounds**: every body is read in bytes it may not exceed: an SSE event
+  (:class:`SSEDecoder`), a non-streaming body (``max_response_bytes``,
+  :func:`read_json`), an error body (:data:`ERROR_BODY_LIMIT`). Requests ask
+  for ``Accept-Encoding: identity`` (bodies are relayed byte for byte and
+  never decompressed, so a compressed answer is a protocol error).
 - **Errors** are mapped by exception type and HTTP status
   (:func:`error_for_exception`, :func:`error_for_response`): what the client
   is told is one short sentence; the upstream's address, the exception class
@@ -35,6 +44,8 @@ from ..errors import (
     GatewayError,
     UpstreamConnectError,
     UpstreamProtocolError,
+    UpstreamRedirected,
+    UpstreamResponseTooLarge,
     UpstreamTimeout,
 )
 from .base import UpstreamChunk
@@ -46,6 +57,9 @@ READ_BUFSIZE = 16384
 ERROR_BODY_LIMIT = 65536
 """At most this much of an upstream's error body is read (for its message)."""
 ERROR_BODY_TIMEOUT_S = 5.0
+REQUEST_HEADERS = {"Accept-Encoding": "identity"}
+"""Sent on every upstream request: bodies are never decompressed (aiohttp
+would otherwise advertise ``gzip, deflate``)."""
 RELEASE_WAIT_S = 5.0
 """How long a completed stream's connection may take to end its body."""
 
@@ -80,7 +94,10 @@ class UpstreamSessions:
                 timeout=timeout,
                 read_bufsize=READ_BUFSIZE,
                 auto_decompress=False,
+                headers=REQUEST_HEADERS,
                 skip_auto_headers=("User-Agent",),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
             )
             self._sessions[key] = session
         return session
@@ -105,49 +122,120 @@ async def post(
     session: aiohttp.ClientSession, url: str, body: Mapping[str, Any], headers: Mapping[str, str]
 ) -> aiohttp.ClientResponse:
     """POST ``body`` as JSON; returns the response once its headers arrived
-    with a 2xx status. Raises the mapped ``GatewayError`` otherwise (the
-    response is then closed)."""
+    with a 2xx status and an identity body. Raises the mapped
+    ``GatewayError`` otherwise (the response is then closed): a redirect is
+    :class:`UpstreamRedirected` (never followed), a ``Content-Encoding``
+    other than identity :class:`UpstreamProtocolError`."""
     try:
-        response = await session.post(url, data=orjson.dumps(body), headers=headers)
+        response = await session.post(
+            url, data=orjson.dumps(body), headers=headers, allow_redirects=False
+        )
     except aiohttp.ClientError as exc:
         raise error_for_exception(exc) from exc
     if response.status >= 300:
         try:
+            if response.status < 400:
+                raise UpstreamRedirected(
+                    f"The upstream provider answered with a redirect (HTTP {response.status})",
+                    detail=f"upstream {response.status} to "
+                    f"{response.headers.get('Location', '')[:2000]!r} (not followed)",
+                )
             raise await error_for_response(response)
         finally:
             response.close()
+    encoding = response.headers.get("Content-Encoding")
+    if encoding is not None and encoding.strip().lower() != "identity":
+        response.close()
+        raise UpstreamProtocolError(
+            "The upstream sent a compressed response the gateway did not ask for",
+            detail=f"Content-Encoding: {encoding[:200]!r}",
+        )
     return response
 
 
-async def read_json(response: aiohttp.ClientResponse) -> dict[str, Any]:
-    """A non-streaming response body as a JSON object (the response is released).
+async def read_json(response: aiohttp.ClientResponse, limit: int) -> dict[str, Any]:
+    """A non-streaming response body of at most ``limit`` bytes as a JSON
+    object (the response is released after a whole body, closed otherwise).
 
-    Raises :class:`UpstreamProtocolError` for a body that is not a JSON
-    object, and the mapped error for a connection that breaks.
+    Raises :class:`UpstreamResponseTooLarge` past ``limit`` (at once for a
+    ``Content-Length`` over it; otherwise after reading ``limit`` bytes),
+    :class:`UpstreamProtocolError` for a body that is not a JSON object, and
+    the mapped error for a connection that breaks.
     """
     try:
-        raw = await response.read()
+        raw = await read_bounded(response, limit)
+    except BaseException:
+        response.close()
+        raise
+    response.release()
+    payload = json_object(raw, "a response")
+    try:
+        # orjson reads 1024 levels of nesting but writes 255: what the gateway
+        # relays (as is or translated) must encode, or it would be a 500 there.
+        orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        raise UpstreamProtocolError(
+            "The upstream sent a response nested deeper than the gateway relays",
+            detail=repr(bytes(raw[:200])),
+        ) from None
+    return payload
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytearray:
+    """The whole body of ``response``, read as it arrives (aiohttp's buffer,
+    ``READ_BUFSIZE``, at a time) and never more than ``limit`` bytes of it.
+    Raises :class:`UpstreamResponseTooLarge` past ``limit``, the mapped
+    error for a connection that breaks. The caller closes the response."""
+    length = response.content_length
+    if length is not None and length > limit:
+        raise UpstreamResponseTooLarge(
+            "The upstream response is larger than the gateway accepts",
+            detail=f"Content-Length {length} over max_response_bytes {limit}",
+        )
+    body = bytearray()  # grown in place: the peak is about the body, not twice it
+    content = response.content
+    try:
+        while data := await content.readany():
+            if len(body) + len(data) > limit:
+                raise UpstreamResponseTooLarge(
+                    "The upstream response is larger than the gateway accepts",
+                    detail=f"body over max_response_bytes {limit}",
+                )
+            body += data
     except aiohttp.ClientError as exc:
         raise error_for_exception(exc) from exc
-    finally:
-        response.release()
-    return json_object(raw, "a response")
+    return body
 
 
-def json_object(data: bytes, what: str = "an event") -> dict[str, Any]:
+def json_object(data: bytes | bytearray, what: str = "an event") -> dict[str, Any]:
     """``data`` parsed as a JSON object. Raises UpstreamProtocolError otherwise
     (invalid JSON or UTF-8, or another JSON type)."""
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError:
         raise UpstreamProtocolError(
-            f"The upstream sent {what} that is not valid JSON", detail=repr(data[:200])
+            f"The upstream sent {what} that is not valid JSON", detail=repr(bytes(data[:200]))
         ) from None
     if not isinstance(payload, dict):
         raise UpstreamProtocolError(
-            f"The upstream sent {what} that is not a JSON object", detail=repr(data[:200])
+            f"The upstream sent {what} that is not a JSON object", detail=repr(bytes(data[:200]))
         )
     return payload
+
+
+def payload_type(payload: dict[str, Any]) -> str | None:
+    """An unnamed event's ``type`` field, its name when it is a string (the
+    passthroughs write it as an ``event:`` line); None otherwise. A type
+    holding a line break would become lines of its own there: it raises
+    :class:`UpstreamProtocolError`."""
+    kind = payload.get("type")
+    if not isinstance(kind, str):
+        return None
+    if "\n" in kind or "\r" in kind:
+        raise UpstreamProtocolError(
+            "The upstream sent an event type with a line break", detail=repr(kind[:200])
+        )
+    return kind
 
 
 def error_for_exception(exc: BaseException) -> GatewayError:

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from ..config import OpenAIModel
 from ..errors import UpstreamError
 from .base import Dialect, UpstreamChunk
-from .http import EventStream, UpstreamSessions, json_object, post, read_json
+from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
 from .sse_decoder import SSEEvent
 from .status import MESSAGE_LIMIT
 
@@ -77,7 +77,7 @@ class _OpenAIEndpoint:
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         response = await post(self._session, self._url, self._body(body, False), self._json_headers)
-        return await read_json(response)
+        return await read_json(response, self._model.max_response_bytes)
 
     async def aclose(self) -> None:
         return None  # the sessions belong to UpstreamSessions
@@ -113,15 +113,13 @@ class ResponsesStream(EventStream):
 
     def decode(self, event: SSEEvent) -> UpstreamChunk | None:
         payload = json_object(event.data)
-        name = event.event or payload.get("type")
+        name = event.event or payload_type(payload)
         if name == "error":
             message = payload.get("message")
             said = f": {message[:MESSAGE_LIMIT]}" if isinstance(message, str) else ""
             raise UpstreamError(
                 f"The upstream provider failed mid-stream{said}", detail=f"error event: {payload!r}"
             )
-        if not isinstance(name, str):
-            name = None
         self.finished = name in RESPONSES_TERMINAL
         return UpstreamChunk(data=event.data, payload=payload, event=name)
 

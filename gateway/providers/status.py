@@ -8,6 +8,7 @@ Follows the providers' documented status codes: OpenAI
 from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
+from math import isfinite
 from time import time
 from types import MappingProxyType
 
@@ -21,19 +22,26 @@ from ..errors import (
     UpstreamTimeout,
 )
 
+MAX_RETRY_AFTER_S = 86400.0
+"""An upstream's ``Retry-After`` is capped at a day (it is relayed to clients)."""
+
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Parse ``Retry-After`` (delay-seconds or HTTP-date, RFC 9110 10.2.3)."""
+    """Parse ``Retry-After`` (delay-seconds or HTTP-date, RFC 9110 10.2.3),
+    in [0, :data:`MAX_RETRY_AFTER_S`]; None when absent or unreadable
+    (``inf`` and ``nan`` included: the header comes from the upstream)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time())
-    except (TypeError, ValueError):
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if not isfinite(seconds):
         return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 def error_for_status(
