@@ -14,10 +14,11 @@ import orjson
 from aiohttp import web
 
 from ..attempts import Target, with_fallbacks
-from ..config import ModelSettings, Settings
+from ..config import ModelSettings, Settings, SimModel
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
+from ..dialects.translate_responses import DEFAULT_MAX_OUTPUT_BYTES
 from ..downstream import StoreDownstream, StoreWriter, TeeDownstream
 from ..errors import (
     DeadlineExceeded,
@@ -74,6 +75,11 @@ def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: 
             model=call.model,
             body=call.body,
             response_id=call.response_id,
+            max_output_bytes=(
+                DEFAULT_MAX_OUTPUT_BYTES
+                if isinstance(model, SimModel)
+                else model.max_response_bytes
+            ),
         ),
         settings=settings.stream_for(model),
         retries=model.retries,
