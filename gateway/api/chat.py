@@ -64,6 +64,9 @@ class ChatCall:
 
 
 def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: Provider) -> Target:
+    output_bound = (
+        DEFAULT_MAX_OUTPUT_BYTES if isinstance(model, SimModel) else model.max_response_bytes
+    )
     return Target(
         model=model.name,
         provider=provider,
