@@ -78,11 +78,7 @@ def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: 
             model=call.model,
             body=call.body,
             response_id=call.response_id,
-            max_output_bytes=(
-                DEFAULT_MAX_OUTPUT_BYTES
-                if isinstance(model, SimModel)
-                else model.max_response_bytes
-            ),
+            max_output_bytes=output_bound,
         ),
         settings=settings.stream_for(model),
         retries=model.retries,
