@@ -137,3 +137,31 @@ async def test_unknown_fallback_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="fallbacks"):
         parse_settings({"models": [{"name": "a", "provider": "sim", "fallbacks": ["zzz"]}]})
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_fallback_outside_the_keys_models_is_skipped(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, stream: bool
+) -> None:
+    """Issue 20 row 10: a key allowed only the failing model was served (and
+    charged) by a fallback it may not use directly."""
+    from tests.keyhelp import make_key
+
+    fake_openai.script = Script(status=503)
+    sim = {"name": "expensive", "provider": "sim", "ttft_ms": 1, "itl_ms": 0, "output_tokens": 3}
+    secret, entry = make_key("cheap-only", models=["up"])
+    client = await gateway(
+        models=[openai_model(fake_openai, fallbacks=["expensive"]), sim],
+        auth={"keys": [entry]},
+    )
+    auth = {"Authorization": f"Bearer {secret}"}
+    direct = await client.post(
+        "/v1/chat/completions", json={"model": "expensive", "messages": MSGS}, headers=auth
+    )
+    assert direct.status == 403
+    resp = await client.post(
+        "/v1/chat/completions", json={"model": "up", "messages": MSGS, "stream": stream},
+        headers=auth,
+    )  # fmt: skip
+    assert resp.status == 503, await resp.text()  # the primary's own failure, no fallback
+    assert len(fake_openai.records) == 1
