@@ -119,7 +119,8 @@ async def read_stored(
     # The generation keeps its own timers; a reader waits for as long as the
     # generation may run, and a little longer, so the generation's own end
     # (its deadline's error event, say) reaches it first.
-    patience = base.deadline_s + 2 * READ_WAIT_S
+    longest = max([base.deadline_s, *(settings.stream_for(m).deadline_s for m in settings.models)])
+    patience = longest + 2 * READ_WAIT_S
     encoder = StoredEncoder(
         after,
         with_ids=with_ids,
