@@ -6,6 +6,7 @@ tokenizer is measured in tests/test_real_model.py."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from gateway.dialects.translate_responses import ResponsesFromChat
 from gateway.dialects.translate_stream import AnthropicFromOpenAI, OpenAIFromAnthropic
 from gateway.metrics import Metrics
 from gateway.providers.base import UpstreamChunk
+from gateway.quota.store import Windows
 from gateway.usage_estimate import (
     MESSAGE_TOKENS,
     REPLY_TOKENS,
@@ -46,9 +48,11 @@ def test_estimate_counts_word_pieces() -> None:
     assert estimate_tokens("x = {'a': [1, 2]}") >= 8
 
 
-def test_output_estimate_never_below_the_events() -> None:
+def test_output_estimate_counts_events_unless_the_upstream_batches() -> None:
     assert estimate_output_tokens(["a", "b", "c"], 3) == 3
-    assert estimate_output_tokens(["internationalization"], 1) == 4
+    assert estimate_output_tokens([" walking", " home"], 2) == 2  # text: 3, not over 1.5 * 2
+    assert estimate_output_tokens(["internationalization"], 1) == 4  # batched
+    assert estimate_output_tokens([], 0) == 0
 
 
 BODIES = {
@@ -233,3 +237,25 @@ async def test_reported_usage_is_not_marked_estimated(
     )
     me = await (await client.get("/v1/sluice/key", headers={"x-api-key": secret})).json()
     assert me["usage"]["period"]["estimated_tokens"] == 0
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+async def test_stores_count_estimated_tokens_apart(kind: str, tmp_path: Any) -> None:
+    from tests.redis_server import RedisServer
+    from tests.test_quota_redis import store_for
+
+    server = RedisServer(tmp_path) if kind == "redis" else None
+    if server is not None:
+        server.start()
+    store = store_for(kind, server)
+    try:
+        w = Windows.at(time.time(), "day")
+        await store.settle("k", w, None, 10)
+        await store.settle("k", w, None, 7, 7)
+        usage = await store.usage("k", w)
+        assert (usage.period_tokens, usage.period_estimated_tokens) == (17, 7)
+        assert usage.tokens == 17
+    finally:
+        await store.close()
+        if server is not None:
+            server.stop()
