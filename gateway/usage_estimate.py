@@ -17,9 +17,9 @@ against SmolLM2's tokenizer (llama.cpp's, 49k vocabulary; README, "Usage
 when the upstream sends none"): within about 10% on English prose and 15% on
 code, where ``len(text) / 4`` is off by 25-40% on code.
 
-Output tokens are never fewer than the content events relayed: servers that
-stream one token per event (llama.cpp, vLLM) make that count exact, and the
-text estimate covers those that batch.
+Output tokens are the content events relayed when the text's estimate is
+close to that count: servers that stream one token per event (llama.cpp,
+vLLM) make it exact; the text estimate covers those that batch.
 """
 
 from __future__ import annotations
@@ -28,21 +28,25 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-LETTERS_PER_TOKEN = 6
-"""A letter run of more than this many letters costs one more token per this many."""
+LETTERS_PER_TOKEN = 7
+"""A word of more than this many letters costs one more token per this many."""
 PUNCT_PER_TOKEN = 2
 """Punctuation runs merge into tokens of about this many characters."""
 MESSAGE_TOKENS = 4
 """Tokens a chat template spends around each message (role, delimiters)."""
 REPLY_TOKENS = 3
 """Tokens a chat template adds to prime the assistant's reply."""
+BATCHED = 1.5
+"""A text estimate above this many tokens per content event: the upstream
+batches tokens into events (else it streams one token per event)."""
 
 _PIECES = re.compile(
     r"'(?:[sdmt]|ll|ve|re)(?![^\W\d_])"  # English contractions
-    r"| ?[^\W\d_]+"  # a word (letters), with its leading space
+    # A word with its leading space; camelCase and CAPS split where the case changes.
+    r"| ?(?:[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[^\W\d_]+)"
     r"|\d"  # one digit (most BPE vocabularies split numbers)
-    r"| ?[^\s\w]+"  # a punctuation run
-    r"|\s+(?!\S)|\s+"  # whitespace runs
+    r"| ?(?:[^\s\w]|_)+"  # a punctuation run (underscores included)
+    r"|\s+(?!\S)|\s+"  # whitespace runs (a newline and its indentation: one)
 )
 
 _SKIP_KEYS = frozenset({"role", "type", "id", "call_id", "status", "cache_control", "model"})
@@ -107,6 +111,11 @@ def estimate_input_tokens(body: Mapping[str, Any]) -> int:
 
 def estimate_output_tokens(pieces: Iterable[str], events: int) -> int:
     """Estimated tokens of the generated text relayed in ``pieces`` (content,
-    reasoning, tool-call arguments), never fewer than the ``events`` that
-    carried them."""
-    return max(events, estimate_tokens("".join(pieces)))
+    reasoning, tool-call arguments) by ``events`` content events.
+
+    Servers that send no usage mostly stream one token per event (llama.cpp,
+    vLLM, Ollama, TGI): then the events are the exact count. Only when the
+    text holds clearly more tokens than events (over :data:`BATCHED` per
+    event: the upstream batches) is the text estimate taken."""
+    text = estimate_tokens("".join(pieces))
+    return text if text > BATCHED * events else events

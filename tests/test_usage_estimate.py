@@ -43,7 +43,8 @@ def test_estimate_counts_word_pieces() -> None:
     assert estimate_tokens("hello") == 1
     assert estimate_tokens(" the cat sat on the mat") == 6
     assert estimate_tokens("2026") == 4  # digits one by one
-    assert estimate_tokens("internationalization") == 4  # a long word: one per 6 letters
+    assert estimate_tokens("internationalization") == 3  # a long word: one per 7 letters
+    assert estimate_tokens("StreamClock") == 2  # camelCase splits
     assert estimate_tokens("don't") == 2
     assert estimate_tokens("x = {'a': [1, 2]}") >= 8
 
@@ -51,7 +52,7 @@ def test_estimate_counts_word_pieces() -> None:
 def test_output_estimate_counts_events_unless_the_upstream_batches() -> None:
     assert estimate_output_tokens(["a", "b", "c"], 3) == 3
     assert estimate_output_tokens([" walking", " home"], 2) == 2  # text: 3, not over 1.5 * 2
-    assert estimate_output_tokens(["internationalization"], 1) == 4  # batched
+    assert estimate_output_tokens(["internationalization"], 1) == 3  # batched
     assert estimate_output_tokens([], 0) == 0
 
 
