@@ -86,6 +86,12 @@ def _has_content(choices: list[Any], pieces: list[str]) -> bool:
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if not delta:
             continue
+        if len(delta) == 1:  # the common chunk: {"content": "..."}, one token
+            text = delta.get("content")
+            if text and isinstance(text, str):
+                pieces.append(text)
+                content = True
+                continue
         for field in _TEXT_FIELDS:
             text = delta.get(field)
             if text:
