@@ -222,10 +222,12 @@ async def test_a_stalled_client_holds_the_real_server_back(
         f"\nstalled client: Sluice read {read} bytes from llama.cpp, wrote {line['bytes']} "
         f"({line['events']} events), max buffered {line['max_buffered_bytes']}"
     )
-    # Held back: Sluice wrote no more than its per-connection buffer allows past
-    # the client's socket, and stopped reading the server long before the
+    # Held back: Sluice queued no more than its per-connection buffer allows
+    # toward the client, and stopped reading the server long before the
     # 1500-token answer (~250 bytes a token) was out.
-    assert line["max_buffered_bytes"] <= buffer
+    # The kernel's share (SO_SNDBUF = half, doubled by Linux) + asyncio's quarter
+    # + the event being written (gateway/sse.py).
+    assert line["max_buffered_bytes"] <= buffer * 5 // 4 + 1024
     assert read < 1500 * 200
     # The server is free again: a request right after completes.
     async with direct(real_model) as straight:
