@@ -12,7 +12,7 @@ PORT ?= 8080
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help run key test lint typecheck check promtool redis nginx chromium node-clients loadtest bench prometheus fleet clean
+.PHONY: help run real key compiler test lint typecheck check promtool redis nginx chromium node-clients loadtest bench prometheus fleet clean
 .DEFAULT_GOAL := help
 
 ## help: this list (each target's `## name: text` comment in this Makefile)
@@ -33,13 +33,19 @@ $(VENV)/.synced-runtime: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
 	touch $@
 
-$(VENV)/.synced-dev: $(UV) pyproject.toml uv.lock
+$(VENV)/.synced-dev: $(UV) pyproject.toml uv.lock | compiler
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
 ## run: start the gateway on the embedded default (the simulator, no API keys)
 run: $(VENV)/.synced-runtime
 	$(PY) -m gateway --host $(HOST) --port $(PORT) $(ARGS)
+
+## real: a real model, no API key: llama.cpp's server with SmolLM2-135M-Instruct
+## and Sluice in front on PORT (model "smollm2"); Ctrl-C stops both. The first
+## run builds llama.cpp from source (~5 min on 2 cores; uv caches it)
+real: $(VENV)/.synced-dev
+	$(PY) -m loadtest.llama --host $(HOST) --port $(PORT)
 
 ## key: a client key: its secret printed once, its [[auth.keys]] block appended to
 ## $(CONFIG); ARGS for limits, e.g. ARGS="--token-budget 1000000 --requests-per-minute 60"
@@ -48,6 +54,13 @@ key: $(VENV)/.synced-runtime
 	@test -n "$(NAME)" || { echo "usage: make key NAME=team-a [CONFIG=sluice.toml] [ARGS=...]" >&2; exit 2; }
 	@$(PY) -m gateway keys new $(NAME) $(ARGS) >> $(CONFIG)
 	@echo "appended key $(NAME) to $(CONFIG)" >&2
+
+## compiler: Debian's g++, which uv needs to build llama-cpp-python (the real
+## model's server, a dev dependency) from its sdist
+compiler:
+	@command -v gcc >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || { \
+	  echo "installing Debian's g++ (to build llama-cpp-python)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ >/dev/null; }
 
 ## promtool: Debian's prometheus package provides promtool and prometheus
 promtool:
@@ -118,11 +131,13 @@ fleet: $(VENV)/.synced-dev redis nginx
 	$(PY) -m loadtest.fleet --replicas $(REPLICAS) --port $(PORT) $(FLEET_ARGS)
 
 ## bench: hot path vs the floor relay (~4-5 min), then the comparison suite (added
-## latency, events per CPU-second, RSS per stream)
+## latency, events per CPU-second, RSS per stream), then a real model (llama.cpp,
+## SmolLM2) straight and through Sluice (~1 min)
 bench: $(VENV)/.synced-dev
 	$(PY) -m loadtest.hotpath $(HOTPATH_ARGS)
 	$(PY) -m loadtest.relay_cpu
 	$(PY) -m loadtest.bench $(BENCH_ARGS)
+	$(PY) -m loadtest.real_model $(REAL_ARGS)
 
 ## prometheus: a local Prometheus (Debian package) scraping a running gateway
 prometheus: promtool

@@ -149,6 +149,7 @@ class Metrics:
     upstream_retries: Counter
     admission_rejections: Counter
     key_tokens: Counter
+    key_estimated_tokens: Counter
     key_rejections: Counter
     auth_failures: Counter
     key_budget_remaining: Gauge
@@ -300,6 +301,12 @@ class Metrics:
                 "key_tokens",
                 "Tokens spent by client key (its configured name), model and type "
                 "(input, output); from upstream usage when given.",
+                ["key", "model", "type"], namespace=ns, registry=reg,
+            ),
+            key_estimated_tokens=Counter(
+                "key_estimated_tokens",
+                "The part of key_tokens_total that Sluice estimated because the upstream "
+                "reported no usage, by key, model and type (input, output).",
                 ["key", "model", "type"], namespace=ns, registry=reg,
             ),
             key_rejections=Counter(

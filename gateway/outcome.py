@@ -33,7 +33,8 @@ class Outcome:
     end: float
     usage: Usage | None
     output_tokens: int
-    """From the upstream's usage when given, else the content events counted."""
+    """From the usage when given (the upstream's, or estimated: ``usage.estimated``),
+    else the content events counted."""
     events: int
     bytes: int
     max_queued_bytes: int
@@ -46,6 +47,12 @@ class Outcome:
     @property
     def input_tokens(self) -> int | None:
         return self.usage.input_tokens if self.usage is not None else None
+
+    @property
+    def usage_estimated(self) -> bool:
+        """Whether Sluice estimated a token count the upstream did not report
+        (:mod:`gateway.usage_estimate`)."""
+        return self.usage is not None and self.usage.estimated
 
     def log_fields(self) -> dict[str, object]:
         """Fields for the request's summary log line (milliseconds for times)."""
@@ -64,6 +71,7 @@ class Outcome:
             "itl_p99_ms": _ms(itl[2]) if itl else None,
             "output_tokens": self.output_tokens,
             "input_tokens": self.input_tokens,
+            "usage_estimated": self.usage_estimated,
             "events": self.events,
             "bytes": self.bytes,
             "max_buffered_bytes": self.max_queued_bytes,

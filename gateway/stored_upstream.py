@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .dialects.frames import EMPTY, Frame
+from .dialects.frames import EMPTY, Frame, Usage
 from .downstream import LIFECYCLE
 from .errors import GatewayError
 from .providers.base import Dialect, UpstreamChunk
@@ -44,6 +44,7 @@ whose store could not go on (``number``: the 0-based number the event would
 have; ``snapshot``: the stream's latest stored object, if any)."""
 
 _NO_PAYLOAD: dict[str, Any] = {}
+_NO_USAGE = Usage()
 _NOTHING = UpstreamChunk(b"", _NO_PAYLOAD)
 """Stands for an empty replay (a reader already at the end): the stream core
 wants a first chunk, and this one encodes to nothing."""
@@ -145,6 +146,10 @@ class StoredEncoder:
 
     def finish(self) -> bytes:
         return b""  # the stored stream carries its own end
+
+    def usage(self) -> Usage:
+        """None of its own: the generation reported (or estimated) the stream's."""
+        return _NO_USAGE
 
     def error(self, err: GatewayError) -> bytes:
         return self._end_with(err, self._next, self._snapshot)

@@ -293,7 +293,9 @@ class Stream:
             self._admission.queued_bytes -= self._queued
             self._recorder.unqueue(self._queued)
             self._queued = 0
-        clock, usage, sse = self._clock, self._usage, self._sse
+        clock, sse = self._clock, self._sse
+        # The upstream's usage, any count it did not send estimated (usage.estimated).
+        usage = opened.target.encoder.usage() if opened is not None else self._usage
         target = opened.target if opened is not None else self._targets[0]
         outcome = Outcome(
             reason=reason,

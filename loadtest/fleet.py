@@ -228,7 +228,7 @@ class Fleet:
         if replica.workers > 1:
             args += ["--workers", str(replica.workers)]
         env = {k: "" for k in ("PROMETHEUS_MULTIPROC_DIR",) if k in os.environ}
-        replica.managed = procs._spawn(replica.name, args, replica.port, self.workdir / "logs", env)
+        replica.managed = procs.spawn(replica.name, args, replica.port, self.workdir / "logs", env)
 
     def wait_ready(self, replica: Replica, timeout_s: float = 30.0) -> None:
         """Until ``replica`` answers ``GET /readyz`` with 200."""

@@ -77,9 +77,10 @@ def raise_nofile(want: int) -> int:
     return soft
 
 
-def _spawn(
+def spawn(
     name: str, args: list[str], port: int, logdir: Path, env: dict[str, str] | None = None
 ) -> Managed:
+    """``python args...`` from the repo root, its output in ``logdir/<name>.log``."""
     logdir.mkdir(parents=True, exist_ok=True)
     log = (logdir / f"{name}.log").open("ab")
     full_env = {**os.environ, **(env or {})}
@@ -99,7 +100,7 @@ def _spawn(
 def start_mock(logdir: Path, port: int | None = None, extra: list[str] | None = None) -> Managed:
     port = port or free_port()
     args = ["-m", "loadtest.mock_upstream", "--host", HOST, "--port", str(port), *(extra or [])]
-    return _spawn("mock_upstream", args, port, logdir)
+    return spawn("mock_upstream", args, port, logdir)
 
 
 def start_baseline(logdir: Path, upstream: str, port: int | None = None) -> Managed:
@@ -114,7 +115,7 @@ def start_baseline(logdir: Path, upstream: str, port: int | None = None) -> Mana
         "--upstream",
         upstream,
     ]
-    return _spawn("baseline_relay", args, port, logdir)
+    return spawn("baseline_relay", args, port, logdir)
 
 
 def start_floor(
@@ -124,7 +125,7 @@ def start_floor(
     port = port or free_port()
     args = ["-m", "loadtest.floor_relay", "--host", HOST, "--port", str(port)]
     args += ["--upstream", upstream, *(["--uvloop"] if uvloop else [])]
-    return _spawn("floor_relay", args, port, logdir)
+    return spawn("floor_relay", args, port, logdir)
 
 
 def write_gateway_config(
@@ -198,7 +199,7 @@ def start_gateway(
     env = {API_KEY_ENV: "loadtest-key"}
     if src is not None:
         env["PYTHONPATH"] = str(src.resolve())
-    return _spawn("gateway", args, port, logdir, env=env)
+    return spawn("gateway", args, port, logdir, env=env)
 
 
 async def wait_ready(m: Managed, path: str, timeout_s: float = 20.0) -> None:

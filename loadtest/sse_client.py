@@ -73,13 +73,16 @@ def build_request(
     prompt: str,
     max_tokens: int,
     headers: dict[str, str] | None = None,
+    body_extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """A complete streaming POST for ``dialect``, with ``Connection: close``."""
+    """A complete streaming POST for ``dialect``, with ``Connection: close``;
+    ``body_extra``: more request fields (e.g. ``temperature``)."""
     body: dict[str, Any] = {
         "model": model,
         "stream": True,
         "max_tokens": max_tokens,
         "messages": [{"role": "user", "content": prompt}],
+        **(body_extra or {}),
     }
     extra = {"Authorization": "Bearer loadtest"}
     if dialect == "openai":

@@ -138,3 +138,13 @@ def redis_server(tmp_path: Any) -> Iterator[Any]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Iterator[Any]:
+    """llama.cpp's server with SmolLM2-135M-Instruct on a free port, started
+    once per session (a :class:`tests.real_model.RealModel`)."""
+    from tests.real_model import RealModel
+
+    with RealModel.started() as model:
+        yield model

@@ -16,7 +16,9 @@ class CuttingProxy:
     client sends bytes containing ``when`` (e.g. ``b"POST /v1/chat/completions"``),
     counting the bytes toward the client from that request on, so a browser's
     keep-alive connection that served the page first is cut in the stream.
-    ``connections`` counts the connections accepted, ``cuts`` the cuts made.
+    ``connections`` counts the connections accepted, ``cuts`` the cuts made,
+    ``bytes_down`` the bytes relayed toward the client (a ``cut_after`` larger
+    than any stream makes it a counting proxy).
     """
 
     def __init__(self, port: int, cut_after: int, when: bytes | None = None) -> None:
@@ -25,6 +27,7 @@ class CuttingProxy:
         self.when = when
         self.connections = 0
         self.cuts = 0
+        self.bytes_down = 0
         self._armed = False
         self.server: asyncio.Server | None = None
 
@@ -64,6 +67,7 @@ class CuttingProxy:
                         break
                     if left is not None:
                         budget[0] = left - len(data)
+                    self.bytes_down += len(data)
                     writer.write(data)
                     await writer.drain()
             abort()

@@ -145,7 +145,7 @@ async def read_stored(
     clock = StreamClock(request.get(ARRIVAL, time.perf_counter()))
     stream = Stream(sse, (target,), clock, recorder, app[ADMISSION])
     try:
-        await run_stream(request, stream, None, charge_key=resumed is not None)
+        await run_stream(request, stream, None, charge_key=resumed is not None, charge_tokens=False)
     finally:
         if resumed is not None and metrics is not None:
             replayed = min(encoder.relayed, resumed.events - (after + 1))

@@ -69,19 +69,25 @@ class Hold:
         return cls(admission, stoppable, quotas, ticket, model or "")
 
     async def release(
-        self, model: str | None = None, input_tokens: int = 0, output_tokens: int = 0
+        self,
+        model: str | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        *,
+        estimated: bool = False,
     ) -> None:
         """Give everything back (idempotent); the key is charged the tokens
         spent, under ``model`` (the one that served the request; default the
-        one asked for). Shielded: it completes even when the calling task is
-        cancelled meanwhile."""
+        one asked for), ``estimated`` when Sluice counted them itself (the
+        upstream sent no usage). Shielded: it completes even when the calling
+        task is cancelled meanwhile."""
         if self.released:
             return
         self.released = True
         self.admission.release(self.request)
         if self.ticket is not None:
             await self.quotas.settle_shielded(
-                self.ticket, model or self.model, input_tokens, output_tokens
+                self.ticket, model or self.model, input_tokens, output_tokens, estimated=estimated
             )
 
     async def release_stream(self, outcome: Outcome | None) -> None:
@@ -89,7 +95,12 @@ class Hold:
         if outcome is None:
             await self.release()
         else:
-            await self.release(outcome.model, outcome.input_tokens or 0, outcome.output_tokens)
+            await self.release(
+                outcome.model,
+                outcome.input_tokens or 0,
+                outcome.output_tokens,
+                estimated=outcome.usage_estimated,
+            )
 
 
 async def run_stream(
@@ -98,14 +109,17 @@ async def run_stream(
     model: str | None,
     *,
     charge_key: bool = True,
+    charge_tokens: bool = True,
 ) -> web.StreamResponse | None:
     """Admit ``stream``, run it, give back what it held, and put its outcome on
-    the request's summary log line. Raises what :meth:`Hold.take` and
+    the request's summary log line. ``charge_tokens`` False: the key is
+    charged the request, not the tokens (a stored stream's reader: its
+    generation was charged them). Raises what :meth:`Hold.take` and
     :meth:`Stream.run` raise."""
     hold = await Hold.take(request, stream, model, charge_key=charge_key)
     try:
         return await stream.run()
     finally:
-        await hold.release_stream(stream.outcome)
+        await hold.release_stream(stream.outcome if charge_tokens else None)
         if stream.outcome is not None:
             request[SUMMARY].update(stream.outcome.log_fields())

@@ -8,11 +8,14 @@ Answers (JSON)::
      "limits": {"requests_per_minute", "tokens_per_minute",
                 "max_concurrent_streams", "token_budget", "budget_period"},
      "usage": {"minute": {"requests", "tokens", "resets_at"},
-               "period": {"name": "2026-11-21", "tokens", "remaining", "resets_at"},
+               "period": {"name": "2026-11-21", "tokens", "estimated_tokens",
+                          "remaining", "resets_at"},
                "open_requests"} | null}        # null: a key without limits
 
 A request without a key (an open gateway) is 401 ``invalid_api_key``; Redis
 not answering is 503 ``state_unavailable``. Never shows the secret or its hash.
+``estimated_tokens``: the part of the period's ``tokens`` Sluice estimated
+because the upstream reported no usage (:mod:`gateway.usage_estimate`).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ async def key_info(request: web.Request) -> web.Response:
             "period": {
                 "name": w.period,
                 "tokens": u.period_tokens,
+                "estimated_tokens": u.period_estimated_tokens,
                 "remaining": remaining,
                 "resets_at": _time(w.period_ends),
             },

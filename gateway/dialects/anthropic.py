@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk
-from .frames import EMPTY, Frame, Usage, data_lines
+from .frames import EMPTY, Frame, Relayed, Usage, data_lines
 from .openai import MAX_MESSAGES, MAX_TOKENS_LIMIT, invalid_from
 
 _Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT, strict=True)]
@@ -128,11 +128,12 @@ class AnthropicPassthrough:
     output tokens from ``message_delta`` (cumulative, per the stream docs).
     """
 
-    __slots__ = ("_input_tokens", "_stop")
+    __slots__ = ("_input_tokens", "_relayed", "_stop")
 
-    def __init__(self) -> None:
+    def __init__(self, body: dict[str, Any] | None = None) -> None:
         self._input_tokens: int | None = None
         self._stop = MESSAGE_STOP
+        self._relayed = Relayed(body)
 
     def encode(self, chunk: UpstreamChunk) -> Frame:
         payload = chunk.payload
@@ -145,24 +146,37 @@ class AnthropicPassthrough:
             return EMPTY
         data = b"event: " + name.encode() + b"\ndata: " + raw + b"\n\n"
         if name == "content_block_delta":
-            return Frame(data, is_content_delta(payload))
+            content = is_content_delta(payload)
+            if content:
+                delta = payload["delta"]
+                text = delta.get("text") or delta.get("partial_json") or delta.get("thinking")
+                if isinstance(text, str):
+                    self._relayed.pieces.append(text)
+            return Frame(data, content)
         if name == "message_start":
             message = payload.get("message")
             usage = message.get("usage") if isinstance(message, dict) else None
             if isinstance(usage, dict):
                 self._input_tokens = input_tokens_of(usage)
-                return Frame(data, usage=Usage(input_tokens=self._input_tokens))
+                return self._report(data, Usage(input_tokens=self._input_tokens))
         elif name == "message_delta":
             usage = payload.get("usage")
             if isinstance(usage, dict):
                 if _int(usage.get("input_tokens")) is not None:
                     self._input_tokens = input_tokens_of(usage)
                 output = _int(usage.get("output_tokens"))
-                return Frame(data, usage=Usage(self._input_tokens, output))
+                return self._report(data, Usage(self._input_tokens, output))
         return Frame(data)
+
+    def _report(self, data: bytes, usage: Usage) -> Frame:
+        self._relayed.report(usage)
+        return Frame(data, usage=usage)
 
     def finish(self) -> bytes:
         return self._stop
+
+    def usage(self) -> Usage:
+        return self._relayed.usage()
 
     def error(self, err: GatewayError) -> bytes:
         return error_event(err)

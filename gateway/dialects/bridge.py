@@ -61,23 +61,24 @@ def stream_encoder(
     max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
 ) -> StreamEncoder:
     """A fresh encoder for one stream; ``model`` is the name the client asked
-    for, ``body`` the client's request (a Responses stream echoes it),
+    for, ``body`` the client's request (a Responses stream echoes it; every
+    encoder estimates input tokens from it when the upstream reports none),
     ``response_id`` the Response's id and ``max_output_bytes`` how much output
     a translated Responses stream may hold (the model's ``max_response_bytes``)."""
     if client == "responses":
         if upstream == "responses":
-            return ResponsesPassthrough()
+            return ResponsesPassthrough(body)
         responses = ResponsesFromChat(body or {}, response_id, max_output_bytes)
         if upstream == "openai":
             return responses
-        return Chained(OpenAIFromAnthropic(model=model, include_usage=True), responses)
+        return Chained(OpenAIFromAnthropic(model=model, include_usage=True, body=body), responses)
     if client == "openai":
         if upstream == "openai":
-            return OpenAIPassthrough(include_usage=include_usage)
-        return OpenAIFromAnthropic(model=model, include_usage=include_usage)
+            return OpenAIPassthrough(include_usage=include_usage, body=body)
+        return OpenAIFromAnthropic(model=model, include_usage=include_usage, body=body)
     if upstream == "anthropic":
-        return AnthropicPassthrough()
-    return AnthropicFromOpenAI(model=model)
+        return AnthropicPassthrough(body)
+    return AnthropicFromOpenAI(model=model, body=body)
 
 
 def response_body(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import GatewayError, InvalidRequest
 from ..providers.base import UpstreamChunk
-from .frames import EMPTY, Frame, Usage, data_lines
+from .frames import EMPTY, Frame, Relayed, Usage, data_lines
 
 MAX_MESSAGES = 10_000
 MAX_TOKENS_LIMIT = 1_000_000
@@ -93,20 +93,43 @@ def parse_chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
     return chat
 
 
-def _has_content(choices: list[Any]) -> bool:
+_TEXT_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
+
+
+def _has_content(choices: list[Any], pieces: list[str]) -> bool:
+    """Whether a chunk's choices carry content (text, reasoning, refusal,
+    tool-call arguments: what TTFT and ITL time); their text goes to ``pieces``."""
+    content = False
     for choice in choices:
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if not delta:
             continue
-        if (
-            delta.get("content")
-            or delta.get("reasoning_content")
-            or delta.get("reasoning")
-            or delta.get("tool_calls")
-            or delta.get("refusal")
-        ):
-            return True
-    return False
+        if len(delta) == 1:  # the common chunk: {"content": "..."}, one token
+            text = delta.get("content")
+            if text and isinstance(text, str):
+                pieces.append(text)
+                content = True
+                continue
+        for field in _TEXT_FIELDS:
+            text = delta.get(field)
+            if text:
+                content = True
+                if isinstance(text, str):
+                    pieces.append(text)
+        for call in delta.get("tool_calls") or ():
+            content = True
+            function = call.get("function") if isinstance(call, dict) else None
+            arguments = function.get("arguments") if isinstance(function, dict) else None
+            if isinstance(arguments, str) and arguments:
+                pieces.append(arguments)
+    return content
+
+
+def chat_usage(usage: Usage) -> dict[str, int]:
+    """A Chat Completions ``usage`` object for ``usage`` (missing counts as 0)."""
+    prompt, completion = usage.input_tokens or 0, usage.output_tokens or 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}  # fmt: skip
 
 
 def usage_of(payload: dict[str, Any]) -> Usage | None:
@@ -132,30 +155,56 @@ def error_event(err: GatewayError) -> bytes:
 class OpenAIPassthrough:
     """OpenAI-dialect chunks to an OpenAI-dialect client, byte for byte.
 
-    The one change: a usage-only chunk the gateway asked for on its own
-    (``stream_usage``) is not relayed to a client that did not ask for it.
+    Two changes: a usage-only chunk the gateway asked for on its own
+    (``stream_usage``) is not relayed to a client that did not ask for it;
+    and when the client asked for one (``stream_options.include_usage``) and
+    the upstream sent none, :meth:`finish` writes one with the estimated
+    counts (:class:`~gateway.dialects.frames.Relayed`) before ``[DONE]``.
+    ``body`` is the client's request (the input estimate).
     """
 
-    __slots__ = ("_include_usage",)
+    __slots__ = ("_first", "_include_usage", "_relayed")
 
-    def __init__(self, include_usage: bool) -> None:
+    def __init__(self, include_usage: bool, body: dict[str, Any] | None = None) -> None:
         self._include_usage = include_usage
+        self._relayed = Relayed(body)
+        self._first: dict[str, Any] | None = None
 
     def encode(self, chunk: UpstreamChunk) -> Frame:
         payload = chunk.payload
+        if self._first is None:
+            self._first = payload
         choices = payload.get("choices") or []
         usage = usage_of(payload) if payload.get("usage") else None
-        if not choices and usage is not None and not self._include_usage:
-            return Frame(b"", usage=usage)
-        if not choices and usage is None and not payload:
+        if usage is not None:
+            self._relayed.report(usage)
+            if not choices and not self._include_usage:
+                return Frame(b"", usage=usage)
+        elif not choices and not payload:
             return EMPTY
         data = chunk.data
         if 10 in data:  # b"\n" (an int is a memchr; a bytes needle costs ~8x)
             data = data_lines(data)
-        return Frame(b"data: " + data + b"\n\n", _has_content(choices), usage)
+        content = _has_content(choices, self._relayed.pieces)
+        return Frame(b"data: " + data + b"\n\n", content, usage)
+
+    def usage(self) -> Usage:
+        return self._relayed.usage()
 
     def finish(self) -> bytes:
-        return b"data: [DONE]\n\n"
+        if not self._include_usage or self._relayed.reported is not None:
+            return b"data: [DONE]\n\n"
+        usage = self._relayed.usage()
+        first = self._first or {}
+        chunk = {
+            "id": first.get("id", ""),
+            "object": "chat.completion.chunk",
+            "created": first.get("created", 0),
+            "model": first.get("model", ""),
+            "choices": [],
+            "usage": chat_usage(usage),
+        }
+        return b"data: " + orjson.dumps(chunk) + b"\n\ndata: [DONE]\n\n"
 
     def error(self, err: GatewayError) -> bytes:
         return error_event(err)

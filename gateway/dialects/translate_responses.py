@@ -34,8 +34,8 @@ import orjson
 
 from ..errors import GatewayError, UpstreamResponseTooLarge
 from ..providers.base import UpstreamChunk
-from .frames import EMPTY, Frame, StreamEncoder, Usage, data_lines
-from .openai import usage_of
+from .frames import EMPTY, Frame, Relayed, StreamEncoder, Usage, data_lines
+from .openai import chat_usage, usage_of
 from .responses import (
     function_call_item,
     message_item,
@@ -86,6 +86,7 @@ class ResponsesFromChat:
         self._calls: dict[int, _Item] = {}
         self._finish: str | None = None
         self._usage: dict[str, Any] | None = None
+        self._relayed = Relayed(body)
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, "sequence_number": self._seq, **fields}
@@ -113,6 +114,7 @@ class ResponsesFromChat:
         usage = usage_of(payload) if payload.get("usage") else None
         if usage is not None:
             self._usage = payload["usage"]
+            self._relayed.report(usage)
         content = False
         for choice in payload.get("choices") or ():
             if choice.get("index", 0) != 0:
@@ -155,6 +157,7 @@ class ResponsesFromChat:
             )
         self._hold(len(text))
         item.text.append(text)
+        self._relayed.pieces.append(text)
         out.append(
             self._event(
                 "response.output_text.delta",
@@ -193,6 +196,7 @@ class ResponsesFromChat:
         if isinstance(arguments, str) and arguments:
             self._hold(len(arguments))
             item.text.append(arguments)
+            self._relayed.pieces.append(arguments)
             out.append(
                 self._event(
                     "response.function_call_arguments.delta",
@@ -252,7 +256,9 @@ class ResponsesFromChat:
                     item=self._done_item(item),
                 )
             )
-        usage = response_usage(self._usage)
+        # An upstream that sent no usage: the estimate (never a null usage).
+        complete = self._relayed.complete
+        usage = response_usage(self._usage if complete else chat_usage(self.usage()))
         if self._finish == "length":
             response = self._response(
                 "incomplete", usage=usage, incomplete_reason="max_output_tokens"
@@ -263,6 +269,9 @@ class ResponsesFromChat:
                 self._event("response.completed", response=self._response("completed", usage=usage))
             )
         return b"".join(out)
+
+    def usage(self) -> Usage:
+        return self._relayed.usage()
 
     def error(self, err: GatewayError) -> bytes:
         failure = {"code": err.code or err.type, "message": err.message}
@@ -303,6 +312,9 @@ class Chained:
     def finish(self) -> bytes:
         return self._second.finish()
 
+    def usage(self) -> Usage:
+        return self._first.usage()
+
     def error(self, err: GatewayError) -> bytes:
         return self._second.error(err)
 
@@ -326,11 +338,12 @@ class ResponsesPassthrough:
     ``response``. A failure after the first event is a ``response.failed``
     numbered after the last event relayed, on the last Response seen."""
 
-    __slots__ = ("_next_seq", "_response")
+    __slots__ = ("_next_seq", "_relayed", "_response")
 
-    def __init__(self) -> None:
+    def __init__(self, body: dict[str, Any] | None = None) -> None:
         self._next_seq = 0
         self._response: dict[str, Any] = {}
+        self._relayed = Relayed(body)
 
     def encode(self, chunk: UpstreamChunk) -> Frame:
         payload = chunk.payload
@@ -345,13 +358,20 @@ class ResponsesPassthrough:
             self._response = response
             if name in _ENDS:
                 usage = response_usage_of(response.get("usage"))
+                self._relayed.report(usage)
+        content = name in CONTENT_EVENTS
+        if content and isinstance(delta := payload.get("delta"), str):
+            self._relayed.pieces.append(delta)
         data = chunk.data
         if 10 in data:  # b"\n" (an int is a memchr; a bytes needle costs ~8x)
             data = data_lines(data)
-        return Frame(head + b"data: " + data + b"\n\n", name in CONTENT_EVENTS, usage)
+        return Frame(head + b"data: " + data + b"\n\n", content, usage)
 
     def finish(self) -> bytes:
         return b""  # the upstream's own final event ended the stream
+
+    def usage(self) -> Usage:
+        return self._relayed.usage()
 
     def error(self, err: GatewayError) -> bytes:
         return failed_event(err, self._next_seq, self._response)

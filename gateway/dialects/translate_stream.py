@@ -24,9 +24,9 @@ import orjson
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk
 from .anthropic import error_event, event_bytes, input_tokens_of
-from .frames import EMPTY, Frame, Usage
+from .frames import EMPTY, Frame, Relayed, Usage
+from .openai import chat_usage, usage_of
 from .openai import error_event as openai_error_event
-from .openai import usage_of
 from .translate_common import (
     anthropic_usage,
     finish_reason,
@@ -56,15 +56,18 @@ class OpenAIFromAnthropic:
     are dropped.
     """
 
-    __slots__ = ("_created", "_id", "_include_usage", "_model", "_tools", "_usage")
+    __slots__ = ("_created", "_id", "_include_usage", "_model", "_relayed", "_tools", "_usage")
 
-    def __init__(self, *, model: str, include_usage: bool) -> None:
+    def __init__(
+        self, *, model: str, include_usage: bool, body: dict[str, Any] | None = None
+    ) -> None:
         self._model = model
         self._include_usage = include_usage
         self._id = new_completion_id()
         self._created = now()
         self._tools: dict[int, int] = {}
         self._usage: dict[str, Any] = {}
+        self._relayed = Relayed(body)
 
     def _payload(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -82,7 +85,9 @@ class OpenAIFromAnthropic:
     def _merge_usage(self, usage: object) -> Usage:
         if isinstance(usage, dict):
             self._usage.update({k: v for k, v in usage.items() if v is not None})
-        return Usage(input_tokens_of(self._usage), _int(self._usage.get("output_tokens")))
+        merged = Usage(input_tokens_of(self._usage), _int(self._usage.get("output_tokens")))
+        self._relayed.report(merged)
+        return merged
 
     def encode(self, chunk: UpstreamChunk) -> Frame:
         payload = chunk.payload
@@ -102,7 +107,9 @@ class OpenAIFromAnthropic:
             reason = (payload.get("delta") or {}).get("stop_reason")
             return Frame(self._chunk({}, finish_reason(reason)), usage=usage)
         if name == "message_stop" and self._include_usage:
-            usage_chunk = {**self._payload([]), "usage": openai_usage(self._usage)}
+            complete = self._relayed.complete
+            usage_dict = openai_usage(self._usage) if complete else chat_usage(self.usage())
+            usage_chunk = {**self._payload([]), "usage": usage_dict}
             return Frame(b"data: " + orjson.dumps(usage_chunk) + b"\n\n")
         return EMPTY
 
@@ -115,8 +122,10 @@ class OpenAIFromAnthropic:
             call = {"index": n, "id": block.get("id"), "type": "function", "function": function}
             return Frame(self._chunk({"tool_calls": [call]}))
         if kind == "text" and block.get("text"):
+            self._relayed.pieces.append(block["text"])
             return Frame(self._chunk({"content": block["text"]}), content=True)
         if kind == "thinking" and block.get("thinking"):
+            self._relayed.pieces.append(block["thinking"])
             return Frame(self._chunk({"reasoning_content": block["thinking"]}), content=True)
         return EMPTY
 
@@ -124,16 +133,22 @@ class OpenAIFromAnthropic:
         delta = payload.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
+            self._relayed.pieces.append(delta["text"])
             return Frame(self._chunk({"content": delta["text"]}), content=True)
         if kind == "input_json_delta" and delta.get("partial_json"):
             n = self._tools.get(payload.get("index", 0))
             if n is None:
                 return EMPTY  # arguments of a server tool: not the client's to run
+            self._relayed.pieces.append(delta["partial_json"])
             call = {"index": n, "function": {"arguments": delta["partial_json"]}}
             return Frame(self._chunk({"tool_calls": [call]}), content=True)
         if kind == "thinking_delta" and delta.get("thinking"):
+            self._relayed.pieces.append(delta["thinking"])
             return Frame(self._chunk({"reasoning_content": delta["thinking"]}), content=True)
         return EMPTY
+
+    def usage(self) -> Usage:
+        return self._relayed.usage()
 
     def finish(self) -> bytes:
         return b"data: [DONE]\n\n"
@@ -156,10 +171,13 @@ class AnthropicFromOpenAI:
     OpenAI does not send) keep that block's index.
     """
 
-    __slots__ = ("_id", "_model", "_next", "_open", "_started", "_stop", "_tools", "_usage")
+    __slots__ = (
+        "_id", "_model", "_next", "_open", "_relayed", "_started", "_stop", "_tools", "_usage",
+    )  # fmt: skip
 
-    def __init__(self, *, model: str) -> None:
+    def __init__(self, *, model: str, body: dict[str, Any] | None = None) -> None:
         self._model = model
+        self._relayed = Relayed(body)
         self._id = new_message_id()
         self._started = False
         self._open: tuple[str, int] | None = None
@@ -213,6 +231,7 @@ class AnthropicFromOpenAI:
         usage = usage_of(payload)
         if usage is not None:
             self._usage = payload["usage"]
+            self._relayed.report(usage)
         for choice in payload.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -230,12 +249,14 @@ class AnthropicFromOpenAI:
             opened, index = self._ensure("thinking", {"type": "thinking", "thinking": "",
                                                       "signature": ""})  # fmt: skip
             out += (opened, self._delta(index, {"type": "thinking_delta", "thinking": reasoning}))
+            self._relayed.pieces.append(reasoning)
             content = True
         for key in ("content", "refusal"):
             text = delta.get(key)
             if isinstance(text, str) and text:
                 opened, index = self._ensure("text", {"type": "text", "text": ""})
                 out += (opened, self._delta(index, {"type": "text_delta", "text": text}))
+                self._relayed.pieces.append(text)
                 content = True
         for call in delta.get("tool_calls") or ():
             content = self._tool_call(call, out) or content
@@ -259,17 +280,23 @@ class AnthropicFromOpenAI:
         if not arguments:
             return False
         out.append(self._delta(index, {"type": "input_json_delta", "partial_json": arguments}))
+        if isinstance(arguments, str):
+            self._relayed.pieces.append(arguments)
         return True
 
     def finish(self) -> bytes:
         out = [] if self._started else [self._message_start()]
         out.append(self._close())
-        usage = anthropic_usage(self._usage)
+        # An upstream that sent no usage: the estimate (never zeros).
+        usage = anthropic_usage(self._usage if self._relayed.complete else chat_usage(self.usage()))
         delta = {"stop_reason": self._stop or "end_turn", "stop_sequence": None}
         out.append(event_bytes("message_delta", {"type": "message_delta", "delta": delta,
                                                  "usage": usage}))  # fmt: skip
         out.append(event_bytes("message_stop", {"type": "message_stop"}))
         return b"".join(out)
+
+    def usage(self) -> Usage:
+        return self._relayed.usage()
 
     def error(self, err: GatewayError) -> bytes:
         return error_event(err)

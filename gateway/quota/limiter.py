@@ -196,22 +196,35 @@ class Quotas:
         )
 
     async def settle(
-        self, ticket: Ticket, model: str, input_tokens: int, output_tokens: int
+        self,
+        ticket: Ticket,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        estimated: bool = False,
     ) -> None:
-        """Charge what the request spent and free its slot (never raises)."""
+        """Charge what the request spent and free its slot (never raises).
+        ``estimated``: Sluice estimated the counts (the upstream reported no
+        usage); they are charged all the same, and also counted apart
+        (``sluice_key_estimated_tokens_total``, the period's ``estimated_tokens``)."""
         key = ticket.key
-        tokens = self._metrics.key_tokens
-        if input_tokens:
-            tokens.labels(key.name, model, "input").inc(input_tokens)
-        if output_tokens:
-            tokens.labels(key.name, model, "output").inc(output_tokens)
+        counters = [self._metrics.key_tokens]
+        if estimated:
+            counters.append(self._metrics.key_estimated_tokens)
+        for tokens in counters:
+            if input_tokens:
+                tokens.labels(key.name, model, "input").inc(input_tokens)
+            if output_tokens:
+                tokens.labels(key.name, model, "output").inc(output_tokens)
         if not ticket.counted:
             return
         if ticket.lease is not None:
             self._live.pop(ticket.lease, None)
         try:
+            spent = input_tokens + output_tokens
             usage = await self.store.settle(
-                key.name, self._windows(key), ticket.lease, input_tokens + output_tokens
+                key.name, self._windows(key), ticket.lease, spent, spent if estimated else 0
             )
         except StoreUnavailable as err:
             if isinstance(err, StoreBusy):
@@ -262,14 +275,21 @@ class Quotas:
             gauge.set(max(0, key.token_budget - spent))
 
     async def settle_shielded(
-        self, ticket: Ticket, model: str, input_tokens: int, output_tokens: int
+        self,
+        ticket: Ticket,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        *,
+        estimated: bool = False,
     ) -> None:
         """:meth:`settle`, run to its end even if the caller is cancelled (a
         client that left) while Redis answers."""
+        settle = self.settle(ticket, model, input_tokens, output_tokens, estimated=estimated)
         if self.local:
-            await self.settle(ticket, model, input_tokens, output_tokens)
+            await settle
         else:
-            await asyncio.shield(self.settle(ticket, model, input_tokens, output_tokens))
+            await asyncio.shield(settle)
 
     def forget(self, name: str) -> None:
         """A revoked key: drop its per-key gauges (counters keep their history)."""

@@ -15,20 +15,23 @@ class _Counters:
     tokens: int = 0
     period: str = ""
     period_tokens: int = 0
+    period_estimated: int = 0
     leases: dict[str, int] = field(default_factory=dict)
 
     def roll(self, w: Windows) -> None:
         if self.minute != w.minute:
             self.minute, self.requests, self.tokens = w.minute, 0, 0
         if self.period != w.period:
-            self.period, self.period_tokens = w.period, 0
+            self.period, self.period_tokens, self.period_estimated = w.period, 0, 0
         now_ms = w.now_ms
         expired = [lease for lease, expiry in self.leases.items() if expiry <= now_ms]
         for lease in expired:
             del self.leases[lease]
 
     def usage(self) -> Usage:
-        return Usage(self.requests, self.tokens, self.period_tokens, len(self.leases))
+        return Usage(
+            self.requests, self.tokens, self.period_tokens, len(self.leases), self.period_estimated
+        )
 
 
 class MemoryQuotaStore:
@@ -63,10 +66,13 @@ class MemoryQuotaStore:
                 c.leases[lease] = lease_expiry_ms
         return Decision(verdict, c.usage())
 
-    async def settle(self, key: str, w: Windows, lease: str | None, tokens: int) -> Usage:
+    async def settle(
+        self, key: str, w: Windows, lease: str | None, tokens: int, estimated: int = 0
+    ) -> Usage:
         c = self._counters(key, w)
         c.tokens += tokens
         c.period_tokens += tokens
+        c.period_estimated += estimated
         if lease is not None:
             c.leases.pop(lease, None)
         return c.usage()

@@ -7,6 +7,7 @@ one shard and a script may touch them all)::
     sluice:q:{name}:r:<minute>    requests this minute       (expires after 120 s)
     sluice:q:{name}:t:<minute>    tokens this minute         (expires after 120 s)
     sluice:q:{name}:b:<period>    tokens this day / month    (expires a day after the period)
+    sluice:q:{name}:e:<period>    of those, estimated ones   (written only when some are)
     sluice:q:{name}:leases        sorted set: lease id -> expiry (epoch ms)
 
 The clock is the gateway's (``time.time()``): replicas are assumed to agree
@@ -56,6 +57,10 @@ redis.call('EXPIRE', KEYS[1], 120)
 local used = redis.call('INCRBY', KEYS[2], tokens)
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
 if ARGV[2] ~= '' then redis.call('ZREM', KEYS[4], ARGV[2]) end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('INCRBY', KEYS[5], tonumber(ARGV[5]))
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[3]))
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[4]))
 local open = redis.call('ZCARD', KEYS[4])
 local rpm = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -66,6 +71,10 @@ return {rpm, tpm, used, open}
 def _keys(key: str, w: Windows) -> tuple[str, str, str, str]:
     base = f"sluice:q:{{{key}}}"
     return f"{base}:r:{w.minute}", f"{base}:t:{w.minute}", f"{base}:b:{w.period}", f"{base}:leases"
+
+
+def _estimated_key(key: str, w: Windows) -> str:
+    return f"sluice:q:{{{key}}}:e:{w.period}"
 
 
 def _int(value: Any) -> int:
@@ -98,10 +107,13 @@ class RedisQuotaStore:
         verdict = Verdict(out[0].decode() if isinstance(out[0], bytes) else out[0])
         return Decision(verdict, Usage(_int(out[1]), _int(out[2]), _int(out[3]), _int(out[4])))
 
-    async def _do_settle(self, key: str, w: Windows, lease: str | None, tokens: int) -> Usage:
+    async def _do_settle(
+        self, key: str, w: Windows, lease: str | None, tokens: int, estimated: int
+    ) -> Usage:
         r, t, b, leases = _keys(key, w)
         out = await self._settle_lua(
-            keys=(t, b, r, leases), args=(tokens, lease or "", w.budget_ttl_s, w.now_ms)
+            keys=(t, b, r, leases, _estimated_key(key, w)),
+            args=(tokens, lease or "", w.budget_ttl_s, w.now_ms, estimated),
         )
         return Usage(_int(out[0]), _int(out[1]), _int(out[2]), _int(out[3]))
 
@@ -124,8 +136,9 @@ class RedisQuotaStore:
             pipe.get(t)
             pipe.get(b)
             pipe.zcount(leases, w.now_ms + 1, "+inf")
+            pipe.get(_estimated_key(key, w))
             out = await pipe.execute()
-        return Usage(_int(out[0]), _int(out[1]), _int(out[2]), _int(out[3]))
+        return Usage(_int(out[0]), _int(out[1]), _int(out[2]), _int(out[3]), _int(out[4]))
 
     async def close(self) -> None:
         if self._owns_client:
@@ -143,9 +156,11 @@ class RedisQuotaStore:
         except REDIS_ERRORS as err:
             raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err
 
-    async def settle(self, key: str, w: Windows, lease: str | None, tokens: int) -> Usage:
+    async def settle(
+        self, key: str, w: Windows, lease: str | None, tokens: int, estimated: int = 0
+    ) -> Usage:
         try:
-            return await self._do_settle(key, w, lease, tokens)
+            return await self._do_settle(key, w, lease, tokens, estimated)
         except PoolExhausted as err:
             raise StoreBusy(f"redis pool: {err}") from err
         except REDIS_ERRORS as err:

@@ -103,6 +103,9 @@ class Usage:
     tokens: int = 0
     period_tokens: int = 0
     open_requests: int = 0
+    period_estimated_tokens: int = 0
+    """The part of ``period_tokens`` Sluice estimated (the upstream reported
+    no usage); read by :meth:`QuotaStore.usage`, 0 in other answers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +132,11 @@ class QuotaStore(Protocol):
         (when given) until ``lease_expiry_ms``. Tokens are checked, not charged."""
         ...
 
-    async def settle(self, key: str, w: Windows, lease: str | None, tokens: int) -> Usage:
-        """Charge ``tokens`` to this minute and this period; drop ``lease``."""
+    async def settle(
+        self, key: str, w: Windows, lease: str | None, tokens: int, estimated: int = 0
+    ) -> Usage:
+        """Charge ``tokens`` to this minute and this period (``estimated`` of
+        them estimated, also counted apart for the period); drop ``lease``."""
         ...
 
     async def renew(self, leases: list[tuple[str, str]], expiry_ms: int) -> None:
