@@ -214,3 +214,19 @@ def test_credentials_are_scrubbed_from_every_line(log_lines: LogLines) -> None:
     # A client message naming the header format is left alone.
     structlog.get_logger("t").info("hint", msg="send it as 'Authorization: Bearer <key>'")
     assert log_lines()[-1]["msg"].endswith("Bearer <key>'")
+
+
+async def test_an_upstream_error_names_the_url_called_in_the_log(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, log_lines: LogLines
+) -> None:
+    """An upstream 404 (a wrong base_url, say) says in the log which URL it came
+    from; the client is told only the short message."""
+    fake_openai.script = Script(status=404)
+    client = await gateway(models=[openai_model(fake_openai)])
+    resp = await client.post(
+        URL, json={"model": "up", "messages": MSGS}, headers={"X-Request-Id": "req-404"}
+    )
+    assert resp.status == 404  # an upstream 4xx is relayed with its status
+    assert fake_openai.base_url not in await resp.text()
+    (line,) = summaries(log_lines, "req-404")
+    assert f"from POST {fake_openai.base_url}/chat/completions" in line["detail"], line

@@ -278,7 +278,9 @@ async def error_for_response(response: aiohttp.ClientResponse) -> GatewayError:
         message,
         response.headers.get("Retry-After"),
         kind=kind,
-        detail=f"upstream {response.status}: {body[:2000]!r}",
+        # Where it came from (the query left out: some upstreams take a key there).
+        detail=f"upstream {response.status} from {response.method} "
+        f"{response.url.with_query(None)}: {body[:2000]!r}",
     )
 
 
