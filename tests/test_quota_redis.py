@@ -292,7 +292,13 @@ async def test_a_burst_waits_for_a_pooled_connection(
     secret, key = make_key("team-a", requests_per_minute=100_000)
     client = await gateway(
         auth={"keys": [key]},
-        state={"redis_url": redis_server.url, "max_connections": 10, "pool_timeout_s": 30},
+        state={
+            "redis_url": redis_server.url,
+            "max_connections": 10,
+            "pool_timeout_s": 30,
+            # Waits for the pool, not command timeouts on a loop this busy.
+            "timeout_s": 10,
+        },
     )
     connector = aiohttp.TCPConnector(limit=0)  # 300 connections at once
     headers = {"Authorization": f"Bearer {secret}"}

@@ -154,7 +154,13 @@ async def test_a_burst_of_followers_waits_for_pooled_connections(
 ) -> None:
     client = await gateway(
         models=[BURST_SIM],
-        state={"redis_url": redis_server.url, "max_connections": 10, "pool_timeout_s": 30},
+        state={
+            "redis_url": redis_server.url,
+            "max_connections": 10,
+            "pool_timeout_s": 30,
+            # Waits for the pool, not command timeouts on a loop this busy.
+            "timeout_s": 10,
+        },
     )
     body = {"model": "sim", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     resp = await client.post(
