@@ -332,7 +332,10 @@ def _assistant_message(content: Any) -> dict[str, Any]:
                 f"content block {kind!r} cannot be sent to an OpenAI-dialect upstream",
                 param="messages",
             )
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    # Only tool calls: ``content: ""``, not null: llama-cpp-python's server
+    # rejects null (a 500), and chat templates that print
+    # ``message['content']`` need the key (SmolLM2's).
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
     if calls:
         message["tool_calls"] = calls
     return message
