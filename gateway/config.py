@@ -22,6 +22,7 @@ import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -247,6 +248,23 @@ class OpenAIModel(_RemoteModel):
     """How ``/v1/responses`` reaches this upstream: ``native`` relays to its own
     ``/responses`` endpoint byte for byte (OpenAI, vLLM); ``chat`` translates
     through Chat Completions (any OpenAI-compatible server)."""
+    max_tokens_field: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto"
+    """The name a request's length cap is sent under (a client's ``max_tokens``
+    or ``max_completion_tokens``, a Responses ``max_output_tokens``, a Messages
+    ``max_tokens``): ``auto`` is ``max_completion_tokens`` for OpenAI's own API
+    (no ``base_url``, ``api.openai.com``, Azure OpenAI: its reasoning models
+    reject ``max_tokens``) and ``max_tokens`` for any other server (llama.cpp,
+    Ollama and older servers ignore ``max_completion_tokens``)."""
+
+    @property
+    def length_field(self) -> Literal["max_tokens", "max_completion_tokens"]:
+        """:attr:`max_tokens_field` with ``auto`` resolved by the base URL's host."""
+        if self.max_tokens_field != "auto":
+            return self.max_tokens_field
+        host = urlsplit(self.base_url).hostname if self.base_url else "api.openai.com"
+        if host == "api.openai.com" or (host or "").endswith(".openai.azure.com"):
+            return "max_completion_tokens"
+        return "max_tokens"
 
 
 class AnthropicModel(_RemoteModel):

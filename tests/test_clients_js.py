@@ -2,19 +2,28 @@
 AI SDK's default ``createOpenAI`` provider and ``createAnthropic``, and
 ``@anthropic-ai/sdk``, installed from tests/js/package-lock.json (``make
 node-clients``: ``npm ci``), streaming text and tool calls through a gateway
-process on the simulator.
+process on the simulator, and through one in front of the real model
+(llama.cpp's server with SmolLM2-135M-Instruct: the ``real_model`` fixture).
 
-``node --test`` runs once per module (:func:`run_node_clients`); each of its
-tests is one pytest test here (ids from the ``test("...")`` names in the
-file), so a Node failure shows in the pytest count with Node's message.
-:func:`run_node_clients` takes any gateway origin, model and expected text
-(``None``: any non-empty text), so the same file can run against a gateway in
-front of a real model.
+``node --test`` runs once per module and target (:func:`run_node_clients`);
+each of its tests is one pytest test here (ids from the ``test("...")``
+names in the file, per target), so a Node failure shows in the pytest count
+with Node's message.
+
+Against the real model every request is greedy (temperature 0), so each
+client's text for "hi" must equal the server's own answer to it. The model
+calls a tool only when ``tool_choice`` names it (llama-cpp-python's server then
+constrains its output with a grammar from the tool's schema; it ignores
+``"required"``), so the tool tests force it by name (``SLUICE_FORCE_TOOL``)
+and check the call's shape (the named tool, a string ``city``), the SDK's
+round trip, and a non-empty answer, not the model's judgement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -23,6 +32,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,15 +89,17 @@ def _tap(output: str) -> dict[str, NodeResult]:
 
 
 def run_node_clients(
-    origin: str, model: str, text: str | None, *, tools: bool = True
+    origin: str, model: str, text: str | None, *, tools: bool = True, force_tool: bool = False
 ) -> dict[str, NodeResult]:
     """``node --test`` on clients.test.mjs against the gateway at ``origin``
     (``http://host:port``), asking ``model``; ``text``: the exact text every
-    client must receive (``None``: any non-empty text); ``tools=False`` skips
-    the tool-call tests (a model that may not call the tool)."""
+    client must receive for "hi" (``None``: any non-empty text); ``tools=False``
+    skips the tool-call tests; ``force_tool`` names the tool in ``tool_choice``
+    (a model that calls none unasked)."""
     assert NODE is not None
     env = {**os.environ, "SLUICE_BASE_URL": origin, "SLUICE_MODEL": model}
     env["SLUICE_TOOLS"] = "1" if tools else "0"
+    env["SLUICE_FORCE_TOOL"] = "1" if force_tool else "0"
     env.pop("SLUICE_TEXT", None)
     if text is not None:
         env["SLUICE_TEXT"] = text
@@ -100,15 +112,16 @@ def run_node_clients(
     return results
 
 
-@pytest.fixture(scope="module")
-def node_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NodeResult]]:
-    """The Node clients' results against a gateway process on the simulator."""
-    workdir = tmp_path_factory.mktemp("clients-js")
+def _toml_model(model: dict[str, Any]) -> str:
+    """One ``[[models]]`` table (string and number values)."""
+    return "[[models]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in model.items())
+
+
+@contextlib.contextmanager
+def _gateway_process(workdir: Path, model: dict[str, Any]) -> Iterator[str]:
+    """A gateway process serving ``model``; yields its origin."""
     config = workdir / "sluice.toml"
-    config.write_text(
-        '[[models]]\nname = "sim"\nprovider = "sim"\n'
-        f"ttft_ms = 5\nitl_ms = 1\noutput_tokens = {OUTPUT_TOKENS}\n"
-    )
+    config.write_text(_toml_model(model))
     port = free_port()
     with (workdir / "gateway.log").open("wb") as log:
         gateway = subprocess.Popen(
@@ -117,9 +130,37 @@ def node_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         )  # fmt: skip
         try:
             asyncio.run(wait_port(port))
-            yield run_node_clients(f"http://127.0.0.1:{port}", "sim", SIM_TEXT)
+            yield f"http://127.0.0.1:{port}"
         finally:
             terminate(gateway)
+
+
+@pytest.fixture(scope="module")
+def node_results_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NodeResult]]:
+    """The Node clients' results against a gateway process on the simulator."""
+    sim = {"name": "sim", "provider": "sim", "ttft_ms": 5, "itl_ms": 1}
+    with _gateway_process(
+        tmp_path_factory.mktemp("clients-js"), {**sim, "output_tokens": OUTPUT_TOKENS}
+    ) as origin:
+        yield run_node_clients(origin, "sim", SIM_TEXT)
+
+
+@pytest.fixture(scope="module")
+def node_results_real(
+    tmp_path_factory: pytest.TempPathFactory, real_model: Any
+) -> Iterator[dict[str, NodeResult]]:
+    """The Node clients' results against a gateway process in front of the
+    real model; the text for "hi" is the server's own greedy answer."""
+    answer = real_model.post(
+        "/v1/chat/completions",
+        {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "temperature": 0},
+    )
+    text = answer["choices"][0]["message"]["content"]
+    assert text.strip(), "the server said nothing"
+    with _gateway_process(
+        tmp_path_factory.mktemp("clients-js-real"), real_model.gateway_model()
+    ) as origin:
+        yield run_node_clients(origin, "smollm2", text, force_tool=True)
 
 
 def test_every_node_test_is_collected() -> None:
@@ -127,7 +168,9 @@ def test_every_node_test_is_collected() -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_node_client(node_results: dict[str, NodeResult], name: str) -> None:
+@pytest.mark.parametrize("target", ["sim", "real"])
+def test_node_client(request: pytest.FixtureRequest, target: str, name: str) -> None:
+    node_results: dict[str, NodeResult] = request.getfixturevalue(f"node_results_{target}")
     result = node_results.get(name)
     assert result is not None, f"node did not report {name!r}: {sorted(node_results)}"
     assert not result.skipped, name

@@ -130,7 +130,11 @@ async def test_chat_only_upstream_gets_a_chat_request(
         {"role": "system", "content": "sys"},
         {"role": "user", "content": "hi"},
     ]
-    assert sent["max_completion_tokens"] == 50 and sent["temperature"] == 0.5
+    assert (
+        sent["max_tokens"] == 50
+        and "max_completion_tokens" not in sent
+        and sent["temperature"] == 0.5
+    )
     assert sent["stream"] is True and sent["model"] == "up-model"
 
 

@@ -186,7 +186,10 @@ def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
             if last is not None and last["role"] == "assistant" and "tool_calls" in last:
                 last["tool_calls"].append(call)  # parallel calls share one message
             else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+                # ``content: ""``, not null or absent: llama-cpp-python's server
+                # rejects null (a 500) and chat templates that print
+                # ``message['content']`` fail without it (SmolLM2's: a 500).
+                messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
         elif kind == "function_call_output":
             output = item.get("output")
             text = output if isinstance(output, str) else orjson.dumps(output).decode()

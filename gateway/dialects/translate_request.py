@@ -18,7 +18,7 @@ every one and why.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -45,6 +45,32 @@ THINKING_BUDGET = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, 
 minimum is 1024, and the budget must stay below ``max_tokens``)."""
 
 MIN_THINKING_BUDGET = 1024
+
+
+LengthField = Literal["max_tokens", "max_completion_tokens"]
+"""The two names of a Chat Completions length cap."""
+
+
+def with_length_field(body: dict[str, Any], field: LengthField) -> dict[str, Any]:
+    """``body`` with its length cap under ``field``, the name the upstream honours.
+
+    OpenAI's API takes both names for most models, but its reasoning models
+    reject ``max_tokens`` (400 ``unsupported_parameter``); llama.cpp's Python
+    server and Ollama honour only ``max_tokens`` and ignore
+    ``max_completion_tokens`` (8 asked, 26 generated). A body with both keeps
+    ``max_completion_tokens``'s value (OpenAI's precedence, and vLLM's).
+    Returns ``body`` itself when there is nothing to rename, else a copy.
+    """
+    other = "max_tokens" if field == "max_completion_tokens" else "max_completion_tokens"
+    if other not in body:
+        return body
+    value = body.get("max_completion_tokens")
+    if value is None:
+        value = body.get("max_tokens")
+    out = {k: v for k, v in body.items() if k not in ("max_tokens", "max_completion_tokens")}
+    if value is not None:
+        out[field] = value
+    return out
 
 
 # -- OpenAI client -> Anthropic upstream ------------------------------------
@@ -332,7 +358,10 @@ def _assistant_message(content: Any) -> dict[str, Any]:
                 f"content block {kind!r} cannot be sent to an OpenAI-dialect upstream",
                 param="messages",
             )
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    # Only tool calls: ``content: ""``, not null: llama-cpp-python's server
+    # rejects null (a 500), and chat templates that print
+    # ``message['content']`` need the key (SmolLM2's).
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
     if calls:
         message["tool_calls"] = calls
     return message

@@ -3,7 +3,8 @@
 ``POST {base_url}/chat/completions`` with ``Authorization: Bearer <key>``
 (https://platform.openai.com/docs/api-reference/chat/create), on aiohttp
 directly (:mod:`gateway.providers.http`). The body is the client's, with
-``model`` set to the upstream model and ``stream`` set, every other field
+``model`` set to the upstream model and ``stream`` set, the length cap under
+the name the upstream honours (``max_tokens_field``), every other field
 passed unchanged (unknown fields included). Stream format:
 https://platform.openai.com/docs/api-reference/chat-streaming: ``data:``
 events with ``chat.completion.chunk`` objects, ending with ``data: [DONE]``;
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..config import OpenAIModel
+from ..dialects.translate_request import with_length_field
 from ..errors import UpstreamError
 from .base import Dialect, UpstreamChunk
 from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
@@ -91,7 +93,7 @@ class OpenAIProvider(_OpenAIEndpoint):
     stream_class = OpenAIStream
 
     def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
-        out = super()._body(body, stream)
+        out = with_length_field(super()._body(body, stream), self._model.length_field)
         if stream and self._model.stream_usage:
             out["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         elif not stream:
