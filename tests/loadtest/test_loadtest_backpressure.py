@@ -9,11 +9,11 @@ import dataclasses
 from typing import Any
 
 from gateway.dialects.openai import MAX_TOKENS_LIMIT
-from loadtest.backpressure import FLOOD, GATEWAY_MAX_TOKENS, Side, open_side
+from loadtest.client.profiles import Target
+from loadtest.measure.backpressure import FLOOD, GATEWAY_MAX_TOKENS, Side, open_side
+from loadtest.mock.scenario import MockScenario
 from loadtest.procs import free_port
-from loadtest.profiles import Target
-from loadtest.report import backpressure_section, backpressure_verdict, targets_table
-from loadtest.scenario import MockScenario
+from loadtest.report.common import backpressure_section, backpressure_verdict, targets_table
 from tests.helpers import GatewayFactory
 from tests.loadtest.conftest import MockFactory
 

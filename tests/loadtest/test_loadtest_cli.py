@@ -7,14 +7,15 @@ from collections.abc import Callable
 
 import pytest
 
-from loadtest import bench, floor_relay, hotpath, relay_cpu, runner
+from loadtest import bench, hotpath, relay_cpu, runner
+from loadtest.relays import floor as floor_relay
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "loadtest": runner.build_parser,
     "loadtest.bench": bench.build_parser,
     "loadtest.relay_cpu": relay_cpu.build_parser,
     "loadtest.hotpath": hotpath.build_parser,
-    "loadtest.floor_relay": floor_relay.build_parser,
+    "loadtest.relays.floor": floor_relay.build_parser,
 }
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from array import array
 from typing import Any
 
-from loadtest.bench_report import targets_rows
-from loadtest.hotpath_measure import PhaseResult, events_between
-from loadtest.hotpath_report import build_rows
-from loadtest.report import targets_table
-from loadtest.sse_client import StreamResult
+from loadtest.client.sse import StreamResult
+from loadtest.measure.hotpath import PhaseResult, events_between
+from loadtest.report.bench import targets_rows
+from loadtest.report.common import targets_table
+from loadtest.report.hotpath import build_rows
 
 
 def _row(lines: list[str], start: str) -> list[str]:

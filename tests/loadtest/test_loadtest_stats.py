@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from array import array
 
-from loadtest.driver import LoadSpec, PhaseRun, assign_profiles
-from loadtest.profiles import Profile, Target
-from loadtest.scenario import MockScenario, overrides_from_model
-from loadtest.sse_client import StreamResult
-from loadtest.stats import cancel_latency, compare, pct, summarize
+from loadtest.client.driver import LoadSpec, PhaseRun, assign_profiles
+from loadtest.client.profiles import Profile, Target
+from loadtest.client.sse import StreamResult
+from loadtest.mock.scenario import MockScenario, overrides_from_model
+from loadtest.report.stats import cancel_latency, compare, pct, summarize
 
 PROFILES = (Profile("normal", "normal", 3.0), Profile("gone", "disconnect_mid", 1.0))
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from conftest import FAST, MockFactory, parse_sse
 
-from loadtest.scenario import MockScenario
+from loadtest.mock.scenario import MockScenario
 
 
 def _chat(

@@ -1,7 +1,7 @@
 """Mock upstream LLM server: OpenAI- and Anthropic-compatible SSE with pacing,
 fault injection and per-request records.
 
-Run: ``python -m loadtest.mock_upstream --port 9000 --ttft-ms 50 --itl-ms 20``.
+Run: ``python -m loadtest.mock.upstream --port 9000 --ttft-ms 50 --itl-ms 20``.
 Reuse: ``create_mock_app(MockConfig(...))`` returns a ``web.Application``
 (pytest: ``await aiohttp_server(create_mock_app())``).
 
@@ -9,7 +9,7 @@ Endpoints:
 
 - ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic),
   streaming when the body says ``"stream": true``. The scenario (TTFT, ITL,
-  tokens, jitter, fault) comes from :mod:`loadtest.scenario`.
+  tokens, jitter, fault) comes from :mod:`loadtest.mock.scenario`.
 - ``GET /_mock/records``: JSON ``{"records": [...]}``, one per request: ids,
   frames and bytes written, bytes drained, drain waits, when the peer closed
   (monotonic and wall clock), outcome.
@@ -37,8 +37,8 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from loadtest.mock_frames import Dialect, FrameSet, completion_body, http_error_body, token_text
-from loadtest.scenario import MockScenario, ScenarioError, client_id_from_text, resolve
+from loadtest.mock.frames import Dialect, FrameSet, completion_body, http_error_body, token_text
+from loadtest.mock.scenario import MockScenario, ScenarioError, client_id_from_text, resolve
 
 _YIELD_EVERY: Final = 64  # tokens written back to back before yielding to the loop
 _DRAIN_WAIT_MIN_S: Final = 0.0001
@@ -343,7 +343,7 @@ def create_mock_app(config: MockConfig | None = None) -> web.Application:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = MockScenario()
     p = argparse.ArgumentParser(
-        prog="python -m loadtest.mock_upstream", description=__doc__.split("\n")[0]
+        prog="python -m loadtest.mock.upstream", description=__doc__.split("\n")[0]
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9000)

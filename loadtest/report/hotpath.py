@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from loadtest.hotpath_measure import PhaseResult
-from loadtest.report import plot_lines, write_result
+from loadtest.measure.hotpath import PhaseResult
+from loadtest.report.common import plot_lines, write_result
 
 Value = Callable[[PhaseResult, PhaseResult | None], float | None]
 PACED: Final = ("paced200", "paced500")
@@ -314,7 +314,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         *scs,
         "",
-        "The floor is `loadtest/floor_relay.py`: one aiohttp ClientSession upstream, "
+        "The floor is `loadtest/relays/floor.py`: one aiohttp ClientSession upstream, "
         "write + drain per SSE event, handler cancellation, nothing else. "
         "Each cell: median over repetitions [min, max]. Ratio = Sluice / floor (medians). "
         "Added TTFT = relay percentile minus direct's, same repetition. Figures are "

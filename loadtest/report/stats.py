@@ -15,8 +15,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from loadtest.driver import PhaseRun
-from loadtest.sse_client import StreamResult
+from loadtest.client.driver import PhaseRun
+from loadtest.client.sse import StreamResult
 
 PERCENTILES: Final[tuple[float, ...]] = (50.0, 90.0, 99.0, 99.9)
 READ_ALL: Final[frozenset[str]] = frozenset({"normal", "slow"})

@@ -7,7 +7,7 @@ docs/architecture.md calls out as not bounding memory.
 Never use this for anything but a comparison; the load test stops it once its
 RSS passes a bound.
 
-Run: ``python -m loadtest.baseline_relay --port 9100 --upstream http://127.0.0.1:9000``.
+Run: ``python -m loadtest.relays.baseline --port 9100 --upstream http://127.0.0.1:9000``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import contextlib
 
 from aiohttp import web
 
-from loadtest.relay_app import SESSION, UPSTREAM, relay_app
+from loadtest.relays.app import SESSION, UPSTREAM, relay_app
 
 
 async def _relay(request: web.Request) -> web.StreamResponse:
@@ -48,7 +48,7 @@ def create_baseline_app(upstream: str) -> web.Application:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m loadtest.baseline_relay")
+    p = argparse.ArgumentParser(prog="python -m loadtest.relays.baseline")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9100)
     p.add_argument("--upstream", required=True)

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
-from loadtest.hotpath_measure import PhaseResult
+from loadtest.measure.hotpath import PhaseResult
 
 RELAYS = ("floor", "sluice")
 COLOURS = {"direct": "tab:gray", "floor": "tab:blue", "sluice": "tab:orange"}

@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 import psutil  # type: ignore[import-untyped]
 
-from loadtest.driver import LoadSpec, run_phase
+from loadtest.client.driver import LoadSpec, run_phase
+from loadtest.client.profiles import Profile, Target
 from loadtest.fleet import MOCK_MODEL, Fleet
-from loadtest.profiles import Profile, Target
-from loadtest.scenario import MockScenario
+from loadtest.mock.scenario import MockScenario
 
 
 def _busy() -> float:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadtest.report import fmt as _f
-from loadtest.report import get_path as _get
-from loadtest.report import plot_lines, verdict, write_result
+from loadtest.report.common import fmt as _f
+from loadtest.report.common import get_path as _get
+from loadtest.report.common import plot_lines, verdict, write_result
 
 
 def _le(v: Any, bound: float) -> bool | None:

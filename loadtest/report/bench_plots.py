@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from loadtest.report import get_path
+from loadtest.report.common import get_path
 
 _PCTS = ("p50", "p90", "p99", "max")
 
