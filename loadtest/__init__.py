@@ -11,7 +11,7 @@ report, with procs starting the processes and relays the comparison relays)::
     python -m loadtest.real_model       real_model.py    a real model (llama.cpp) behind Sluice
     python -m loadtest.fleet            fleet.py         Redis, the mock, N replicas, nginx
     python -m loadtest.auth_overhead    auth_overhead.py what keys, quotas and Redis cost
-    python -m loadtest.state_burst      state_burst.py   a burst of requests on shared state
+    python -m loadtest.state_burst      state_burst.py   a burst of limited requests on Redis quotas
 
     mock/     scenario.py (what a stream does: pace, length, fault), frames.py
               (OpenAI / Anthropic SSE frames), upstream.py (the server,

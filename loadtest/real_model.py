@@ -57,11 +57,31 @@ STREAM_TIMEOUT_S: Final = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.real_model",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--requests", type=int, default=24, help="per side and concurrency")
-    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--max-tokens", type=int, default=32)
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        help="streams in flight, one phase per value",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=32,
+        help="max_tokens asked of the model per request",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results directory (None: loadtest/results/real-<timestamp>)",
+    )
     return p
 
 

@@ -154,12 +154,21 @@ async def _serve(host: str, port: int, logdir: Path, threads: int) -> None:
         procs.stop(llama)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default=procs.HOST)
-    parser.add_argument("--port", type=int, default=8080)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.procs.llama`` (``make real``) command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.procs.llama",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default=procs.HOST, help="Sluice's address")
+    parser.add_argument("--port", type=int, default=8080, help="Sluice's port")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp's threads")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="sluice-real-") as tmp,
         contextlib.suppress(KeyboardInterrupt),

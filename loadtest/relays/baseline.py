@@ -47,12 +47,23 @@ def create_baseline_app(upstream: str) -> web.Application:
     return relay_app(upstream, _relay, ["/v1/chat/completions", "/v1/messages"])
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.relays.baseline`` command line."""
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.relays.baseline",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=9100, help="port to listen on")
+    p.add_argument(
+        "--upstream", default="http://127.0.0.1:9000", help="upstream base URL, without a path"
+    )
+    return p
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m loadtest.relays.baseline")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9100)
-    p.add_argument("--upstream", required=True)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     web.run_app(
         create_baseline_app(args.upstream),
         host=args.host,
