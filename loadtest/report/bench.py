@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.report.common import fmt as _f
+from loadtest.report.common import gaps_verdict, plot_lines, verdict, write_result
 from loadtest.report.common import get_path as _get
-from loadtest.report.common import plot_lines, verdict, write_result
 
 
 def _le(v: Any, bound: float) -> bool | None:
@@ -32,7 +32,9 @@ def targets_rows(result: dict[str, Any]) -> list[str]:
         if pairs
         else None
     )
-    per_c = ", ".join(f"c={c}: {lost[c]} / {stalls[c]}" for c in lost) or "n/a"
+    per_c = ", ".join(f"c={c}: {lost[c]} / {stalls[c]}" for c in lost) or "not measured"
+    direct = [_get(p, "direct", "normal", "stalls") for p in pairs]
+    direct_stalls = None if not pairs or None in direct else sum(direct)
     cancel99 = _get(result, "cancel", "gateway", "latency_ms", "p99")
     return [
         "| target | goal | measured | verdict |",
@@ -42,7 +44,7 @@ def targets_rows(result: dict[str, Any]) -> list[str]:
         f"| relayed events per gateway CPU-second (unpaced) | >= 40,000 | {_f(eps, '', 0)} "
         f"| {verdict(_ge(eps, 40_000))} |",
         f"| frames lost / gaps > 2x pace through the gateway, every concurrency | 0 / 0 "
-        f"| {per_c} | {verdict(clean)} |",
+        f"| {per_c} | {gaps_verdict(clean, direct_stalls, sum(stalls.values()))} |",
         f"| client disconnect -> upstream close p99 | <= 10 ms | {_f(cancel99, ' ms', 2)} "
         f"| {verdict(_le(cancel99, 10.0))} |",
     ]

@@ -64,6 +64,18 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "missed")
 
 
+def gaps_verdict(ok: bool | None, direct_stalls: int | None, gateway_stalls: int | None) -> str:
+    """The verdict on frames lost / gaps through the gateway, with whose miss it
+    is: gaps > 2x pace that the direct path (mock -> load generator, no relay)
+    shows too are the machine's (a busy core delays every reader), not Sluice's."""
+    text = verdict(ok)
+    if ok is not False or direct_stalls is None or not gateway_stalls:
+        return text
+    if direct_stalls > 0:
+        return f"{text} (direct had {direct_stalls} such gaps too: the machine's share)"
+    return f"{text} (direct had none: Sluice's)"
+
+
 def _le(v: Any, bound: float) -> bool | None:
     return None if v is None else float(v) <= bound
 
@@ -130,7 +142,15 @@ def targets_table(result: dict[str, Any]) -> list[str]:
     ttft50 = get_path(cmp_, "added_ttft_ms", "p50")
     ttft99 = get_path(cmp_, "added_ttft_ms", "p99")
     eps = get_path(gw, "process", "events_per_cpu_s")
+    eps_verdict = verdict(None if eps is None else float(eps) >= 40_000)
+    util = get_path(gw, "process", "cpu_util")
+    if eps_verdict == "missed" and util is not None and float(util) < 0.5:
+        eps_verdict += (
+            f" (paced: the gateway was {float(util):.2f} cores busy, so each event pays its own"
+            " loop wake-up and syscalls; `make bench`'s unpaced phase measures the rate)"
+        )
     lost, stalls = get_path(gw, "frames_lost"), get_path(gw, "normal", "stalls")
+    direct_stalls = get_path(phases.get("direct"), "normal", "stalls")
     slope = get_path(slow, "rss_trend", "slope_kib_per_s")
     sl_bp = get_path(bp, "sluice", "rss_trend", "slope_kib_per_s")
     base_bp = get_path(bp, "baseline", "rss_trend", "slope_kib_per_s")
@@ -145,9 +165,10 @@ def targets_table(result: dict[str, Any]) -> list[str]:
         f"| <= 0.5 / 1 ms | {fmt(ttft50, ' ms', 3)} / {fmt(ttft99, ' ms', 3)} "
         f"| {verdict(_all(_le(ttft50, 0.5), _le(ttft99, 1.0)))} |",
         f"| relayed events per gateway CPU-second | >= 40,000 | {fmt(eps, '', 0)} "
-        f"| {verdict(None if eps is None else float(eps) >= 40_000)} |",
+        f"| {eps_verdict} |",
         f"| frames lost / gaps > 2x pace (gateway phase, normal clients) | 0 / 0 "
-        f"| {fmt(lost)} / {fmt(stalls)} | {verdict(_all(_le(lost, 0), _le(stalls, 0)))} |",
+        f"| {fmt(lost)} / {fmt(stalls)} "
+        f"| {gaps_verdict(_all(_le(lost, 0), _le(stalls, 0)), direct_stalls, stalls)} |",
         f"| RSS slope with slow + stalled clients | {flat} "
         f"| {fmt(slope, ' KiB/s')} over {fmt(get_path(slow, 'rss_trend', 'window_s'), ' s', 0)} "
         f"| {verdict(_le(slope, FLAT_KIB_PER_S))} |",

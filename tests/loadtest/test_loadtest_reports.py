@@ -137,3 +137,15 @@ def test_hotpath_added_latency_at_or_below_zero_meets_a_relative_bound() -> None
     assert met is False and "raised to 1 ms" in why and "noise" in why  # 3 ms > 2x 1 ms
     met, _why = goal.judge(Stat(1.5, 1.5, 1.5, 1), Stat(0.1, 0.1, 0.1, 1), 15.0)
     assert met is True  # 1.5 ms <= 2x the 1 ms noise floor, though 15x the floor's 0.1 ms
+
+
+def test_a_gap_the_direct_path_shows_too_is_called_the_machines() -> None:
+    def result(direct_stalls: int) -> dict[str, Any]:
+        phase = {"frames_lost": 0, "normal": {"stalls": 3}}
+        return {"phases": {"gateway": phase, "direct": {"normal": {"stalls": direct_stalls}}}}
+
+    machine = _row(targets_table(result(2)), "| frames lost")[-1]
+    assert machine == "missed (direct had 2 such gaps too: the machine's share)"
+    assert (
+        _row(targets_table(result(0)), "| frames lost")[-1] == "missed (direct had none: Sluice's)"
+    )
