@@ -77,7 +77,9 @@ def test_report_shows_counts_errors_and_verdict() -> None:
     assert "- `HTTP 400: max_tokens too large`" in text
     assert "Verdict: **missed** (sluice: 7 requests failed;" in text
     row = next(line for line in targets_table({"backpressure": bp}) if "Sluice vs baseline" in line)
-    assert row.endswith("| missed |")
+    assert row.endswith(
+        "| missed (sluice: 7 requests failed; sluice: 0 of 16 stalled streams held) |"
+    )
 
 
 def test_flood_asks_for_what_the_gateway_accepts() -> None:
