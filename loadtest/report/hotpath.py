@@ -298,7 +298,7 @@ def render_table(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"  # e.g. 0 errors / 0
         unit = r["unit"].strip()
         lines.append(
             f"| {r['scenario']} | {r['figure']}{', ' + unit if unit else ''} "
@@ -346,7 +346,8 @@ def _phase_lines(result: dict[str, Any]) -> list[str]:
     for p in result["phases"]:
         lines.append(
             f"| {p['rep'] + 1} | {p['scenario']} | {p['target']} | {f(p['wall_s'], 1)} "
-            f"| {p['events']:,} | {f(p['events_per_s'], 0)} | {f(p['cpu_util'])} / "
+            f"| {p['events']:,} | {f(p['events_per_s'], 0)} "
+            f"| {'no relay' if p['target'] == 'direct' else f(p['cpu_util'])} / "
             f"{f(p['mock_cpu_util'])} / {f(p['client_cpu_util'])} "
             f"| {f(p['ttft_p50_ms'])} / {f(p['ttft_p99_ms'])} | {p['errors']} |"
         )
@@ -373,9 +374,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         "The floor is `loadtest/relays/floor.py`: one aiohttp ClientSession upstream, "
         "write + drain per SSE event, handler cancellation, nothing else. "
-        "Each cell: median over repetitions [min, max]. Ratio = Sluice / floor (medians). "
-        "Added TTFT = relay percentile minus direct's, same repetition. Figures are "
-        "reported against the targets, never asserted.",
+        "Each cell: median over repetitions [min, max]. Ratio = Sluice / floor "
+        "(medians; - when the floor is 0). Added TTFT = relay percentile minus "
+        "direct's, same repetition. Figures are reported against the targets, never "
+        "asserted. Most targets are relative to the floor of this run, so a busy "
+        "machine slows both sides; `why` says how far Sluice is from the floor, and "
+        "for an absolute target whether the floor missed it too (the machine's miss).",
         "",
         render_table(result),
         "",
