@@ -45,7 +45,7 @@ run: $(VENV)/.synced-runtime
 ## and Sluice in front on PORT (model "smollm2"); Ctrl-C stops both. The first
 ## run builds llama.cpp from source (~5 min on 2 cores; uv caches it)
 real: $(VENV)/.synced-dev
-	$(PY) -m loadtest.llama --host $(HOST) --port $(PORT)
+	$(PY) -m loadtest.procs.llama --host $(HOST) --port $(PORT)
 
 ## key: a client key: its secret printed once, its [[auth.keys]] block appended to
 ## $(CONFIG); ARGS for limits, e.g. ARGS="--token-budget 1000000 --requests-per-minute 60"

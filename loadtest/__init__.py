@@ -1,33 +1,34 @@
 """Sluice load test: a mock upstream, a load generator, a benchmark suite.
 
-Modules, one job each:
+The commands are the top-level modules; the parts they share live in five
+subpackages, in the order a run uses them (mock -> client -> measure ->
+report, with procs starting the processes and relays the comparison relays)::
 
-- :mod:`loadtest.scenario`: what a mock stream does (pace, length, fault),
-  chosen per server, per model name, per request header or prompt directive.
-- :mod:`loadtest.mock_frames`: OpenAI / Anthropic SSE frame encoders.
-- :mod:`loadtest.mock_upstream`: the mock upstream server and its records.
-- :mod:`loadtest.sse_client`: a raw-asyncio HTTP/1.1 SSE client that times
-  every event on arrival.
-- :mod:`loadtest.profiles`: client behaviours (normal, slow, stalled,
-  disconnecting).
-- :mod:`loadtest.driver`: closed-loop and open-loop (Poisson) load.
-- :mod:`loadtest.sampler`: RSS, CPU and /metrics sampling of a process.
-- :mod:`loadtest.stats`: percentiles (numpy) and direct-vs-gateway deltas.
-- :mod:`loadtest.report` / :mod:`loadtest.plots`: JSON, Markdown, PNG.
-- :mod:`loadtest.procs`: start and stop the mock, the gateway, the baseline.
-- :mod:`loadtest.runner`: the default end-to-end scenario (``python -m loadtest``).
-- :mod:`loadtest.bench`: the comparison suite (``python -m loadtest.bench``).
-- :mod:`loadtest.baseline_relay`: a deliberately unbounded relay (no drain).
-- :mod:`loadtest.backpressure`: stalled clients on the baseline and on Sluice at
-  once; failed requests and streams held counted per relay, RSS sampled.
-- :mod:`loadtest.floor_relay`: the minimal correct relay (write + drain per
-  event), the floor the hot path is measured against.
-- :mod:`loadtest.hotpath`: Sluice vs the floor relay (``python -m loadtest.hotpath``),
-  with :mod:`loadtest.hotpath_measure`, :mod:`loadtest.hotpath_report` and
-  :mod:`loadtest.hotpath_plots`.
-- :mod:`loadtest.nginx`: nginx with ``deploy/nginx/sluice.conf`` on free ports.
-- :mod:`loadtest.fleet`: Redis, the mock, N replicas and nginx on one machine
-  (``python -m loadtest.fleet``, ``make fleet``).
-- :mod:`loadtest.fleet_load`: events/s through a URL or through fleets of 1..N
-  replicas (``python -m loadtest --target URL`` / ``--fleet 1,2,3``).
+    python -m loadtest                  runner.py        end to end: mock, gateway, load, report
+    python -m loadtest.hotpath          hotpath.py       Sluice vs the floor relay, same run
+    python -m loadtest.relay_cpu        relay_cpu.py     what the metrics cost per event
+    python -m loadtest.bench            bench.py         direct vs gateway at several loads
+    python -m loadtest.real_model       real_model.py    a real model (llama.cpp) behind Sluice
+    python -m loadtest.fleet            fleet.py         Redis, the mock, N replicas, nginx
+    python -m loadtest.auth_overhead    auth_overhead.py what keys, quotas and Redis cost
+    python -m loadtest.state_burst      state_burst.py   a burst of limited requests on Redis quotas
+
+    mock/     scenario.py (what a stream does: pace, length, fault), frames.py
+              (OpenAI / Anthropic SSE frames), upstream.py (the server,
+              ``python -m loadtest.mock.upstream``)
+    client/   sse.py (a raw-asyncio SSE client timing every event), profiles.py
+              (targets and client behaviours), driver.py (closed-loop and
+              open-loop load), sampler.py (RSS, CPU, /metrics of a process)
+    relays/   floor.py (write + drain per event: the floor), baseline.py (no
+              drain: unbounded), app.py (what both are built from)
+    measure/  one measured phase per family: phase.py (end to end),
+              hotpath.py, backpressure.py (stalled clients), fleet.py
+              (events/s through a URL or fleets of 1..N replicas)
+    report/   stats.py (percentiles, deltas), common.py (machine info,
+              formatting, verdicts, the end-to-end report), bench.py,
+              hotpath.py and the ``*_plots.py`` PNGs
+    procs/    start and stop the mock, the gateway, the relays
+              (``__init__``), nginx.py, llama.py (``python -m loadtest.procs.llama``)
+
+Results go to ``loadtest/results/<kind>-<time>/`` (JSON, Markdown, PNG).
 """

@@ -207,12 +207,36 @@ def report(vs: list[Variant], sequential: int, concurrent: int, rounds: int) -> 
     return "\n".join(lines)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.auth_overhead`` command line."""
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.auth_overhead",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--sequential",
+        type=int,
+        default=500,
+        help="requests sent one at a time per gateway per round: latency",
+    )
+    p.add_argument(
+        "--concurrent",
+        type=int,
+        default=2000,
+        help="requests sent 16 in flight per gateway per round: CPU per request",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds; the best one is printed",
+    )
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtest.auth_overhead", description=__doc__)
-    p.add_argument("--sequential", type=int, default=500)
-    p.add_argument("--concurrent", type=int, default=2000)
-    p.add_argument("--rounds", type=int, default=3)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     vs = asyncio.run(main_async(args.sequential, args.concurrent, args.rounds))
     print(report(vs, args.sequential, args.concurrent, args.rounds))
     return 0

@@ -14,7 +14,7 @@ Sections, each bounded in time, loopback only:
    first-token wait.
 
 Results: ``loadtest/results/bench-<timestamp>/bench.json``, ``bench.md`` and
-PNG plots next to them (:mod:`loadtest.bench_plots`).
+PNG plots next to them (:mod:`loadtest.report.bench_plots`).
 
 Targets, each with a verdict (met / missed) in ``bench.md``; reported, never
 asserted:
@@ -38,16 +38,16 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import procs
-from loadtest.bench_plots import make_bench_plots
-from loadtest.bench_report import write_bench
-from loadtest.driver import LoadSpec, run_phase
-from loadtest.measure import measured_phase, say
-from loadtest.profiles import Profile, Target
-from loadtest.report import machine_info
+from loadtest.client.driver import LoadSpec, run_phase
+from loadtest.client.profiles import Profile, Target
+from loadtest.client.sampler import ProcessSampler
+from loadtest.measure.phase import measured_phase, say
+from loadtest.mock.scenario import MockScenario
+from loadtest.report.bench import write_bench
+from loadtest.report.bench_plots import make_bench_plots
+from loadtest.report.common import machine_info
+from loadtest.report.stats import compare
 from loadtest.runner import RESULTS_DIR
-from loadtest.sampler import ProcessSampler
-from loadtest.scenario import MockScenario
-from loadtest.stats import compare
 
 NORMAL = (Profile("normal", "normal", 1.0),)
 PACED = MockScenario(ttft_ms=20, itl_ms=20, tokens=50)  # 50 events/s, 1 s streams

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Final
 
 from loadtest import procs
-from loadtest.nginx import NginxServer
+from loadtest.procs.nginx import NginxServer
 
 HOST: Final = procs.HOST
 MOCK_MODEL: Final = "mock"

@@ -1,12 +1,12 @@
 """``python -m loadtest.hotpath`` (first part of ``make bench``): Sluice's hot
 path against the floor relay, in one run, on one machine.
 
-One process tree: the mock upstream (:mod:`loadtest.mock_upstream`), the
+One process tree: the mock upstream (:mod:`loadtest.mock.upstream`), the
 Sluice gateway (``python -m gateway``, OpenAI-compatible provider on the mock,
 metrics on, log level ``info``, ``max_streams`` raised so admission does not
 cap, default settings otherwise) and the floor
-relay (:mod:`loadtest.floor_relay`), all fed by the same load client
-(:mod:`loadtest.driver`). For each repetition, each scenario runs straight at
+relay (:mod:`loadtest.relays.floor`), all fed by the same load client
+(:mod:`loadtest.client.driver`). For each repetition, each scenario runs straight at
 the mock (``direct``, the reference for added TTFT) and then through floor and
 Sluice, their order alternating between repetitions so drift on a shared
 machine hits both. Each figure is the median over repetitions, with its
@@ -54,15 +54,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from loadtest import procs
-from loadtest.driver import LoadSpec
-from loadtest.hotpath_measure import Load, PhaseResult, measure
-from loadtest.hotpath_plots import make_hotpath_plots
-from loadtest.hotpath_report import build_rows, render_table, saturation, write_hotpath
-from loadtest.measure import say
-from loadtest.profiles import Profile, Target
-from loadtest.report import machine_info
+from loadtest.client.driver import LoadSpec
+from loadtest.client.profiles import Profile, Target
+from loadtest.measure.hotpath import Load, PhaseResult, measure
+from loadtest.measure.phase import say
+from loadtest.mock.scenario import MockScenario
+from loadtest.report.common import machine_info
+from loadtest.report.hotpath import build_rows, render_table, saturation, write_hotpath
+from loadtest.report.hotpath_plots import make_hotpath_plots
 from loadtest.runner import RESULTS_DIR
-from loadtest.scenario import MockScenario
 
 SCENARIOS: Final = ("paced200", "paced500", "firehose", "ttft_c1")
 RELAYS: Final = ("floor", "sluice")

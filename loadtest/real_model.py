@@ -1,12 +1,12 @@
 """``python -m loadtest.real_model`` (part of ``make bench``): a real model,
 straight and through Sluice.
 
-llama.cpp's server (:mod:`loadtest.llama`: SmolLM2-135M-Instruct, 2 threads)
+llama.cpp's server (:mod:`loadtest.procs.llama`: SmolLM2-135M-Instruct, 2 threads)
 and a gateway in front of it (``provider = "openai"``). The same streamed
 Chat Completions requests (temperature 0, the same prompts, ``max_tokens``
 fixed) go straight to the server and through the gateway, alternating
 round by round so drift on this shared machine hits both alike, at
-concurrency 1 and 4 (24 requests a side each). Client-side times from :mod:`loadtest.sse_client`
+concurrency 1 and 4 (24 requests a side each). Client-side times from :mod:`loadtest.client.sse`
 (arrival of each content event on the socket): TTFT and ITL percentiles,
 and the gateway's addition (gateway minus direct, p50 and p90).
 
@@ -32,18 +32,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Final
 
-from loadtest import llama, procs
-from loadtest.measure import say
-from loadtest.report import machine_info, write_result
-from loadtest.runner import RESULTS_DIR
-from loadtest.sse_client import (
+from loadtest import procs
+from loadtest.client.sse import (
     SseParser,
     StreamResult,
     build_request,
     mark_stream_end,
     open_stream,
 )
-from loadtest.stats import latency_summary
+from loadtest.measure.phase import say
+from loadtest.procs import llama
+from loadtest.report.common import machine_info, write_result
+from loadtest.report.stats import latency_summary
+from loadtest.runner import RESULTS_DIR
 
 PROMPT: Final = "Write one sentence about rivers."
 """One prompt for every request: llama.cpp's server reuses the previous
@@ -56,11 +57,31 @@ STREAM_TIMEOUT_S: Final = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.real_model",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--requests", type=int, default=24, help="per side and concurrency")
-    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--max-tokens", type=int, default=32)
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        help="streams in flight, one phase per value",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=32,
+        help="max_tokens asked of the model per request",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results directory (None: loadtest/results/real-<timestamp>)",
+    )
     return p
 
 

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import procs
-from loadtest.backpressure import ProofSpec, run_proof
-from loadtest.driver import LoadSpec
-from loadtest.measure import measured_phase, say, series
-from loadtest.plots import make_plots
-from loadtest.profiles import Profile, Target
-from loadtest.report import machine_info, write_report
-from loadtest.scenario import MockScenario
-from loadtest.stats import compare, rss_trend
+from loadtest.client.driver import LoadSpec
+from loadtest.client.profiles import Profile, Target
+from loadtest.measure.backpressure import ProofSpec, run_proof
+from loadtest.measure.phase import measured_phase, say, series
+from loadtest.mock.scenario import MockScenario
+from loadtest.report.common import machine_info, write_report
+from loadtest.report.e2e_plots import make_plots
+from loadtest.report.stats import compare, rss_trend
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -295,7 +295,7 @@ async def _proof(
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.target or args.fleet:
-        from loadtest import fleet_load
+        from loadtest.measure import fleet as fleet_load
 
         procs.raise_nofile(16384)
         out = (args.out or RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S")).resolve()

@@ -88,13 +88,38 @@ async def main_async(
             redis[0].wait(timeout=10)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.state_burst`` command line."""
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.state_burst",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--bursts",
+        type=int,
+        nargs="+",
+        default=[300, 1000],
+        help="requests sent at once, one burst per value",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="times each burst is sent")
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=100,
+        help="the gateway's [state] max_connections: Redis pool size",
+    )
+    p.add_argument(
+        "--pool-timeout-s",
+        type=float,
+        default=5.0,
+        help="the gateway's [state] pool_timeout_s: wait for a Redis connection",
+    )
+    return p
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bursts", type=int, nargs="+", default=[300, 1000])
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--max-connections", type=int, default=100)
-    p.add_argument("--pool-timeout-s", type=float, default=5.0)
-    args = p.parse_args()
+    args = build_parser().parse_args()
     asyncio.run(main_async(args.bursts, args.rounds, args.max_connections, args.pool_timeout_s))
 
 

@@ -1,7 +1,7 @@
 """nginx for tests: :class:`NginxServer` (start/stop/reload, ``port``,
 ``upstreams``) runs the shipped ``deploy/nginx/sluice.conf`` on free loopback
 ports with everything under a temporary directory. The class lives in
-:mod:`loadtest.nginx` so the fleet script (:mod:`loadtest.fleet`) starts the
+:mod:`loadtest.procs.nginx` so the fleet script (:mod:`loadtest.fleet`) starts the
 very same nginx; this module adds what tests need around it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.nginx import SITE_CONF, NginxServer, nginx_binary, render_site, upstream_lines
+from loadtest.procs.nginx import SITE_CONF, NginxServer, nginx_binary, render_site, upstream_lines
 
 __all__ = [
     "SITE_CONF",

@@ -1,5 +1,5 @@
 """The real model for tests: llama.cpp's OpenAI-compatible server serving
-SmolLM2-135M-Instruct (:mod:`loadtest.llama`), started once per test session
+SmolLM2-135M-Instruct (:mod:`loadtest.procs.llama`), started once per test session
 on a free loopback port (the ``real_model`` fixture in conftest.py). Tests
 put an in-process gateway in front of it with :meth:`RealModel.gateway_model`.
 
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest import llama, procs
+from loadtest import procs
+from loadtest.procs import llama
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,8 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.keys import sha256_hex
 from loadtest.fleet import Fleet, http_status
-from loadtest.fleet_load import measure
-from loadtest.scenario import MockScenario
+from loadtest.measure.fleet import measure
+from loadtest.mock.scenario import MockScenario
 from tests.keyhelp import away_from_minute_edge, make_key
 
 LEASE_TTL_S = 2.0
@@ -71,7 +71,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
     for name, limits in LIMITS.items():
         secrets[name], entry = make_key(name, **limits)
         entries.append(entry)
-    # The load generator presents "Bearer loadtest" (loadtest/sse_client.py).
+    # The load generator presents "Bearer loadtest" (loadtest/client/sse.py).
     entries.append({"name": "loadtest", "sha256": sha256_hex("loadtest")})
     fleet = Fleet(
         tmp_path_factory.mktemp("fleet"),

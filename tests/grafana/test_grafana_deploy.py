@@ -69,7 +69,7 @@ def test_compose_services_and_mounts(kit: Any) -> None:
         assert prom_mounts[f"./grafana/{rule_file}"] == f"/etc/prometheus/{rule_file}"
 
     mock_cmd = " ".join(services["mock-upstream"]["command"])
-    assert "loadtest.mock_upstream" in mock_cmd and "--host 0.0.0.0" in mock_cmd
+    assert "loadtest.mock.upstream" in mock_cmd and "--host 0.0.0.0" in mock_cmd
 
 
 def test_compose_gateway_config_routes_to_the_mock_upstream(kit: Any) -> None:

@@ -535,7 +535,7 @@ def stack(
                 [
                     py,
                     "-m",
-                    "loadtest.mock_upstream",
+                    "loadtest.mock.upstream",
                     "--host",
                     "127.0.0.1",
                     "--port",

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from loadtest.mock_upstream import MockConfig, create_mock_app
-from loadtest.scenario import MockScenario
+from loadtest.mock.scenario import MockScenario
+from loadtest.mock.upstream import MockConfig, create_mock_app
 
 FAST = MockScenario(ttft_ms=5, itl_ms=2, tokens=8)
 

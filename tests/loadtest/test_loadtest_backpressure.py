@@ -9,11 +9,11 @@ import dataclasses
 from typing import Any
 
 from gateway.dialects.openai import MAX_TOKENS_LIMIT
-from loadtest.backpressure import FLOOD, GATEWAY_MAX_TOKENS, Side, open_side
+from loadtest.client.profiles import Target
+from loadtest.measure.backpressure import FLOOD, GATEWAY_MAX_TOKENS, Side, open_side
+from loadtest.mock.scenario import MockScenario
 from loadtest.procs import free_port
-from loadtest.profiles import Target
-from loadtest.report import backpressure_section, backpressure_verdict, targets_table
-from loadtest.scenario import MockScenario
+from loadtest.report.common import backpressure_section, backpressure_verdict, targets_table
 from tests.helpers import GatewayFactory
 from tests.loadtest.conftest import MockFactory
 
@@ -77,7 +77,9 @@ def test_report_shows_counts_errors_and_verdict() -> None:
     assert "- `HTTP 400: max_tokens too large`" in text
     assert "Verdict: **missed** (sluice: 7 requests failed;" in text
     row = next(line for line in targets_table({"backpressure": bp}) if "Sluice vs baseline" in line)
-    assert row.endswith("| missed |")
+    assert row.endswith(
+        "| missed (sluice: 7 requests failed; sluice: 0 of 16 stalled streams held) |"
+    )
 
 
 def test_flood_asks_for_what_the_gateway_accepts() -> None:

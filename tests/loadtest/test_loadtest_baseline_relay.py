@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import FAST, parse_sse
-
-from loadtest.baseline_relay import create_baseline_app
-from loadtest.mock_upstream import MockConfig, create_mock_app
+from loadtest.mock.upstream import MockConfig, create_mock_app
+from loadtest.relays.baseline import create_baseline_app
+from tests.loadtest.conftest import FAST, parse_sse
 
 
 async def test_baseline_relays_stream(aiohttp_server: Any, aiohttp_client: Any) -> None:

@@ -7,14 +7,33 @@ from collections.abc import Callable
 
 import pytest
 
-from loadtest import bench, floor_relay, hotpath, relay_cpu, runner
+from loadtest import (
+    auth_overhead,
+    bench,
+    fleet,
+    hotpath,
+    real_model,
+    relay_cpu,
+    runner,
+    state_burst,
+)
+from loadtest.mock import upstream
+from loadtest.procs import llama
+from loadtest.relays import baseline, floor
 
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "loadtest": runner.build_parser,
     "loadtest.bench": bench.build_parser,
     "loadtest.relay_cpu": relay_cpu.build_parser,
     "loadtest.hotpath": hotpath.build_parser,
-    "loadtest.floor_relay": floor_relay.build_parser,
+    "loadtest.fleet": fleet.build_parser,
+    "loadtest.real_model": real_model.build_parser,
+    "loadtest.auth_overhead": auth_overhead.build_parser,
+    "loadtest.state_burst": state_burst.build_parser,
+    "loadtest.mock.upstream": upstream.build_parser,
+    "loadtest.procs.llama": llama.build_parser,
+    "loadtest.relays.floor": floor.build_parser,
+    "loadtest.relays.baseline": baseline.build_parser,
 }
 
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from loadtest.driver import LoadSpec, run_phase
-from loadtest.mock_upstream import STATE, MockConfig, create_mock_app
-from loadtest.profiles import Profile, Target
-from loadtest.scenario import MockScenario
-from loadtest.stats import summarize
+from loadtest.client.driver import LoadSpec, run_phase
+from loadtest.client.profiles import Profile, Target
+from loadtest.mock.scenario import MockScenario
+from loadtest.mock.upstream import STATE, MockConfig, create_mock_app
+from loadtest.report.stats import summarize
 
 SC = MockScenario(ttft_ms=5, itl_ms=5, tokens=12)
 MIX = (

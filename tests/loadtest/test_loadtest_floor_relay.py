@@ -7,12 +7,11 @@ import asyncio
 import contextlib
 from typing import Any
 
-from conftest import FAST, parse_sse
-
-from loadtest.floor_relay import create_floor_app
-from loadtest.mock_upstream import STATE, MockConfig, StreamRecord, create_mock_app
-from loadtest.scenario import MockScenario
-from loadtest.sse_client import build_request, make_socket
+from loadtest.client.sse import build_request, make_socket
+from loadtest.mock.scenario import MockScenario
+from loadtest.mock.upstream import STATE, MockConfig, StreamRecord, create_mock_app
+from loadtest.relays.floor import create_floor_app
+from tests.loadtest.conftest import FAST, parse_sse
 
 FLOOD = MockScenario(ttft_ms=0, itl_ms=0, tokens=1_000_000, token_bytes=1024)
 

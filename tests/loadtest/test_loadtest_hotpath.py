@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.hotpath import SCENARIOS, parse_args, run
-from loadtest.hotpath_report import FIGURES, GOALS
+from loadtest.report.hotpath import FIGURES, GOALS
 
 
 def _finite(stat: dict[str, Any] | None) -> bool:

@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from loadtest import profiles
-from loadtest.profiles import Profile, Target, run_client
-from loadtest.scenario import MockScenario
+from loadtest.client import profiles
+from loadtest.client.profiles import Profile, Target, run_client
+from loadtest.mock.scenario import MockScenario
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from loadtest.client.sse import StreamResult
 from loadtest.real_model import _verdict, failed
-from loadtest.sse_client import StreamResult
 
 
 def test_a_failed_request_makes_the_verdict_missed() -> None:

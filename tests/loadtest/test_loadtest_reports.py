@@ -5,11 +5,11 @@ from __future__ import annotations
 from array import array
 from typing import Any
 
-from loadtest.bench_report import targets_rows
-from loadtest.hotpath_measure import PhaseResult, events_between
-from loadtest.hotpath_report import build_rows
-from loadtest.report import targets_table
-from loadtest.sse_client import StreamResult
+from loadtest.client.sse import StreamResult
+from loadtest.measure.hotpath import PhaseResult, events_between
+from loadtest.report.bench import targets_rows
+from loadtest.report.common import targets_table
+from loadtest.report.hotpath import GOALS, Stat, build_rows
 
 
 def _row(lines: list[str], start: str) -> list[str]:
@@ -97,11 +97,13 @@ def test_hotpath_rows_ratio_and_verdicts() -> None:
     assert cpu.sluice is not None and cpu.floor is not None
     assert (cpu.sluice.median, cpu.sluice.lo, cpu.sluice.hi) == (55.0, 50.0, 60.0)  # ms / 1k
     assert cpu.ratio == 55.0 / 40.0
-    assert cpu.verdict == "missed"  # 1.375x > 1.3x
+    assert cpu.verdict == "missed"  # 1.375x > 1.0x
+    assert cpu.why == "1.38x the floor's, outside <= 1x floor"
     ttft = rows["added_ttft_p99"]
     assert ttft.sluice is not None and abs(ttft.sluice.median - 7.0) < 1e-9
-    assert ttft.verdict == "missed"  # 7 ms > 5 ms
-    assert rows["cancel_p99"].verdict == "met"
+    assert ttft.verdict == "missed"  # 7 ms > 2x the floor's 1 ms
+    assert rows["cancel_p99"].verdict == "met"  # the floor's, 1.0x
+    assert rows["cpu_util"].why == ""
     assert rows["cpu_util"].verdict == "report"
 
 
@@ -110,3 +112,40 @@ def test_events_between_counts_token_arrivals_in_the_window() -> None:
     r.first_token_at, r.gaps, r.tokens = 1.0, array("d", [0.1, 0.1, 0.1]), 4  # 1.0 ... 1.3
     assert events_between([r], 1.05, 1.25) == 2
     assert events_between([r], 0.0, 10.0) == 4
+
+
+def test_hotpath_why_says_whose_miss_an_absolute_one_is() -> None:
+    goal = GOALS[("ttft_c1", "added_ttft_p50")]  # <= 0.5 ms
+    sluice, floor_ok, floor_missed = (
+        Stat(0.8, 0.7, 0.9, 3),
+        Stat(0.3, 0.3, 0.3, 3),
+        Stat(0.6, 0.6, 0.6, 3),
+    )
+    assert goal.why(sluice, floor_missed, None).endswith(
+        "the floor missed too (0.6 ms): the machine's"
+    )
+    assert goal.why(sluice, floor_ok, None).endswith("the floor met it (0.3 ms): Sluice's miss")
+    assert goal.why(Stat(0.4, 0.4, 0.4, 1), floor_missed, None) == "0.4 ms within <= 0.5 ms"
+    assert goal.why(None, floor_ok, None).startswith("Sluice's figure is missing")
+
+
+def test_hotpath_added_latency_at_or_below_zero_meets_a_relative_bound() -> None:
+    goal = GOALS[("paced200", "added_ttft_p99")]  # <= 2x floor
+    met, why = goal.judge(Stat(-1.5, -1.5, -1.5, 1), Stat(79.0, 79.0, 79.0, 1), None)
+    assert met is True and "nothing measurable added" in why
+    met, why = goal.judge(Stat(3.0, 3.0, 3.0, 1), Stat(-0.2, -0.2, -0.2, 1), None)
+    assert met is False and "raised to 1 ms" in why and "noise" in why  # 3 ms > 2x 1 ms
+    met, _why = goal.judge(Stat(1.5, 1.5, 1.5, 1), Stat(0.1, 0.1, 0.1, 1), 15.0)
+    assert met is True  # 1.5 ms <= 2x the 1 ms noise floor, though 15x the floor's 0.1 ms
+
+
+def test_a_gap_the_direct_path_shows_too_is_called_the_machines() -> None:
+    def result(direct_stalls: int) -> dict[str, Any]:
+        phase = {"frames_lost": 0, "normal": {"stalls": 3}}
+        return {"phases": {"gateway": phase, "direct": {"normal": {"stalls": direct_stalls}}}}
+
+    machine = _row(targets_table(result(2)), "| frames lost")[-1]
+    assert machine == "missed (direct had 2 such gaps too: the machine's share)"
+    assert (
+        _row(targets_table(result(0)), "| frames lost")[-1] == "missed (direct had none: Sluice's)"
+    )

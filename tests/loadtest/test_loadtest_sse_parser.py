@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from loadtest.mock_frames import FrameSet, token_text
-from loadtest.sse_client import SseParser, StreamResult
+from loadtest.client.sse import SseParser, StreamResult
+from loadtest.mock.frames import FrameSet, token_text
 
 
 def _response(dialect: str, n: int, fault: bool = False) -> bytes:

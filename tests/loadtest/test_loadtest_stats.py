@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from array import array
 
-from loadtest.driver import LoadSpec, PhaseRun, assign_profiles
-from loadtest.profiles import Profile, Target
-from loadtest.scenario import MockScenario, overrides_from_model
-from loadtest.sse_client import StreamResult
-from loadtest.stats import cancel_latency, compare, pct, summarize
+from loadtest.client.driver import LoadSpec, PhaseRun, assign_profiles
+from loadtest.client.profiles import Profile, Target
+from loadtest.client.sse import StreamResult
+from loadtest.mock.scenario import MockScenario, overrides_from_model
+from loadtest.report.stats import cancel_latency, compare, pct, summarize
 
 PROFILES = (Profile("normal", "normal", 3.0), Profile("gone", "disconnect_mid", 1.0))
 
@@ -107,3 +107,16 @@ def test_model_name_overrides() -> None:
     assert overrides_from_model("gpt-4o") == {}
     sc = MockScenario().with_overrides(overrides_from_model("mock-n7-j2"))
     assert (sc.tokens, sc.jitter_ms) == (7, 2.0)
+
+
+def test_rss_trend_of_a_short_phase_skips_a_quarter_not_five_seconds() -> None:
+    from types import SimpleNamespace
+
+    from loadtest.report.stats import rss_trend
+
+    samples = [SimpleNamespace(t=0.5 * i, rss_bytes=2**20 * (100 + i)) for i in range(8)]  # 3.5 s
+    trend = rss_trend(samples)
+    assert trend is not None
+    assert abs(trend["slope_kib_per_s"] - 2048.0) < 1e-6  # 1 MiB per 0.5 s
+    assert trend["first_mib"] == 102.0  # warm-up 0.875 s: from t=1.0 s
+    assert rss_trend(samples[:2]) is None

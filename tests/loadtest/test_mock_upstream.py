@@ -8,9 +8,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import FAST, MockFactory, parse_sse
 
-from loadtest.scenario import MockScenario
+from loadtest.mock.scenario import MockScenario
+from tests.loadtest.conftest import FAST, MockFactory, parse_sse
 
 
 def _chat(

@@ -8,10 +8,10 @@ import sys
 from typing import Any
 
 from loadtest import procs
-from loadtest.driver import LoadSpec, run_phase
-from loadtest.profiles import Target
-from loadtest.sampler import ProcessSampler, Sample, fetch_records, reset_records
-from loadtest.stats import summarize
+from loadtest.client.driver import LoadSpec, run_phase
+from loadtest.client.profiles import Target
+from loadtest.client.sampler import ProcessSampler, Sample, fetch_records, reset_records
+from loadtest.report.stats import summarize
 
 
 def say(msg: str) -> None:

@@ -30,13 +30,13 @@ from typing import Any, Final
 
 import orjson
 
-from loadtest.measure import say
-from loadtest.profiles import Target
-from loadtest.report import backpressure_verdict
-from loadtest.sampler import ProcessSampler, Sample
-from loadtest.scenario import MockScenario
-from loadtest.sse_client import SseParser, StreamResult, build_request, make_socket
-from loadtest.stats import rss_trend
+from loadtest.client.profiles import Target
+from loadtest.client.sampler import ProcessSampler, Sample
+from loadtest.client.sse import SseParser, StreamResult, build_request, make_socket
+from loadtest.measure.phase import say
+from loadtest.mock.scenario import MockScenario
+from loadtest.report.common import backpressure_verdict
+from loadtest.report.stats import rss_trend
 
 GATEWAY_MAX_TOKENS: Final = 1_000_000
 """The largest ``max_tokens`` the gateway accepts (``MAX_TOKENS_LIMIT`` in

@@ -15,9 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.ticker import FuncFormatter
 
-from loadtest.hotpath_measure import PhaseResult
+from loadtest.measure.hotpath import PhaseResult
+from loadtest.report.plotstyle import from_zero, legend_below
 
 RELAYS = ("floor", "sluice")
 COLOURS = {"direct": "tab:gray", "floor": "tab:blue", "sluice": "tab:orange"}
@@ -47,20 +47,21 @@ def _bars(
         ax.bar(xs, meds, width, yerr=errs, capsize=3, label=relay, color=COLOURS[relay])
     ax.set_xticks(range(len(scenarios)), scenarios)
     ax.set_ylabel(ylabel)
-    ax.legend()
+    from_zero(ax)
+    legend_below(ax)
 
 
 def cpu_plot(phases: list[PhaseResult], path: Path) -> bool:
     scenarios = [sc for sc in CPU_SCENARIOS if any(p.scenario == sc for p in phases)]
     if not scenarios:
         return False
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8))
     _bars(a1, phases, scenarios, lambda p: p.cpu_per_1k_events_ms, "relay CPU ms per 1,000 events")
     a1.set_title("Relay CPU per 1,000 relayed events (lower is better)")
     _bars(a2, phases, scenarios, lambda p: p.cpu_util, "cores")
     a2.set_title("Relay CPU utilisation")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
 
@@ -69,7 +70,7 @@ def ttft_plot(phases: list[PhaseResult], path: Path) -> bool:
     scenarios = [sc for sc in TTFT_SCENARIOS if any(p.scenario == sc for p in phases)]
     if not scenarios:
         return False
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(5 * len(scenarios), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5 * len(scenarios), 4.6), squeeze=False)
     for ax, sc in zip(axes[0], scenarios, strict=True):
         for target in ("direct", *RELAYS):
             ttft = [t for p in phases if p.scenario == sc and p.target == target for t in p.ttft_s]
@@ -78,17 +79,15 @@ def ttft_plot(phases: list[PhaseResult], path: Path) -> bool:
             xs = np.sort(np.asarray(ttft)) * 1000.0
             ys = np.arange(1, xs.size + 1) / xs.size
             ax.step(xs, ys, where="post", label=f"{target} (n={xs.size})", color=COLOURS[target])
-        ax.set_xscale("log")
-        plain = FuncFormatter(lambda v, _pos: f"{v:g}")
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
+        from_zero(ax, "x")
+        ax.set_ylim(0, 1.02)
         ax.set_xlabel("TTFT, ms")
         ax.set_ylabel("share of streams")
         ax.set_title(f"TTFT distribution, {sc}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right")
+        ax.grid(True, alpha=0.3)
+        legend_below(ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
 

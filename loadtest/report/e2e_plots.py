@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from loadtest.report.plotstyle import from_zero, legend_below
+
 _PCTS = ("p50", "p90", "p99", "p99.9")
 
 
@@ -18,7 +20,7 @@ def latency_plot(result: dict[str, Any], path: Path) -> bool:
     phases = {k: v for k, v in result.get("phases", {}).items() if v["normal"]["ttft_ms"]}
     if not phases:
         return False
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
     for ax, metric, title in zip(
         axes, ("ttft_ms", "itl_ms", "e2e_ms"), ("TTFT", "ITL (every gap)", "E2E"), strict=True
     ):
@@ -30,10 +32,10 @@ def latency_plot(result: dict[str, Any], path: Path) -> bool:
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(_PCTS))], list(_PCTS))
         ax.set_title(f"{title}, normal clients")
         ax.set_ylabel("ms")
-        ax.set_yscale("log")
-        ax.legend()
+        from_zero(ax)
+        legend_below(ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
 
@@ -44,37 +46,32 @@ def slow_phase_plot(result: dict[str, Any], path: Path) -> bool:
         return False
     s = slow["samples"]
     t = [x["t"] for x in s]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.plot(t, [x["rss_bytes"] / 2**20 for x in s], label="gateway RSS (MiB)", color="tab:blue")
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("RSS, MiB")
+    # One unit per axis: RSS, bytes buffered and streams each get their own panel.
+    fig, (ax, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
+    ax.plot(t, [x["rss_bytes"] / 2**20 for x in s], color="tab:blue")
+    ax.set_ylabel("gateway RSS, MiB")
     ax.set_ylim(bottom=0)
-    ax2 = ax.twinx()
     buf = [(x["t"], x["write_buffer_bytes"]) for x in s if x["write_buffer_bytes"] is not None]
     if buf:
         ax2.plot(
             [b[0] for b in buf],
             [b[1] / 1024 for b in buf],
             color="tab:orange",
-            label="sluice_write_buffer_bytes (KiB)",
         )
+    ax2.set_ylabel("write buffers, KiB")
+    ax2.set_ylim(bottom=0)
     act = [(x["t"], x["streams_active"]) for x in s if x["streams_active"] is not None]
     if act:
-        ax2.plot(
-            [a[0] for a in act],
-            [a[1] for a in act],
-            color="tab:green",
-            linestyle="--",
-            label="sluice_streams_active",
-        )
-    ax2.set_ylabel("KiB buffered / streams")
-    ax2.set_ylim(bottom=0)
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left")
-    ax.set_title("Gateway with slow, stalled and disconnecting clients")
+        ax3.plot([a[0] for a in act], [a[1] for a in act], color="tab:green")
+    ax3.set_ylabel("streams active")
+    ax3.set_ylim(bottom=0)
+    ax3.set_xlabel("seconds")
+    ax.set_title(
+        "Gateway with slow, stalled and disconnecting clients "
+        "(sluice_write_buffer_bytes, sluice_streams_active)"
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
 
@@ -94,9 +91,9 @@ def backpressure_plot(result: dict[str, Any], path: Path) -> bool:
     ax.set_ylabel("RSS, MiB")
     ax.set_ylim(bottom=0)
     ax.set_title(f"RSS with {bp['clients']} stalled clients each")
-    ax.legend(loc="upper left")
+    legend_below(ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
 

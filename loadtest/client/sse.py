@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import orjson
 
-from loadtest.mock_frames import Dialect
+from loadtest.mock.frames import Dialect
 
 PATHS: Final[dict[str, str]] = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 

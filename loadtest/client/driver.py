@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from loadtest.profiles import Profile, Target, run_client
-from loadtest.scenario import MockScenario
-from loadtest.sse_client import StreamResult, TokenCounter
+from loadtest.client.profiles import Profile, Target, run_client
+from loadtest.client.sse import StreamResult, TokenCounter
+from loadtest.mock.scenario import MockScenario
 
 _PROGRESS_EVERY_S: Final = 2.0
 RunOne = Callable[[Profile, str], Awaitable[None]]

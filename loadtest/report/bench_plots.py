@@ -12,14 +12,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from loadtest.report import get_path
+from loadtest.report.common import get_path
+from loadtest.report.plotstyle import from_zero, legend_below
 
 _PCTS = ("p50", "p90", "p99", "max")
 
 
 def _save(fig: Any, path: Path) -> bool:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return True
 
@@ -44,7 +45,7 @@ def latency_plot(result: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("concurrent paced streams")
         ax.set_ylabel("ms (gateway minus direct)")
         ax.set_title(f"{title} per concurrency")
-        ax.legend()
+        legend_below(ax)
     return _save(fig, path)
 
 
@@ -60,7 +61,8 @@ def throughput_plot(result: dict[str, Any], path: Path) -> bool:
     ax.axhline(40_000, color="tab:red", linestyle="--", label="target >= 40,000")
     ax.set_ylabel("events per CPU-second")
     ax.set_title("Unpaced streams: events per CPU-second")
-    ax.legend()
+    from_zero(ax)
+    legend_below(ax)
     return _save(fig, path)
 
 
@@ -74,6 +76,7 @@ def rss_plot(result: dict[str, Any], path: Path) -> bool:
     ax.set_xlabel("stalled streams held open")
     ax.set_ylabel("KiB per stream (RSS over idle)")
     ax.set_title("Gateway RSS per open stalled stream")
+    from_zero(ax)
     return _save(fig, path)
 
 
@@ -93,7 +96,8 @@ def cancel_plot(result: dict[str, Any], path: Path) -> bool:
     ax.axhline(10, color="tab:red", linestyle="--", label="target p99 <= 10 ms")
     ax.set_ylabel("ms")
     ax.set_title("Client disconnect -> upstream connection closed")
-    ax.legend()
+    from_zero(ax)
+    legend_below(ax)
     return _save(fig, path)
 
 

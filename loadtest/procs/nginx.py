@@ -23,7 +23,7 @@ from pathlib import Path
 
 from loadtest import procs
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SITE_CONF = REPO_ROOT / "deploy" / "nginx" / "sluice.conf"
 LISTEN = "listen 8080"
 

@@ -21,9 +21,7 @@ import random
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from loadtest.mock_frames import Dialect
-from loadtest.scenario import MockScenario
-from loadtest.sse_client import (
+from loadtest.client.sse import (
     SseParser,
     StreamResult,
     TokenCounter,
@@ -32,6 +30,8 @@ from loadtest.sse_client import (
     mark_stream_end,
     open_stream,
 )
+from loadtest.mock.frames import Dialect
+from loadtest.mock.scenario import MockScenario
 
 ProfileKind = Literal["normal", "slow", "stalled", "disconnect_mid", "disconnect_ttft"]
 _GRACE_S: Final = 10.0

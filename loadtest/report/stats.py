@@ -15,8 +15,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from loadtest.driver import PhaseRun
-from loadtest.sse_client import StreamResult
+from loadtest.client.driver import PhaseRun
+from loadtest.client.sse import StreamResult
 
 PERCENTILES: Final[tuple[float, ...]] = (50.0, 90.0, 99.0, 99.9)
 READ_ALL: Final[frozenset[str]] = frozenset({"normal", "slow"})
@@ -205,8 +205,16 @@ def _split_delta(direct: dict[str, Any], gateway: dict[str, Any], key: str) -> d
 
 
 def rss_trend(samples: Sequence[Any], skip_s: float = 5.0) -> dict[str, float] | None:
-    """Linear fit of RSS over time after a warm-up: slope (KiB/s), first, last, max (MiB)."""
-    pts = [(s.t, s.rss_bytes) for s in samples if s.t >= skip_s]
+    """Linear fit of RSS over time after a warm-up: slope (KiB/s), first, last, max (MiB).
+
+    The warm-up is ``skip_s`` or a quarter of the sampled time, whichever is
+    shorter, so a short (``--quick``) phase still gets a figure; None under 3
+    samples after it."""
+    if not samples:
+        return None
+    span = samples[-1].t - samples[0].t
+    skip = min(skip_s, samples[0].t + span / 4)
+    pts = [(s.t, s.rss_bytes) for s in samples if s.t >= skip]
     if len(pts) < 3:
         return None
     t = np.array([p[0] for p in pts])

@@ -24,7 +24,7 @@ from typing import IO, Final
 import aiohttp
 
 HOST: Final = "127.0.0.1"
-REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 API_KEY_ENV: Final = "SLUICE_LOADTEST_UPSTREAM_KEY"
 OPENAI_MODEL: Final = "mock-openai"
 ANTHROPIC_MODEL: Final = "mock-anthropic"
@@ -99,7 +99,7 @@ def spawn(
 
 def start_mock(logdir: Path, port: int | None = None, extra: list[str] | None = None) -> Managed:
     port = port or free_port()
-    args = ["-m", "loadtest.mock_upstream", "--host", HOST, "--port", str(port), *(extra or [])]
+    args = ["-m", "loadtest.mock.upstream", "--host", HOST, "--port", str(port), *(extra or [])]
     return spawn("mock_upstream", args, port, logdir)
 
 
@@ -107,7 +107,7 @@ def start_baseline(logdir: Path, upstream: str, port: int | None = None) -> Mana
     port = port or free_port()
     args = [
         "-m",
-        "loadtest.baseline_relay",
+        "loadtest.relays.baseline",
         "--host",
         HOST,
         "--port",
@@ -121,9 +121,9 @@ def start_baseline(logdir: Path, upstream: str, port: int | None = None) -> Mana
 def start_floor(
     logdir: Path, upstream: str, port: int | None = None, uvloop: bool = False
 ) -> Managed:
-    """The floor relay (:mod:`loadtest.floor_relay`) in front of ``upstream``."""
+    """The floor relay (:mod:`loadtest.relays.floor`) in front of ``upstream``."""
     port = port or free_port()
-    args = ["-m", "loadtest.floor_relay", "--host", HOST, "--port", str(port)]
+    args = ["-m", "loadtest.relays.floor", "--host", HOST, "--port", str(port)]
     args += ["--upstream", upstream, *(["--uvloop"] if uvloop else [])]
     return spawn("floor_relay", args, port, logdir)
 

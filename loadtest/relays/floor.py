@@ -18,14 +18,14 @@ admission, no error mapping. Whatever Sluice spends above this is the price
 of its features (and of its implementation); :mod:`loadtest.hotpath` measures
 that price.
 
-Unlike :mod:`loadtest.baseline_relay`, which writes without ever draining and
+Unlike :mod:`loadtest.relays.baseline`, which writes without ever draining and
 exists only to show memory growing without bound under stalled clients, this
 relay is bounded and correct; the two are kept for different comparisons.
 
 By default it runs on asyncio's own event loop; ``--uvloop`` puts it on
 uvloop's, to compare like with like against a gateway that runs on uvloop.
 
-Run: ``python -m loadtest.floor_relay --port 9200 --upstream http://127.0.0.1:9000``.
+Run: ``python -m loadtest.relays.floor --port 9200 --upstream http://127.0.0.1:9000``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Final
 
 from aiohttp import web
 
-from loadtest.relay_app import SESSION, UPSTREAM, relay_app
+from loadtest.relays.app import SESSION, UPSTREAM, relay_app
 
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _EVENT_END: Final = (b"\n", b"\r\n")
@@ -94,7 +94,7 @@ def create_floor_app(upstream: str) -> web.Application:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m loadtest.floor_relay",
+        prog="python -m loadtest.relays.floor",
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,11 @@ from urllib.parse import urlsplit
 
 import psutil  # type: ignore[import-untyped]
 
-from loadtest.driver import LoadSpec, run_phase
+from loadtest.client.driver import LoadSpec, run_phase
+from loadtest.client.profiles import Profile, Target
 from loadtest.fleet import MOCK_MODEL, Fleet
-from loadtest.profiles import Profile, Target
-from loadtest.scenario import MockScenario
+from loadtest.mock.scenario import MockScenario
+from loadtest.report.common import machine_info, write_result
 
 
 def _busy() -> float:
@@ -110,7 +110,7 @@ def fleet_groups(fleet: Fleet) -> dict[str, list[int]]:
 
 
 async def run(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
-    """Every measurement ``args`` asks for; also written to ``out/fleet.json``."""
+    """Every measurement ``args`` asks for, one row per setup."""
     scenario = MockScenario(ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, tokens=args.tokens)
     rows: list[dict[str, Any]] = []
     if args.target:
@@ -128,8 +128,6 @@ async def run(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
             await asyncio.to_thread(fleet.stop)
         setup = f"{n} replica(s) x {args.fleet_workers} worker(s) behind nginx"
         rows.append({"setup": setup, **row})
-    (out / "fleet.json").write_text(json.dumps({"args": vars(args) | {"out": str(out)},
-                                                "rows": rows}, indent=2, default=str))  # fmt: skip
     return rows
 
 
@@ -153,5 +151,13 @@ def main(args: argparse.Namespace, out: Path) -> None:
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     rows = asyncio.run(run(args, out))
+    m = machine_info()
+    result = {"meta": {"machine": m, "args": vars(args) | {"out": str(out)}}, "rows": rows}
+    markdown = (
+        f"# Events/s through a URL or fleets behind nginx\n\n{m['cpus']} CPUs "
+        f"({m['cpu_model']}); mock, fleet and load generator share the machine.\n\n"
+        f"{table(rows)}\n"
+    )
+    md = write_result(result, out / "fleet.json", markdown, out / "fleet.md")
     print(table(rows), flush=True)
-    print(f"done in {time.monotonic() - t0:.0f}s; {out / 'fleet.json'}", flush=True)
+    print(f"done in {time.monotonic() - t0:.0f}s; {md}", flush=True)

@@ -1,7 +1,7 @@
 """Mock upstream LLM server: OpenAI- and Anthropic-compatible SSE with pacing,
 fault injection and per-request records.
 
-Run: ``python -m loadtest.mock_upstream --port 9000 --ttft-ms 50 --itl-ms 20``.
+Run: ``python -m loadtest.mock.upstream --port 9000 --ttft-ms 50 --itl-ms 20``.
 Reuse: ``create_mock_app(MockConfig(...))`` returns a ``web.Application``
 (pytest: ``await aiohttp_server(create_mock_app())``).
 
@@ -9,7 +9,7 @@ Endpoints:
 
 - ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic),
   streaming when the body says ``"stream": true``. The scenario (TTFT, ITL,
-  tokens, jitter, fault) comes from :mod:`loadtest.scenario`.
+  tokens, jitter, fault) comes from :mod:`loadtest.mock.scenario`.
 - ``GET /_mock/records``: JSON ``{"records": [...]}``, one per request: ids,
   frames and bytes written, bytes drained, drain waits, when the peer closed
   (monotonic and wall clock), outcome.
@@ -37,8 +37,14 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from loadtest.mock_frames import Dialect, FrameSet, completion_body, http_error_body, token_text
-from loadtest.scenario import MockScenario, ScenarioError, client_id_from_text, resolve
+from loadtest.mock.frames import Dialect, FrameSet, completion_body, http_error_body, token_text
+from loadtest.mock.scenario import (
+    FAULTS,
+    MockScenario,
+    ScenarioError,
+    client_id_from_text,
+    resolve,
+)
 
 _YIELD_EVERY: Final = 64  # tokens written back to back before yielding to the loop
 _DRAIN_WAIT_MIN_S: Final = 0.0001
@@ -340,26 +346,89 @@ def create_mock_app(config: MockConfig | None = None) -> web.Application:
     return app
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.mock.upstream`` command line (every option with its default)."""
     d = MockScenario()
     p = argparse.ArgumentParser(
-        prog="python -m loadtest.mock_upstream", description=__doc__.split("\n")[0]
+        prog="python -m loadtest.mock.upstream",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9000)
-    p.add_argument("--ttft-ms", type=float, default=d.ttft_ms)
-    p.add_argument("--itl-ms", type=float, default=d.itl_ms)
-    p.add_argument("--tokens", type=int, default=d.tokens)
-    p.add_argument("--jitter-ms", type=float, default=d.jitter_ms)
-    p.add_argument("--token-bytes", type=int, default=d.token_bytes)
-    p.add_argument("--fault", default=d.fault)
-    p.add_argument("--fault-at", type=int, default=d.fault_at)
-    p.add_argument("--retry-after", type=int, default=d.retry_after_s)
-    p.add_argument("--stall-s", type=float, default=d.stall_s)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-records", type=int, default=200_000)
-    p.add_argument("--backlog", type=int, default=8192)
-    return p.parse_args(argv)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=9000, help="port to listen on")
+    p.add_argument(
+        "--ttft-ms",
+        type=float,
+        default=d.ttft_ms,
+        help="ms from the request to the first content token",
+    )
+    p.add_argument(
+        "--itl-ms",
+        type=float,
+        default=d.itl_ms,
+        help="ms between content tokens, 0: back to back",
+    )
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=d.tokens,
+        help="content tokens per stream",
+    )
+    p.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=d.jitter_ms,
+        help="each token's deadline moves by a uniform random +-this many ms, never accumulated",
+    )
+    p.add_argument(
+        "--token-bytes",
+        type=int,
+        default=d.token_bytes,
+        help="pad each token's text to this many bytes, 0: short words",
+    )
+    p.add_argument(
+        "--fault",
+        default=d.fault,
+        choices=FAULTS,
+        help="what goes wrong: an HTTP error before the stream, an error event, a stall"
+        " or a closed connection mid-stream",
+    )
+    p.add_argument(
+        "--fault-at",
+        type=int,
+        default=d.fault_at,
+        help="content-token index where a mid-stream fault fires, -1: half way",
+    )
+    p.add_argument(
+        "--retry-after",
+        type=int,
+        default=d.retry_after_s,
+        help="Retry-After seconds sent with http_429 / http_503",
+    )
+    p.add_argument(
+        "--stall-s",
+        type=float,
+        default=d.stall_s,
+        help="how long stall_mid stalls before closing, s",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the jitter's RNG")
+    p.add_argument(
+        "--max-records",
+        type=int,
+        default=200_000,
+        help="per-request records kept for GET /_mock/records, oldest dropped",
+    )
+    p.add_argument(
+        "--backlog",
+        type=int,
+        default=8192,
+        help="listen() backlog: connections queued before accept",
+    )
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> MockConfig:

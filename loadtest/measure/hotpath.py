@@ -26,11 +26,11 @@ import numpy as np
 import psutil  # type: ignore[import-untyped]
 
 from loadtest import procs
-from loadtest.driver import LoadSpec, PhaseRun, run_phase
-from loadtest.profiles import Target
-from loadtest.sampler import cpu_seconds, fetch_records, reset_records
-from loadtest.sse_client import StreamResult
-from loadtest.stats import cancel_latency
+from loadtest.client.driver import LoadSpec, PhaseRun, run_phase
+from loadtest.client.profiles import Target
+from loadtest.client.sampler import cpu_seconds, fetch_records, reset_records
+from loadtest.client.sse import StreamResult
+from loadtest.report.stats import cancel_latency
 
 
 @dataclass(frozen=True, slots=True)
