@@ -52,7 +52,7 @@ class PhaseResult:
     relay). ``steady_*`` cover the steady window (``steady_s`` long; ``None``
     when the phase has none, e.g. a single stream). ``ttft_s`` holds the TTFT of every
     stream of the main load (not the disconnecting clients); ``cancel_ms`` is
-    :func:`loadtest.stats.cancel_latency`'s percentiles (ms) of client
+    :func:`loadtest.report.stats.cancel_latency`'s percentiles (ms) of client
     disconnect -> the mock saw the connection close, or ``None`` when there
     were none.
     """
