@@ -1,0 +1,190 @@
+"""``python -m loadtest.setup_cost``: the gateway's CPU per request and per
+event, measured as the gateway process's own CPU time (``/proc/<pid>/stat``
+utime + stime), not wall clock, so other work on a shared machine barely
+moves it.
+
+One mock upstream (:mod:`loadtest.mock_upstream`, no pacing) and one gateway
+(``python -m gateway``, as :mod:`loadtest.hotpath` configures it; ``--gateway-src
+DIR`` for another checkout's; ``--floor`` for the floor relay,
+:mod:`loadtest.floor_relay`). The client sends ``--requests`` streaming
+requests one after another (``--concurrency`` at a time) for a stream of
+``--short`` events, then as many of ``--long`` events. CPU per request at
+``--short`` events is mostly setup and teardown; the difference between the
+two, per event, is the relay's cost per event. ``--profile FILE`` runs the
+gateway under cProfile (its figures are then inflated; read the shares).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from loadtest import procs
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def _one(session: aiohttp.ClientSession, url: str, events: int, itl_ms: float = 0) -> int:
+    pace = f"ttft_ms={itl_ms} itl_ms={itl_ms}"
+    body = {
+        "model": procs.OPENAI_MODEL,
+        "stream": True,
+        "max_tokens": events,
+        "messages": [{"role": "user", "content": f"[mock tokens={events} {pace}]"}],
+    }
+    n = 0
+    async with session.post(url, json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        async for line in resp.content:
+            if line.startswith(b"data: "):
+                n += 1
+    return n
+
+
+async def _batch(
+    url: str, events: int, requests: int, concurrency: int, pid: int, itl_ms: float = 0
+) -> float:
+    """Gateway CPU seconds per request over ``requests`` streams of ``events``."""
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        for _ in range(20):  # warm-up: connections, caches, first-use imports
+            await _one(session, url, events)
+        todo = iter(range(requests))
+
+        async def worker() -> None:
+            for _ in todo:
+                await _one(session, url, events, itl_ms)
+
+        before = cpu_s(pid)
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return (cpu_s(pid) - before) / requests
+
+
+_GC_HOOK = """\
+# Written by loadtest.setup_cost --gc: one line per collection of the
+# process that imports it: generation, wall ms, thread CPU ms, monotonic end (s).
+import atexit, gc, os, time
+_path, _t, _rows = os.environ["SETUP_COST_GC_LOG"], [0.0, 0.0], []
+def _cb(phase, info):
+    if phase == "start":
+        _t[:] = [time.perf_counter(), time.thread_time()]
+    else:
+        wall, cpu = time.perf_counter() - _t[0], time.thread_time() - _t[1]
+        _rows.append((info["generation"], wall, cpu, time.monotonic()))
+gc.callbacks.append(_cb)
+@atexit.register
+def _dump():
+    with open(_path, "w") as f:
+        f.writelines(f"{g} {w * 1e3:.3f} {c * 1e3:.3f} {t:.6f}\\n" for g, w, c, t in _rows)
+"""
+
+
+def _gc_summary(path: Path, since: float) -> str:
+    """Collections that ended after ``since`` (``time.monotonic()``, the
+    first measured request: those while serving): count, CPU total and
+    max per generation."""
+    rows = [line.split() for line in path.read_text().splitlines()]
+    rows = [r for r in rows if float(r[3]) >= since]
+    out = []
+    for gen in "012":
+        cpu = sorted(float(r[2]) for r in rows if r[0] == gen)
+        total, worst = sum(cpu), (cpu[-1] if cpu else 0.0)
+        out.append(f"gen{gen}: {len(cpu)} collections, {total:.0f} ms CPU, max {worst:.2f} ms")
+    return "; ".join(out)
+
+
+def _start_gateway(
+    args: argparse.Namespace, out: Path, mock_port: int, gc_log: Path
+) -> procs.Managed:
+    """The gateway on the mock (under cProfile with ``--profile``; its GC logged with ``--gc``)."""
+    port = procs.free_port()
+    cfg = out / "gateway.toml"
+    procs.write_gateway_config(cfg, mock_port, port, 65536, 300.0, False, "")
+    cmd = ["-m", "gateway", "--config", str(cfg), "--host", procs.HOST, "--port", str(port)]
+    if args.profile:
+        cmd = ["-m", "cProfile", "-o", args.profile, *cmd]
+    src = args.gateway_src or procs.REPO_ROOT
+    env = {**os.environ, procs.API_KEY_ENV: "loadtest-key", "PYTHONPATH": str(src)}
+    if args.gc:
+        (out / "gchook").mkdir(exist_ok=True)
+        (out / "gchook" / "sitecustomize.py").write_text(_GC_HOOK)
+        env["PYTHONPATH"] += os.pathsep + str(out / "gchook")
+        env["SETUP_COST_GC_LOG"] = str(gc_log)
+    log = (out / "gateway.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, *cmd, "--log-level", "info"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=src,
+    )  # fmt: skip
+    return procs.Managed("gateway", proc, port, log)
+
+
+async def run(args: argparse.Namespace, out: Path) -> None:
+    mock = procs.start_mock(out, extra=["--ttft-ms", "0", "--itl-ms", "0"])
+    gw: procs.Managed | None = None
+    gc_log = out / "gc.log"
+    since = float("inf")
+    try:
+        await procs.wait_ready(mock, "/_mock/records")
+        if args.floor:
+            gw = procs.start_floor(out, mock.url)
+        else:
+            gw = _start_gateway(args, out, mock.port, gc_log)
+        await procs.wait_ready(gw, "/healthz")
+        url = gw.url + "/v1/chat/completions"
+        pid = gw.proc.pid
+        since = time.monotonic()
+        for rep in range(args.reps):
+            short = await _batch(url, args.short, args.requests, args.concurrency, pid, args.itl_ms)
+            long = await _batch(url, args.long, args.requests, args.concurrency, pid, args.itl_ms)
+            per_event = (long - short) / (args.long - args.short)
+            print(
+                f"rep {rep}: {short * 1e6:.0f} us CPU per {args.short}-event request, "
+                f"{long * 1e6:.0f} us per {args.long}-event request, "
+                f"{per_event * 1e6:.2f} us per event",
+                flush=True,
+            )
+    finally:
+        if gw is not None:
+            procs.stop(gw, timeout_s=30)
+        procs.stop(mock)
+    if args.gc and gc_log.exists():
+        print("collections while serving (after start-up):", _gc_summary(gc_log, since))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m loadtest.setup_cost", description=__doc__)
+    p.add_argument("--requests", type=int, default=2000, help="requests per batch")
+    p.add_argument("--concurrency", type=int, default=1, help="requests in flight at once")
+    p.add_argument("--short", type=int, default=1, help="events per request, short batch")
+    p.add_argument("--long", type=int, default=101, help="events per request, long batch")
+    p.add_argument("--itl-ms", type=float, default=0.0, help="the mock's TTFT and gap (ms)")
+    p.add_argument("--reps", type=int, default=3, help="repetitions of both batches")
+    p.add_argument("--gateway-src", type=Path, help="directory holding another gateway package")
+    p.add_argument("--floor", action="store_true", help="measure the floor relay instead")
+    p.add_argument("--profile", help="write the gateway's cProfile stats to this file")
+    p.add_argument("--gc", action="store_true", help="log the gateway's GC collections")
+    p.add_argument("--gc-skip", type=int, default=0, help="--gc: collections to skip (start-up's)")
+    p.add_argument("--out", help="directory for the processes' logs")
+    args = p.parse_args()
+    out = Path(args.out or f"/tmp/setup_cost-{os.getpid()}").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        args.profile = str(Path(args.profile).resolve())
+    asyncio.run(run(args, out))
+
+
+if __name__ == "__main__":
+    main()
