@@ -10,8 +10,11 @@ DIR`` for another checkout's; ``--floor`` for the floor relay,
 requests one after another (``--concurrency`` at a time) for a stream of
 ``--short`` events, then as many of ``--long`` events. CPU per request at
 ``--short`` events is mostly setup and teardown; the difference between the
-two, per event, is the relay's cost per event. ``--profile FILE`` runs the
-gateway under cProfile (its figures are then inflated; read the shares).
+two, per event, is the relay's cost per event. Each stream's TTFT (wall
+clock: the machine's other work shows in it) is reported as p50 and p99.
+``--gc`` logs every collection in the gateway (generation, CPU) and sums
+those while serving; ``--profile FILE`` runs the gateway under cProfile
+(its figures are then inflated; read the shares).
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-async def _one(session: aiohttp.ClientSession, url: str, events: int, itl_ms: float = 0) -> int:
+async def _one(session: aiohttp.ClientSession, url: str, events: int, itl_ms: float = 0) -> float:
+    """One stream; returns its TTFT (s: request sent -> first ``data:`` line)."""
     pace = f"ttft_ms={itl_ms} itl_ms={itl_ms}"
     body = {
         "model": procs.OPENAI_MODEL,
@@ -45,32 +49,35 @@ async def _one(session: aiohttp.ClientSession, url: str, events: int, itl_ms: fl
         "max_tokens": events,
         "messages": [{"role": "user", "content": f"[mock tokens={events} {pace}]"}],
     }
-    n = 0
+    first = 0.0
+    start = time.perf_counter()
     async with session.post(url, json=body) as resp:
         assert resp.status == 200, await resp.text()
         async for line in resp.content:
-            if line.startswith(b"data: "):
-                n += 1
-    return n
+            if not first and line.startswith(b"data: "):
+                first = time.perf_counter() - start
+    return first
 
 
 async def _batch(
     url: str, events: int, requests: int, concurrency: int, pid: int, itl_ms: float = 0
-) -> float:
-    """Gateway CPU seconds per request over ``requests`` streams of ``events``."""
+) -> tuple[float, list[float]]:
+    """Gateway CPU seconds per request over ``requests`` streams of ``events``,
+    and each stream's TTFT (s; wall clock, so the machine's other work shows)."""
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn) as session:
         for _ in range(20):  # warm-up: connections, caches, first-use imports
             await _one(session, url, events)
         todo = iter(range(requests))
+        ttfts: list[float] = []
 
         async def worker() -> None:
             for _ in todo:
-                await _one(session, url, events, itl_ms)
+                ttfts.append(await _one(session, url, events, itl_ms))
 
         before = cpu_s(pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return (cpu_s(pid) - before) / requests
+        return (cpu_s(pid) - before) / requests, ttfts
 
 
 _GC_HOOK = """\
@@ -147,13 +154,20 @@ async def run(args: argparse.Namespace, out: Path) -> None:
         pid = gw.proc.pid
         since = time.monotonic()
         for rep in range(args.reps):
-            short = await _batch(url, args.short, args.requests, args.concurrency, pid, args.itl_ms)
-            long = await _batch(url, args.long, args.requests, args.concurrency, pid, args.itl_ms)
+            short, ttft_short = await _batch(
+                url, args.short, args.requests, args.concurrency, pid, args.itl_ms
+            )
+            long, ttft_long = await _batch(
+                url, args.long, args.requests, args.concurrency, pid, args.itl_ms
+            )
             per_event = (long - short) / (args.long - args.short)
+            ttft = sorted(ttft_short + ttft_long)
+            p50, p99 = ttft[len(ttft) // 2], ttft[int(len(ttft) * 0.99)]
             print(
                 f"rep {rep}: {short * 1e6:.0f} us CPU per {args.short}-event request, "
                 f"{long * 1e6:.0f} us per {args.long}-event request, "
-                f"{per_event * 1e6:.2f} us per event",
+                f"{per_event * 1e6:.2f} us per event; "
+                f"TTFT p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms (wall clock)",
                 flush=True,
             )
     finally:
