@@ -12,8 +12,9 @@ requests one after another (``--concurrency`` at a time) for a stream of
 ``--short`` events is mostly setup and teardown; the difference between the
 two, per event, is the relay's cost per event. Each stream's TTFT (wall
 clock: the machine's other work shows in it) is reported as p50 and p99.
-``--gc`` logs every collection in the gateway (generation, CPU) and sums
-those while serving; ``--profile FILE`` runs the gateway under cProfile
+``--gc`` logs every collection in the gateway (generation, CPU) and the
+event loop's lag (a 2 ms tick), and says how many lags a collection
+explains; ``--profile FILE`` runs the gateway under cProfile
 (its figures are then inflated; read the shares).
 """
 
@@ -82,7 +83,9 @@ async def _batch(
 
 _GC_HOOK = """\
 # Written by loadtest.setup_cost --gc: one line per collection of the
-# process that imports it: generation, wall ms, thread CPU ms, monotonic end (s).
+# process that imports it: generation, wall ms, thread CPU ms, monotonic end (s);
+# and in <log>.lag the event loop's lags over 2 ms: when due (monotonic s), ms late,
+# ms of the loop's CPU since the tick before (near lag + 2: busy; far below: descheduled).
 import atexit, gc, os, time
 _path, _t, _rows = os.environ["SETUP_COST_GC_LOG"], [0.0, 0.0], []
 def _cb(phase, info):
@@ -92,11 +95,48 @@ def _cb(phase, info):
         wall, cpu = time.perf_counter() - _t[0], time.thread_time() - _t[1]
         _rows.append((info["generation"], wall, cpu, time.monotonic()))
 gc.callbacks.append(_cb)
+# The event loop's lag: a callback due every 2 ms notes how late it ran.
+import aiohttp.web
+_lags, _run_app = [], aiohttp.web.run_app
+def _tick(loop, due, cpu):
+    now, cpu_now = time.monotonic(), time.thread_time()
+    if now - due > 0.002:  # with the loop's CPU since the last tick (busy, or descheduled)
+        _lags.append((due, now - due, cpu_now - cpu))
+    loop.call_later(0.002, _tick, loop, now + 0.002, cpu_now)
+def _run(app, *, loop, **options):
+    loop.call_soon(_tick, loop, time.monotonic(), time.thread_time())
+    return _run_app(app, loop=loop, **options)
+aiohttp.web.run_app = _run
 @atexit.register
 def _dump():
     with open(_path, "w") as f:
         f.writelines(f"{g} {w * 1e3:.3f} {c * 1e3:.3f} {t:.6f}\\n" for g, w, c, t in _rows)
+    with open(_path + ".lag", "w") as f:
+        f.writelines(f"{due:.6f} {lag * 1e3:.3f} {cpu * 1e3:.3f}\\n" for due, lag, cpu in _lags)
 """
+
+
+def _lag_summary(path: Path, since: float) -> str:
+    """The loop's lags over 5 and 20 ms after ``since``: how many a garbage
+    collection ended in, and in how many the loop itself ran (its thread's
+    CPU) for at least half the time, rather than waiting for a core
+    (:data:`_GC_HOOK`'s records)."""
+    gcs = [line.split() for line in path.read_text().splitlines()]
+    ends = sorted(float(r[3]) for r in gcs)
+    lags = [
+        tuple(map(float, line.split())) for line in Path(f"{path}.lag").read_text().splitlines()
+    ]
+    out = []
+    for bound in (5.0, 20.0):
+        late = [(due, lag, cpu) for due, lag, cpu in lags if due >= since and lag > bound]
+        by_gc = sum(1 for due, lag, _ in late if any(due <= end <= due + lag / 1e3 for end in ends))
+        busy = sum(1 for _, lag, cpu in late if cpu >= 0.5 * (lag + 2.0))
+        worst = max((lag for _, lag, _ in late), default=0.0)
+        out.append(
+            f"over {bound:.0f} ms: {len(late)} (a collection in {by_gc}; the loop running for "
+            f"half of it or more, not waiting for a core, in {busy}), max {worst:.1f} ms"
+        )
+    return "; ".join(out)
 
 
 def _gc_summary(path: Path, since: float) -> str:
@@ -176,6 +216,7 @@ async def run(args: argparse.Namespace, out: Path) -> None:
         procs.stop(mock)
     if args.gc and gc_log.exists():
         print("collections while serving (after start-up):", _gc_summary(gc_log, since))
+        print("event-loop lag while serving (2 ms ticks):", _lag_summary(gc_log, since))
 
 
 def main() -> None:
