@@ -3,7 +3,8 @@ event, measured as the gateway process's own CPU time (``/proc/<pid>/stat``
 utime + stime), not wall clock, so other work on a shared machine barely
 moves it.
 
-One mock upstream (:mod:`loadtest.mock_upstream`, no pacing) and one gateway
+One mock upstream (:mod:`loadtest.mock_upstream`; TTFT and gaps
+``--itl-ms``, 0 by default) and one gateway
 (``python -m gateway``, as :mod:`loadtest.hotpath` configures it; ``--gateway-src
 DIR`` for another checkout's; ``--floor`` for the floor relay,
 :mod:`loadtest.floor_relay`). The client sends ``--requests`` streaming
@@ -231,7 +232,6 @@ def main() -> None:
     p.add_argument("--floor", action="store_true", help="measure the floor relay instead")
     p.add_argument("--profile", help="write the gateway's cProfile stats to this file")
     p.add_argument("--gc", action="store_true", help="log the gateway's GC collections")
-    p.add_argument("--gc-skip", type=int, default=0, help="--gc: collections to skip (start-up's)")
     p.add_argument("--out", help="directory for the processes' logs")
     args = p.parse_args()
     out = Path(args.out or f"/tmp/setup_cost-{os.getpid()}").resolve()
