@@ -42,6 +42,14 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory of process ``pid`` (``VmHWM``), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 async def _one(session: aiohttp.ClientSession, url: str, events: int, itl_ms: float = 0) -> float:
     """One stream; returns its TTFT (s: request sent -> first ``data:`` line)."""
     pace = f"ttft_ms={itl_ms} itl_ms={itl_ms}"
@@ -211,6 +219,7 @@ async def run(args: argparse.Namespace, out: Path) -> None:
                 f"TTFT p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms (wall clock)",
                 flush=True,
             )
+        print(f"gateway peak RSS: {peak_rss_mib(pid):.0f} MiB", flush=True)
     finally:
         if gw is not None:
             procs.stop(gw, timeout_s=30)
