@@ -264,6 +264,22 @@ def startup_fields(settings: Settings, host: str, port: int, workers: int = 1) -
     }
 
 
+GC_THRESHOLDS = (50_000, 20, 10)
+"""The cyclic collector's thresholds while serving (CPython's default: 700, 10, 10).
+
+Every stream's objects live as long as it does (seconds), so at the default a
+young collection every 700 allocations finds them alive and promotes them:
+they reach the oldest generation, and a full collection (walking every live
+object of every open stream: 8-41 ms of CPU at 200 open streams) runs every
+few seconds, plus a middle one (2-6 ms) every half second; each stops every
+stream at once, which is the added-TTFT tail. At 50,000 most of a stream's
+objects are gone before a young collection sees them: at 200 paced streams
+two collections in 3,000 streams instead of 6 full and 58 middle ones
+(``python -m loadtest.setup_cost``, docs/architecture.md). Nothing per
+stream is a reference cycle (its objects are freed by their counts), so
+the garbage a young collection waits for stays small."""
+
+
 def run(
     settings: Settings,
     host: str,
@@ -278,8 +294,9 @@ def run(
     (:func:`startup_fields`), instead of aiohttp's plain-text banner (a
     ``print`` in ``options`` is ignored). ``gc.freeze()`` first: what import
     and start-up left behind (~54k objects) moves out of the collector's way,
-    so full collections stop walking it on every stream (docs/architecture.md,
-    "Facts the design rests on").
+    so full collections stop walking it on every stream; then the collector's
+    thresholds become :data:`GC_THRESHOLDS` (docs/architecture.md, "Facts the
+    design rests on").
     """
     options.pop("print", None)
 
@@ -295,6 +312,7 @@ def run(
     loop = new_event_loop(settings)
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     web.run_app(
         app,
         host=host,

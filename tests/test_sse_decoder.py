@@ -166,3 +166,43 @@ def test_a_long_line_in_small_pieces_is_joined_once() -> None:
     for i in range(0, len(wire), 1024):
         out.extend(decoder.feed(wire[i : i + 1024]))
     assert out == [SSEEvent(payload)]
+
+
+_NAME = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=12
+)
+
+
+@given(
+    events=st.lists(
+        st.tuples(
+            _TEXT,
+            st.none() | _NAME,
+            st.none() | _NAME,
+            st.sampled_from(["data: ", "data:", "data:  "]),
+            st.sampled_from(["event: ", "event:", "event:  "]),
+        ),
+        max_size=8,
+    )
+)
+def test_one_event_per_read_decodes_as_byte_by_byte(
+    events: list[tuple[str, str | None, str | None, str, str]],
+) -> None:
+    """Reads of exactly one whole event take the decoder's fast paths (a
+    ``data:`` line; an ``event:`` line then a ``data:`` line): they give the
+    events that the line-by-line rules give for the same bytes."""
+    reads = [b": started\n"]
+    for data, name, event_id, data_field, event_field in events:
+        if event_id is not None:
+            reads.append(b"id: " + event_id.encode() + b"\n")
+        head = b"" if name is None else event_field.encode() + name.encode() + b"\n"
+        reads.append(head + data_field.encode() + data.encode() + b"\n\n")
+    wire = b"".join(reads)
+    assert decode_all(*reads) == decode_all(*(wire[i : i + 1] for i in range(len(wire))))
+
+
+def test_non_utf8_event_name_in_a_whole_event_read_is_a_protocol_error() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b": started\n")
+    with pytest.raises(UpstreamProtocolError):
+        decoder.feed(b"event: \xff\xfe\ndata: x\n\n")

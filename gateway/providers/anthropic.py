@@ -41,7 +41,7 @@ class AnthropicStream(EventStream):
         if name == "error":
             raise error_for_anthropic_type(payload.get("error"))
         self.finished = name == "message_stop"
-        return UpstreamChunk(data=event.data, payload=payload, event=name)
+        return UpstreamChunk(event.data, payload, name)
 
 
 class AnthropicProvider:

@@ -46,7 +46,7 @@ class OpenAIStream(EventStream):
             raise UpstreamError(
                 f"The upstream provider failed mid-stream{said}", detail=f"error event: {error!r}"
             )
-        return UpstreamChunk(data=data, payload=payload)
+        return UpstreamChunk(data, payload)
 
 
 class _OpenAIEndpoint:
@@ -123,7 +123,7 @@ class ResponsesStream(EventStream):
                 f"The upstream provider failed mid-stream{said}", detail=f"error event: {payload!r}"
             )
         self.finished = name in RESPONSES_TERMINAL
-        return UpstreamChunk(data=event.data, payload=payload, event=name)
+        return UpstreamChunk(event.data, payload, name)
 
 
 class OpenAIResponsesProvider(_OpenAIEndpoint):

@@ -86,21 +86,31 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """The events that ``chunk`` completes, in order (often none or one)."""
         if (
-            # The common read: exactly one whole ``data:`` event, nothing pending.
+            # The common reads: exactly one whole event, nothing pending.
             self._started
             and not self._parts
             and not self._data
             and not self._skip_lf
-            and chunk.startswith(b"data: ")
             and chunk.endswith(b"\n\n")
-            and chunk.count(b"\n") == 2
             and 13 not in chunk  # b"\r"; an int is a memchr, a bytes needle ~8x that
         ):
-            event = SSEEvent(chunk[6:-2], self._event, self._id)
-            self._event = self._id = None
-            if len(event.data) > self._max:
-                self._too_large()
-            return [event]
+            lines = chunk.count(b"\n")
+            if lines == 2 and chunk.startswith(b"data: "):  # OpenAI's
+                event = SSEEvent(chunk[6:-2], self._event, self._id)
+                self._event = self._id = None
+                if len(event.data) > self._max:
+                    self._too_large()
+                return [event]
+            if lines == 3 and chunk.startswith(b"event: "):  # Anthropic's, Responses'
+                end = chunk.index(b"\n")
+                if chunk.startswith(b"data: ", end + 1):
+                    event = SSEEvent(
+                        chunk[end + 7 : -2], _text(chunk[7:end], "event name"), self._id
+                    )
+                    self._event = self._id = None
+                    if len(event.data) > self._max:
+                        self._too_large()
+                    return [event]
         if not self._started:
             chunk = b"".join(self._parts) + chunk
             self._parts, self._partlen = [], 0
