@@ -3,11 +3,11 @@ event, measured as the gateway process's own CPU time (``/proc/<pid>/stat``
 utime + stime), not wall clock, so other work on a shared machine barely
 moves it.
 
-One mock upstream (:mod:`loadtest.mock_upstream`; TTFT and gaps
+One mock upstream (:mod:`loadtest.mock.upstream`; TTFT and gaps
 ``--itl-ms``, 0 by default) and one gateway
 (``python -m gateway``, as :mod:`loadtest.hotpath` configures it; ``--gateway-src
 DIR`` for another checkout's; ``--floor`` for the floor relay,
-:mod:`loadtest.floor_relay`). The client sends ``--requests`` streaming
+:mod:`loadtest.relays.floor`). The client sends ``--requests`` streaming
 requests one after another (``--concurrency`` at a time) for a stream of
 ``--short`` events, then as many of ``--long`` events. CPU per request at
 ``--short`` events is mostly setup and teardown; the difference between the
