@@ -296,8 +296,10 @@ async def test_a_burst_waits_for_a_pooled_connection(
             "redis_url": redis_server.url,
             "max_connections": 10,
             "pool_timeout_s": 30,
-            # Waits for the pool, not command timeouts on a loop this busy.
+            # Waits for the pool, not connect or command timeouts on a loop
+            # this busy (300 requests arriving at once on one core).
             "timeout_s": 10,
+            "connect_timeout_s": 10,
         },
     )
     connector = aiohttp.TCPConnector(limit=0)  # 300 connections at once

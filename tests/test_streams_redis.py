@@ -158,8 +158,10 @@ async def test_a_burst_of_followers_waits_for_pooled_connections(
             "redis_url": redis_server.url,
             "max_connections": 10,
             "pool_timeout_s": 30,
-            # Waits for the pool, not command timeouts on a loop this busy.
+            # Waits for the pool, not connect or command timeouts on a loop
+            # this busy (300 requests arriving at once on one core).
             "timeout_s": 10,
+            "connect_timeout_s": 10,
         },
     )
     body = {"model": "sim", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
