@@ -29,6 +29,7 @@ from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
 from .config import OpenAIModel, Settings
 from .cors import add_cors_headers, cors_middleware
 from .detached import Detached
+from .key_exposure import key_exposures
 from .keys import Identity
 from .metrics import Metrics, multiprocess_enabled
 from .middleware import add_dropped_params, add_request_id, gateway_middleware
@@ -128,6 +129,8 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
             **missing,
             hint='set it, or api_key_env = "" for a server that needs no key',
         )
+    for exposure in key_exposures(settings):
+        log.warning(exposure.pop("event"), **exposure)
     sessions = UpstreamSessions()
     providers: dict[str, Provider] = {
         m.name: build_provider(m, sessions, settings.stream_for(m).connect_timeout_s)
