@@ -123,7 +123,7 @@ class StoreWriter:
         if snapshot is not None:
             self._snapshot = snapshot
 
-    def close(self, status: StoredStatus | None = None, snapshot: bytes | None = None) -> None:
+    def close(self, status: StoredStatus | None = None) -> None:
         """Close the stored stream (in the background: never raises, never waits,
         so it also runs from a cancelled task); ``status`` None: the status of
         the last lifecycle event written."""
@@ -136,7 +136,7 @@ class StoreWriter:
         if final.running:
             final = StoredStatus.FAILED
         task = asyncio.get_running_loop().create_task(
-            self._store.close(self._id, final, snapshot, ttl_s=self._ttl_s)
+            self._store.close(self._id, final, ttl_s=self._ttl_s)
         )
         _CLOSING.add(task)
         task.add_done_callback(_closed)

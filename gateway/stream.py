@@ -43,7 +43,7 @@ from aiohttp import web
 
 from .admission import Admission
 from .attempts import OpenUpstream, Target, open_first
-from .dialects.frames import StreamEncoder, Usage
+from .dialects.frames import StreamEncoder
 from .downstream import Downstream
 from .errors import (
     DeadlineExceeded,
@@ -108,7 +108,6 @@ class Stream:
         self._wait_from = float("inf")
         """When the current wait for a chunk began (inf: idle not checked)."""
         self._opened: OpenUpstream | None = None
-        self._usage: Usage | None = None
         self._queued = 0
         self._waits = 0
         self._wait_s = 0.0
@@ -152,11 +151,11 @@ class Stream:
             # Every path, a cancellation at any await included: the upstream
             # closed and the outcome recorded (once), the socket's settings
             # back, and last, a stored copy ended after the event that ends it.
-            if self.outcome is None:
-                self._end(Termination.CLIENT_DISCONNECTED, None, time.perf_counter())
+            outcome = self.outcome or self._end(
+                Termination.CLIENT_DISCONNECTED, None, time.perf_counter()
+            )
             sse.release()
-            reason = self.outcome.reason if self.outcome is not None else Termination.UPSTREAM_ERROR
-            sse.ended(_STATUS.get(reason, StoredStatus.FAILED))
+            sse.ended(_STATUS.get(outcome.reason, StoredStatus.FAILED))
         return sse.response
 
     async def _serve(self) -> tuple[Termination, GatewayError | None]:
@@ -187,8 +186,10 @@ class Stream:
             # A bug (ours or a provider's): logged whole, and the stream still
             # ends as every other does, with an error event or a 500.
             log.exception("stream_failed", error=repr(exc))
-            error = InternalError("The gateway failed while serving this stream")
-            error.detail = f"{type(exc).__name__}: {exc}"
+            error = InternalError(
+                "The gateway failed while serving this stream",
+                detail=f"{type(exc).__name__}: {exc}",
+            )
             reason = error.reason
         self._end(reason, error, gone_at)
         return reason, error
@@ -230,8 +231,6 @@ class Stream:
                 ) from None
             if frame.content and clock.first_received is None:
                 clock.content_received()
-            if frame.usage is not None:
-                self._usage = frame.usage
             if frame.data:
                 waited = await send(frame.data)
                 self._sent(waited)
@@ -277,8 +276,11 @@ class Stream:
             self._wait_s += waited
         self._recorder.event(queued, delta, waited)
 
-    def _end(self, reason: Termination, error: GatewayError | None, gone_at: float | None) -> None:
-        """Close the upstream (first, synchronously), stop the timer, record."""
+    def _end(
+        self, reason: Termination, error: GatewayError | None, gone_at: float | None
+    ) -> Outcome:
+        """Close the upstream (first, synchronously), stop the timer, record;
+        returns the outcome (also :attr:`outcome`)."""
         self._interrupter.disarm()
         opened = self._opened
         if opened is not None:
@@ -295,7 +297,7 @@ class Stream:
             self._queued = 0
         clock, sse = self._clock, self._sse
         # The upstream's usage, any count it did not send estimated (usage.estimated).
-        usage = opened.target.encoder.usage() if opened is not None else self._usage
+        usage = opened.target.encoder.usage() if opened is not None else None
         target = opened.target if opened is not None else self._targets[0]
         outcome = Outcome(
             reason=reason,
@@ -323,6 +325,7 @@ class Stream:
         )
         self.outcome = outcome
         self._recorder.finished(outcome)
+        return outcome
 
     async def _send_error(self, err: GatewayError) -> None:
         """The error event in the client's dialect; a client that does not

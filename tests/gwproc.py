@@ -81,3 +81,21 @@ def config_text(keys: list[dict[str, Any]], *, redis_url: str | None = None,
                 lines.append(f"{name} = {value}")
         lines.append("")
     return "\n".join(lines) + extra
+
+
+def replicas_config(path: Path, redis_url: str, upstream_url: str, extra: str = "") -> Path:
+    """Write (to ``path``) the config two gateway processes share for
+    cross-replica tests: Redis, and model ``up`` on an OpenAI-compatible fake
+    at ``upstream_url`` (no key); ``extra`` TOML appended. Returns ``path``."""
+    path.write_text(
+        f"""
+[state]
+redis_url = "{redis_url}"
+[[models]]
+name = "up"
+provider = "openai"
+base_url = "{upstream_url}"
+api_key_env = ""
+{extra}"""
+    )
+    return path

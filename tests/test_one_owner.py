@@ -302,23 +302,12 @@ async def test_cancel_and_delete_through_another_replica(
     """Rows E and I: a cancel through another replica ended the stream on a
     delta (its terminal event refused by the store); a DELETE through another
     replica left the generation's upstream open."""
-    from tests.gwproc import GatewayProc
+    from tests.gwproc import GatewayProc, replicas_config
 
     fake_openai.script = Script(
         events=[sse(chunk(f"t{i} ")) for i in range(2000)] + [sse("[DONE]")], itl_s=0.02
     )
-    config = tmp_path / "sluice.toml"
-    config.write_text(
-        f"""
-[state]
-redis_url = "{redis_server.url}"
-[[models]]
-name = "up"
-provider = "openai"
-base_url = "{fake_openai.base_url}"
-api_key_env = ""
-"""
-    )
+    config = replicas_config(tmp_path / "sluice.toml", redis_server.url, fake_openai.base_url)
     async with (
         GatewayProc(config, tmp_path, "a") as a,
         GatewayProc(config, tmp_path, "b") as b,

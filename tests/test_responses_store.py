@@ -181,28 +181,17 @@ async def test_another_key_cannot_see_a_response(gateway: GatewayFactory) -> Non
 async def test_start_on_one_gateway_resume_and_cancel_on_another(
     tmp_path: Path, redis_server: Any, fake_openai: FakeOpenAI
 ) -> None:
-    from tests.gwproc import GatewayProc
+    from tests.gwproc import GatewayProc, replicas_config
 
     fake_openai.script = Script(
         events=[sse(chunk(f"t{i} ")) for i in range(30)] + [sse("[DONE]")], itl_s=0.01
     )
-    config = tmp_path / "sluice.toml"
-    config.write_text(
-        f"""
-[state]
-redis_url = "{redis_server.url}"
-[[models]]
-name = "up"
-provider = "openai"
-base_url = "{fake_openai.base_url}"
-api_key_env = ""
-[[models]]
-name = "slow"
-provider = "sim"
-ttft_ms = 5
-itl_ms = 200
-output_tokens = 1000
-"""
+    slow = '[[models]]\nname = "slow"\nprovider = "sim"\nttft_ms = 5\nitl_ms = 200\n'
+    config = replicas_config(
+        tmp_path / "sluice.toml",
+        redis_server.url,
+        fake_openai.base_url,
+        extra=slow + "output_tokens = 1000\n",
     )
     async with (
         GatewayProc(config, tmp_path, "a") as a,

@@ -14,7 +14,8 @@ message items with text content, ``function_call`` and
 ``temperature``, ``top_p``, ``metadata``, ``stream``, ``store``, ``user``,
 ``text`` (``format`` text, ``json_object`` or ``json_schema``; ``verbosity``),
 ``truncation``, ``store`` (default true: the response is kept in the stream
-store), ``background``, ``previous_response_id`` (:func:`continued_input`),
+store), ``background``, ``previous_response_id`` (its chain rebuilt by
+:func:`gateway.api.responses._continue` from :func:`output_as_input`),
 and what the popular clients send by default: ``include``, ``reasoning``,
 ``stream_options``, ``prompt_cache_key``, ``prompt_cache_retention``,
 ``prompt_cache_options``,
@@ -451,12 +452,3 @@ def output_as_input(response: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     return items
-
-
-def continued_input(
-    previous_input: list[dict[str, Any]], previous: dict[str, Any], body: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """``previous_response_id``: the previous response's input and output become
-    the context of this request, before its own input. As OpenAI documents,
-    the previous ``instructions`` are not carried over."""
-    return [*previous_input, *output_as_input(previous), *input_items(body)]
