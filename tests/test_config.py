@@ -80,7 +80,8 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
     ("text", "error"),
     [
         ('[[models]]\nname="s"\nprovider="ollama"',
-         "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, azure, sim"
+         "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, "
+         "azure, sim"
          ' (use provider = "openai" with base_url for Ollama, vLLM and other OpenAI-compatible'
          " servers)"),
         ('[[models]]\nname="s"\nprovider="sim"\nitl_msx=5',
