@@ -325,9 +325,10 @@ AZURE_HOST_SUFFIXES = (
 
 
 class AzureModel(OpenAIModel):
-    """An Azure OpenAI deployment (docs/azure.md). ``base_url`` is required
-    (checked by :class:`Settings`):
-    the resource's endpoint, ``https://{resource}.openai.azure.com``. With
+    """An Azure OpenAI deployment (docs/azure.md). ``base_url``: the
+    resource's endpoint, ``https://{resource}.openai.azure.com``; unset: the
+    ``AZURE_OPENAI_ENDPOINT`` variable (as the openai SDK reads it; unset
+    too: the model is unconfigured, 503, like a missing key). With
     ``api_version`` set: ``{base_url}/openai/deployments/{deployment}/chat/
     completions?api-version=...``; unset: the v1 API,
     ``{base_url}/openai/v1/chat/completions`` (the deployment as ``model``).
@@ -348,6 +349,19 @@ class AzureModel(OpenAIModel):
     ``https://cognitiveservices.azure.com/.default``), sent as
     ``Authorization: Bearer``, instead of the ``api-key``; read at start-up."""
 
+    endpoint_env: ClassVar[str] = "AZURE_OPENAI_ENDPOINT"
+
+    @property
+    def endpoint(self) -> str:
+        """``base_url``, else the ``AZURE_OPENAI_ENDPOINT`` variable (read now);
+        empty when neither is set."""
+        return self.base_url or os.environ.get(self.endpoint_env, "")
+
+    def missing_key_env(self) -> str | None:
+        """``AZURE_OPENAI_ENDPOINT`` when no endpoint is known, else the
+        credential's variable when it is unset."""
+        return self.endpoint_env if not self.endpoint else super().missing_key_env()
+
     @property
     def target_model(self) -> str:
         """The deployment: ``deployment``, else ``upstream_model``, else ``name``."""
@@ -367,8 +381,8 @@ class AzureModel(OpenAIModel):
 
     @property
     def on_azure_host(self) -> bool:
-        """Whether ``base_url`` is an Azure resource endpoint's host."""
-        host = urlsplit(self.base_url or "").hostname or ""
+        """Whether the endpoint is an Azure resource's host."""
+        host = urlsplit(self.endpoint).hostname or ""
         return host.endswith(AZURE_HOST_SUFFIXES)
 
     @property
@@ -483,21 +497,13 @@ def _check_keys(keys: tuple[ApiKeySettings, ...], models: dict[str, int]) -> lis
 
 
 def _check_value_envs(models: tuple[ModelSettings, ...]) -> list[tuple[str, str]]:
-    """``headers`` / ``query`` values naming an unset environment variable;
-    an Azure model without its endpoint."""
-    problems = [
+    """``headers`` / ``query`` values naming an unset environment variable."""
+    return [
         (f"models[{i}].{path}", f"the environment variable {env} is unset or empty")
         for i, m in enumerate(models)
         if not isinstance(m, SimModel)
         for path, env in m.missing_value_envs()
     ]
-    problems.extend(
-        (f"models[{i}].base_url", "required for provider azure: the resource's endpoint, "
-         "e.g. https://my-resource.openai.azure.com")
-        for i, m in enumerate(models)
-        if isinstance(m, AzureModel) and not m.base_url
-    )  # fmt: skip
-    return problems
 
 
 def default_settings() -> Settings:

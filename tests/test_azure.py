@@ -224,3 +224,25 @@ async def test_a_stalled_client_pauses_the_azure_upstream(
         raw.close()
     assert len(first + rest) == len(events)
     assert fake_azure.records[0].completed
+
+
+async def test_endpoint_from_the_environment_else_unconfigured(
+    gateway: GatewayFactory, fake_azure: FakeAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ``base_url``: ``AZURE_OPENAI_ENDPOINT``, as the SDK reads it; neither: 503."""
+    model = azure_model(fake_azure)
+    del model["base_url"]
+    monkeypatch.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
+    client = await gateway(models=[model])
+    resp = await client.post("/v1/chat/completions", json={"model": "az", "messages": MESSAGES})
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "upstream_not_configured"
+    assert (await (await client.get("/readyz")).json())["unconfigured_models"] == [
+        {"model": "az", "missing_env": "AZURE_OPENAI_ENDPOINT"}
+    ]
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake_azure.endpoint)
+    client = await gateway(models=[model])
+    async with sdk(client) as oa:
+        done = await oa.chat.completions.create(model="az", messages=MESSAGES)
+    assert done.choices[0].message.content == "hi"
+    _the_request_azure_expects(fake_azure)

@@ -1,6 +1,7 @@
 """Azure OpenAI deployments as an upstream (docs/azure.md).
 
-Two URL shapes, both Chat Completions on the wire
+The endpoint is ``base_url`` or ``AZURE_OPENAI_ENDPOINT``. Two URL shapes,
+both Chat Completions on the wire
 (https://learn.microsoft.com/en-us/azure/ai-foundry/openai/reference):
 
 - the v1 API (``api_version`` unset):
@@ -48,7 +49,7 @@ class _AzureEndpoint:
 
     def _endpoint(self, model: OpenAIModel) -> str:
         azure = _azure(model)
-        base = (azure.base_url or "").rstrip("/") + "/openai"
+        base = azure.endpoint.rstrip("/") + "/openai"
         if azure.api_version is None:
             return f"{base}/v1{self.path}"
         if self.path == "/responses":
