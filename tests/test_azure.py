@@ -246,3 +246,25 @@ async def test_endpoint_from_the_environment_else_unconfigured(
         done = await oa.chat.completions.create(model="az", messages=MESSAGES)
     assert done.choices[0].message.content == "hi"
     _the_request_azure_expects(fake_azure)
+
+
+async def test_a_filtered_prompt_is_a_400_with_azures_message(
+    gateway: GatewayFactory, fake_azure: FakeAzure
+) -> None:
+    """Azure refuses a prompt its filter flags with HTTP 400 ``content_filter``
+    before any chunk: each client gets a 400 in its dialect, Azure's message in it."""
+    message = "The response was filtered due to the prompt triggering content management policy."
+    error = {"error": {"message": message, "type": None, "param": "prompt",
+                       "code": "content_filter", "status": 400}}  # fmt: skip
+    fake_azure.script = Script(status=400, error_body=error)
+    client = await gateway(models=[azure_model(fake_azure)])
+    chat = await client.post(
+        "/v1/chat/completions", json={"model": "az", "messages": MESSAGES, "stream": True}
+    )
+    messages = await client.post(
+        "/v1/messages", json={"model": "az", "max_tokens": 9, "messages": MESSAGES, "stream": True}
+    )
+    assert chat.status == messages.status == 400
+    assert message in (await chat.json())["error"]["message"]
+    body = await messages.json()
+    assert body["error"]["type"] == "invalid_request_error" and message in body["error"]["message"]
