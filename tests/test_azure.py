@@ -12,6 +12,8 @@ import orjson
 import pytest
 
 from gateway.metrics import Metrics
+from gateway.ops import unconfigured_models
+from tests.conftest import LogLines
 from tests.fake_anthropic import anthropic_sdk
 from tests.fake_azure import (
     API_VERSION,
@@ -25,7 +27,7 @@ from tests.fake_azure import (
     tool_stream,
 )
 from tests.fakes import Script
-from tests.helpers import GatewayFactory, sdk
+from tests.helpers import GatewayFactory, sdk, settings_from
 from tests.rawclient import RawSSEClient
 from tests.test_backpressure import PAD, _plateau
 
@@ -48,7 +50,7 @@ def _the_request_azure_expects(fake: FakeAzure) -> None:
 
 
 async def test_chat_stream_relays_azure_chunks(
-    gateway: GatewayFactory, fake_azure: FakeAzure, metrics: Metrics
+    gateway: GatewayFactory, fake_azure: FakeAzure, metrics: Metrics, log_lines: LogLines
 ) -> None:
     fake_azure.script = Script(events=text_stream(["Hel", "lo"], "content_filter"))
     client = await gateway(models=[azure_model(fake_azure)])
@@ -71,6 +73,8 @@ async def test_chat_stream_relays_azure_chunks(
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
     labels = {"model": "az", "provider": "azure", "reason": "completed"}
     assert metrics.registry.get_sample_value("sluice_stream_terminations_total", labels) == 1
+    summary = [line for line in log_lines() if line.get("event") == "request"]
+    assert [(line["provider"], line["outcome"]) for line in summary] == [("azure", "completed")]
 
 
 async def test_chat_completion_with_a_tool_call(
@@ -237,9 +241,9 @@ async def test_endpoint_from_the_environment_else_unconfigured(
     resp = await client.post("/v1/chat/completions", json={"model": "az", "messages": MESSAGES})
     assert resp.status == 503
     assert (await resp.json())["error"]["code"] == "upstream_not_configured"
-    assert (await (await client.get("/readyz")).json())["unconfigured_models"] == [
+    assert unconfigured_models(settings_from(models=[model])) == [
         {"model": "az", "missing_env": "AZURE_OPENAI_ENDPOINT"}
-    ]
+    ]  # named at start and by /readyz
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake_azure.endpoint)
     client = await gateway(models=[model])
     async with sdk(client) as oa:
