@@ -272,3 +272,34 @@ async def test_a_filtered_prompt_is_a_400_with_azures_message(
     assert message in (await chat.json())["error"]["message"]
     body = await messages.json()
     assert body["error"]["type"] == "invalid_request_error" and message in body["error"]["message"]
+
+
+async def test_azure_429_is_retried_then_falls_back(
+    gateway: GatewayFactory, fake_azure: FakeAzure, metrics: Metrics
+) -> None:
+    """Azure's retryable statuses feed retries and fallbacks before the first
+    token, as OpenAI's do (retries counted under provider="azure")."""
+    busy = {"error": {"code": "429", "message": "Requests to the ChatCompletions_Create "
+                      "Operation have exceeded call rate limit."}}  # fmt: skip
+    throttled = Script(status=429, error_body=busy, headers={"Retry-After": "0"})
+    fake_azure.queue = [throttled, Script(events=text_stream(["ok"])), throttled, throttled]
+    backup = {**azure_model(fake_azure), "name": "az-backup", "deployment": "backup"}
+    model = azure_model(fake_azure, retries=1, retry_backoff_s=0.01, fallbacks=["az-backup"])
+    client = await gateway(models=[model, backup])
+    fake_azure.script = Script(events=text_stream(["backup"]))
+    texts = []
+    async with sdk(client) as oa:
+        for _ in range(2):
+            stream = await oa.chat.completions.create(model="az", messages=MESSAGES, stream=True)
+            texts.append("".join([c.choices[0].delta.content or "" async for c in stream
+                                  if c.choices and c.choices[0].delta]))  # fmt: skip
+    assert texts == ["ok", "backup"]  # the retry, then the fallback's deployment
+    paths = [s.path.split("/")[3] for s in fake_azure.seen]
+    assert paths == [DEPLOYMENT, DEPLOYMENT, DEPLOYMENT, DEPLOYMENT, "backup"]
+    counts = {
+        reason: metrics.registry.get_sample_value(
+            "sluice_upstream_retries_total", {"provider": "azure", "reason": reason}
+        )
+        for reason in ("rate_limited", "fallback")
+    }
+    assert counts == {"rate_limited": 2, "fallback": 1}
