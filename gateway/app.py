@@ -26,7 +26,7 @@ from .api import openai as openai_api
 from .api import responses as responses_api
 from .api import streams as streams_api
 from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
-from .config import OpenAIModel, Settings
+from .config import Settings
 from .cors import add_cors_headers, cors_middleware
 from .detached import Detached
 from .key_exposure import key_exposures
@@ -36,8 +36,7 @@ from .middleware import add_dropped_params, add_request_id, gateway_middleware
 from .ops import guarded, healthz, metrics_listener, readyz_handler, unconfigured_models
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
-from .providers.openai import OpenAIResponsesProvider
-from .providers.registry import build_provider
+from .providers.registry import build_provider, build_responses_provider
 from .state import (
     ADMISSION,
     CONFIG_PATH,
@@ -138,9 +137,9 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
     }
     app[PROVIDERS] = providers
     native: dict[str, Provider] = {
-        m.name: OpenAIResponsesProvider(m, sessions, settings.stream_for(m).connect_timeout_s)
+        m.name: p
         for m in settings.models
-        if isinstance(m, OpenAIModel) and m.responses_api == "native"
+        if (p := build_responses_provider(m, sessions, settings.stream_for(m).connect_timeout_s))
     }
     app[NATIVE_RESPONSES] = native
     yield

@@ -4,7 +4,7 @@ Shape (every key optional except each model's ``name`` and ``provider``)::
 
     [server]   host, port, max_body_bytes
     [stream]   downstream_buffer_bytes, send_timeout_s
-    [[models]] name, provider = "sim" | "openai" | "anthropic", ...
+    [[models]] name, provider = "sim" | "openai" | "anthropic" | "azure", ...
 
 Unknown keys are errors, so a typo never silently falls back to a default.
 Without a file, :func:`default_settings` serves one simulator model, ``sim``.
@@ -203,6 +203,23 @@ class SimModel(_ModelBase):
     output_tokens: int = Field(default=64, ge=1, le=1_000_000)
 
 
+class EnvRef(_Section):
+    """``{ env = "NAME" }``: a value read from the environment variable
+    ``NAME`` when the gateway starts (unset or empty: a configuration error)."""
+
+    env: str = Field(min_length=1)
+
+
+UpstreamValue = str | EnvRef
+"""A ``headers`` or ``query`` value: the text itself, or ``{ env = "NAME" }``."""
+
+
+def upstream_value(value: UpstreamValue) -> str:
+    """The text of ``value`` (an :class:`EnvRef` read from the environment now;
+    empty when unset, which validation reports first)."""
+    return os.environ.get(value.env, "") if isinstance(value, EnvRef) else value
+
+
 class _RemoteModel(_ModelBase):
     base_url: str | None = None
     """Upstream base URL; defaults to the provider's public API."""
@@ -217,6 +234,33 @@ class _RemoteModel(_ModelBase):
     max_response_bytes: int = Field(default=8 << 20, ge=65536, le=1 << 30)
     """Largest non-streaming upstream response body, bytes (8 MiB); a larger
     one is a 502 ``upstream_response_too_large``, read no further."""
+    headers: dict[str, UpstreamValue] = {}
+    """Extra HTTP headers on every upstream request of this model (streamed
+    or not), e.g. ``{ "OpenAI-Organization" = "org-1", "X-Tenant" = { env =
+    "TENANT_TOKEN" } }``; a value ``{ env = "NAME" }`` is read from that
+    variable at start-up. They are set after the provider's own headers, so
+    they may replace one (``Authorization``); values are never logged."""
+    query: dict[str, UpstreamValue] = {}
+    """Extra query parameters on every upstream request URL (``api-version``,
+    a gateway's ``key``), values as in ``headers``; never logged."""
+
+    def upstream_headers(self) -> dict[str, str]:
+        """``headers`` with environment references read now."""
+        return {name: upstream_value(value) for name, value in self.headers.items()}
+
+    def upstream_query(self) -> dict[str, str]:
+        """``query`` with environment references read now."""
+        return {name: upstream_value(value) for name, value in self.query.items()}
+
+    def missing_value_envs(self) -> list[tuple[str, str]]:
+        """``(key path, variable)`` for each ``headers`` / ``query`` value whose
+        environment variable is unset or empty (``headers.X-Tenant``)."""
+        return [
+            (f"{table}.{name}", value.env)
+            for table, values in (("headers", self.headers), ("query", self.query))
+            for name, value in values.items()
+            if isinstance(value, EnvRef) and not os.environ.get(value.env)
+        ]
 
     @property
     def key_env(self) -> str:
@@ -274,7 +318,85 @@ class AnthropicModel(_RemoteModel):
     default_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
 
 
-ModelSettings = Annotated[SimModel | OpenAIModel | AnthropicModel, Field(discriminator="provider")]
+AZURE_HOST_SUFFIXES = (
+    ".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com",
+)  # fmt: skip
+"""Hosts of Azure OpenAI resource endpoints (the usual key goes there unwarned)."""
+
+
+class AzureModel(OpenAIModel):
+    """An Azure OpenAI deployment (docs/azure.md). ``base_url``: the
+    resource's endpoint, ``https://{resource}.openai.azure.com``; unset: the
+    ``AZURE_OPENAI_ENDPOINT`` variable (as the openai SDK reads it; unset
+    too: the model is unconfigured, 503, like a missing key). With
+    ``api_version`` set: ``{base_url}/openai/deployments/{deployment}/chat/
+    completions?api-version=...``; unset: the v1 API,
+    ``{base_url}/openai/v1/chat/completions`` (the deployment as ``model``).
+    Key: the ``api-key`` header from ``api_key_env`` (default
+    ``AZURE_OPENAI_API_KEY``), or with ``entra_token_env`` a Microsoft Entra
+    ID token as ``Authorization: Bearer``. Every OpenAIModel key applies
+    (``responses_api = "native"``: Azure's own Responses API)."""
+
+    provider: Literal["azure"]  # type: ignore[assignment]
+    default_key_env: ClassVar[str] = "AZURE_OPENAI_API_KEY"
+    deployment: str | None = Field(default=None, min_length=1)
+    """The deployment name; unset: ``upstream_model``, else ``name``."""
+    api_version: str | None = Field(default=None, min_length=1)
+    """``api-version`` of the classic deployments API (e.g. ``"2024-10-21"``);
+    unset: the v1 API (``/openai/v1/``, no version)."""
+    entra_token_env: str | None = Field(default=None, min_length=1)
+    """Name of a variable holding a Microsoft Entra ID access token (scope
+    ``https://cognitiveservices.azure.com/.default``), sent as
+    ``Authorization: Bearer``, instead of the ``api-key``; read at start-up."""
+
+    endpoint_env: ClassVar[str] = "AZURE_OPENAI_ENDPOINT"
+
+    @property
+    def endpoint(self) -> str:
+        """``base_url``, else the ``AZURE_OPENAI_ENDPOINT`` variable (read now);
+        empty when neither is set."""
+        return self.base_url or os.environ.get(self.endpoint_env, "")
+
+    def missing_key_env(self) -> str | None:
+        """``AZURE_OPENAI_ENDPOINT`` when no endpoint is known, else the
+        credential's variable when it is unset."""
+        return self.endpoint_env if not self.endpoint else super().missing_key_env()
+
+    @property
+    def target_model(self) -> str:
+        """The deployment: ``deployment``, else ``upstream_model``, else ``name``."""
+        return self.deployment or self.upstream_model or self.name
+
+    @property
+    def key_env(self) -> str:
+        """``entra_token_env`` when set, else the ``api-key`` variable."""
+        if self.entra_token_env is not None:
+            return self.entra_token_env
+        return super().key_env
+
+    def api_key(self, default_env: str = "") -> str:
+        """The credential :attr:`key_env` holds (a key or an Entra token)."""
+        env = self.key_env
+        return os.environ.get(env, "") if env else ""
+
+    @property
+    def on_azure_host(self) -> bool:
+        """Whether the endpoint is an Azure resource's host."""
+        host = urlsplit(self.endpoint).hostname or ""
+        return host.endswith(AZURE_HOST_SUFFIXES)
+
+    @property
+    def length_field(self) -> Literal["max_tokens", "max_completion_tokens"]:
+        """``auto``: ``max_completion_tokens`` (Azure's reasoning models reject
+        ``max_tokens``; every current api-version accepts it)."""
+        if self.max_tokens_field != "auto":
+            return self.max_tokens_field
+        return "max_completion_tokens"
+
+
+ModelSettings = Annotated[
+    SimModel | OpenAIModel | AnthropicModel | AzureModel, Field(discriminator="provider")
+]
 
 
 class StoreSettings(_Section):
@@ -323,6 +445,7 @@ class Settings(_Section):
                         (f"models[{i}].fallbacks", f"{fallback!r} is not another configured model")
                     )
         problems.extend(_check_keys(self.auth.keys, first))
+        problems.extend(_check_value_envs(self.models))
         if problems:
             raise PydanticCustomError(
                 CROSS_CHECK, "; ".join(f"{p}: {m}" for p, m in problems), {"problems": problems}
@@ -373,6 +496,16 @@ def _check_keys(keys: tuple[ApiKeySettings, ...], models: dict[str, int]) -> lis
     return problems
 
 
+def _check_value_envs(models: tuple[ModelSettings, ...]) -> list[tuple[str, str]]:
+    """``headers`` / ``query`` values naming an unset environment variable."""
+    return [
+        (f"models[{i}].{path}", f"the environment variable {env} is unset or empty")
+        for i, m in enumerate(models)
+        if not isinstance(m, SimModel)
+        for path, env in m.missing_value_envs()
+    ]
+
+
 def default_settings() -> Settings:
     """The embedded default: one simulator model named ``sim``."""
     return Settings(models=(SimModel(name="sim", provider="sim"),))
@@ -381,6 +514,7 @@ def default_settings() -> Settings:
 _PROVIDERS: dict[str, type[BaseModel]] = {
     "openai": OpenAIModel,
     "anthropic": AnthropicModel,
+    "azure": AzureModel,
     "sim": SimModel,
 }
 """``provider`` values, in the order error messages list them."""

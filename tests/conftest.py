@@ -20,6 +20,7 @@ from gateway.app import create_app, server_options
 from gateway.log import configure_logging
 from gateway.metrics import Metrics
 from tests.fake_anthropic import FakeAnthropic
+from tests.fake_azure import FakeAzure
 from tests.fakes import FakeOpenAI
 from tests.helpers import SIM_FAST, GatewayFactory, settings_from
 
@@ -148,3 +149,14 @@ def real_model() -> Iterator[Any]:
 
     with RealModel.started() as model:
         yield model
+
+
+@pytest.fixture
+async def fake_azure(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> FakeAzure:
+    """A fake Azure OpenAI resource on loopback (tests/fake_azure.py), its
+    key in ``AZURE_OPENAI_API_KEY``."""
+    fake = FakeAzure()
+    server: TestServer = await aiohttp_server(fake.app)
+    fake.endpoint = str(server.make_url("")).rstrip("/")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", fake.key)
+    return fake

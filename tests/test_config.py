@@ -80,7 +80,8 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
     ("text", "error"),
     [
         ('[[models]]\nname="s"\nprovider="ollama"',
-         "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, sim"
+         "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, "
+         "azure, sim"
          ' (use provider = "openai" with base_url for Ollama, vLLM and other OpenAI-compatible'
          " servers)"),
         ('[[models]]\nname="s"\nprovider="sim"\nitl_msx=5',
@@ -93,7 +94,7 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
         ('[[models]]\nname="s"\nprovder="sim"',
          "models[0].provder: unknown key; did you mean 'provider'?"),
         ('[[models]]\nname="s"', "models[0].provider: required; expected one of: openai, "
-         "anthropic, sim"),
+         "anthropic, azure, sim"),
         ('[[models]]\nname="a"\nprovider="sim"\n[[models]]\nname="b"\nprovider="sim"\n'
          '[[models]]\nname="a"\nprovider="sim"',
          "models[2].name: duplicate model name 'a' (models[0] has it too)"),
@@ -165,7 +166,8 @@ def test_port_in_use_is_one_line_and_exit_2(workers: int) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_shipped_example_loads_and_is_the_readmes() -> None:
+def test_shipped_example_loads_and_is_the_readmes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
     root = Path(__file__).parent.parent
     example = root / "examples" / "sluice.toml"
     settings = load_settings(example)
@@ -174,8 +176,9 @@ def test_shipped_example_loads_and_is_the_readmes() -> None:
         "gpt-4o-mini": ("openai", None),
         "claude-sonnet-4-5": ("anthropic", None),
         "llama3.2": ("openai", None),
+        "gpt-4o-azure": ("azure", "AZURE_OPENAI_ENDPOINT"),
         "sim": ("sim", None),
-    }  # the test environment sets both key variables
+    }  # the test environment sets both key variables (not Azure's)
     local = settings.model("llama3.2")
     assert isinstance(local, OpenAIModel)
     assert (local.base_url, local.key_env, local.api_key()) == ("http://127.0.0.1:11434/v1", "", "")
@@ -188,10 +191,13 @@ def test_key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings(Path(__file__).parent.parent / "examples" / "sluice.toml")
     monkeypatch.delenv("OPENAI_API_KEY")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com")
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
     missing = {m.name: m.missing_key_env() for m in settings.models}
     assert missing == {
         "gpt-4o-mini": "OPENAI_API_KEY",
         "claude-sonnet-4-5": "ANTHROPIC_API_KEY",
         "llama3.2": None,
+        "gpt-4o-azure": "AZURE_OPENAI_API_KEY",
         "sim": None,
     }

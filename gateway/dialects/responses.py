@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import InvalidRequest
 from .dropped import drop
 from .openai import MAX_MESSAGES, MAX_TOKENS_LIMIT, invalid_from
+from .translate_common import incomplete_reason
 
 ROLES = ("user", "assistant", "system", "developer")
 
@@ -413,7 +414,7 @@ def response_from_completion(
                 str(function.get("arguments") or ""),
             )
         )
-    incomplete = "max_output_tokens" if choice.get("finish_reason") == "length" else None
+    incomplete = incomplete_reason(choice.get("finish_reason"))
     return response_object(
         body,
         response_id=response_id or new_response_id(),

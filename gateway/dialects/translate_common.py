@@ -41,6 +41,23 @@ STOP_REASON = MappingProxyType(
 """OpenAI ``finish_reason`` -> Anthropic ``stop_reason``."""
 
 
+INCOMPLETE_REASON = MappingProxyType(
+    {
+        "length": "max_output_tokens",
+        "content_filter": "content_filter",
+    }
+)
+"""OpenAI ``finish_reason`` -> Responses ``incomplete_details.reason``
+(https://platform.openai.com/docs/api-reference/responses/object); the others
+complete the response. ``content_filter``: Azure OpenAI's filtered output."""
+
+
+def incomplete_reason(finish: object) -> str | None:
+    """The Responses incomplete reason for an OpenAI finish reason, or None
+    (the response completed)."""
+    return INCOMPLETE_REASON.get(str(finish))
+
+
 def finish_reason(stop_reason: object) -> str:
     """The OpenAI finish reason for an Anthropic stop reason (default ``stop``)."""
     return FINISH_REASON.get(str(stop_reason), "stop")

@@ -44,6 +44,7 @@ from .responses import (
     response_object,
     response_usage,
 )
+from .translate_common import incomplete_reason
 
 DEFAULT_MAX_OUTPUT_BYTES = 8 << 20
 """As a model's ``max_response_bytes`` default: the output a stream may hold."""
@@ -259,10 +260,8 @@ class ResponsesFromChat:
         # An upstream that sent no usage: the estimate (never a null usage).
         complete = self._relayed.complete
         usage = response_usage(self._usage if complete else chat_usage(self.usage()))
-        if self._finish == "length":
-            response = self._response(
-                "incomplete", usage=usage, incomplete_reason="max_output_tokens"
-            )
+        if reason := incomplete_reason(self._finish):
+            response = self._response("incomplete", usage=usage, incomplete_reason=reason)
             out.append(self._event("response.incomplete", response=response))
         else:
             out.append(

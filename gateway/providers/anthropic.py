@@ -19,6 +19,7 @@ from typing import Any
 from ..config import AnthropicModel
 from .base import Dialect, UpstreamChunk
 from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
+from .query import with_query
 from .sse_decoder import SSEEvent
 from .status import error_for_anthropic_type
 
@@ -60,7 +61,7 @@ class AnthropicProvider:
     ) -> None:
         self._model = model
         base = (model.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._url = base + "/v1/messages"
+        self._url = with_query(base + "/v1/messages", model.upstream_query())
         self._session = sessions.get(self._url, model.upstream_buffer_bytes, connect_timeout_s)
         self._headers = {
             "Content-Type": "application/json",
@@ -70,6 +71,7 @@ class AnthropicProvider:
         key = model.api_key("ANTHROPIC_API_KEY")
         if key:
             self._headers["x-api-key"] = key
+        self._headers.update(model.upstream_headers())
         self._json_headers = {**self._headers, "Accept": "application/json"}
 
     def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:

@@ -259,6 +259,8 @@ def error_for_exception(exc: BaseException) -> GatewayError:
     if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
         return UpstreamConnectError("The upstream connection failed", detail=detail)
     if isinstance(exc, aiohttp.ClientResponseError):
+        # Its str() holds the URL, query included (a model's ``query`` may hold a key).
+        detail = f"{type(exc).__name__}: {exc.status}, message={exc.message!r}"
         return UpstreamProtocolError("The upstream sent an invalid HTTP response", detail=detail)
     return UpstreamConnectError("The upstream request failed", detail=detail)
 

@@ -20,6 +20,7 @@ from ..dialects.translate_request import with_length_field
 from ..errors import UpstreamError
 from .base import Dialect, UpstreamChunk
 from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
+from .query import with_query
 from .sse_decoder import SSEEvent
 from .status import MESSAGE_LIMIT
 
@@ -62,13 +63,25 @@ class _OpenAIEndpoint:
         self, model: OpenAIModel, sessions: UpstreamSessions, connect_timeout_s: float = 10.0
     ) -> None:
         self._model = model
-        self._url = (model.base_url or DEFAULT_BASE_URL).rstrip("/") + self.path
+        self._url = with_query(self._endpoint(model), self._query(model))
         self._session = sessions.get(self._url, model.upstream_buffer_bytes, connect_timeout_s)
-        key = model.api_key("OPENAI_API_KEY")
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
+        self._headers.update(self._auth(model))
+        self._headers.update(model.upstream_headers())
         self._json_headers = {**self._headers, "Accept": "application/json"}
+
+    def _endpoint(self, model: OpenAIModel) -> str:
+        """The URL requests go to, without the query."""
+        return (model.base_url or DEFAULT_BASE_URL).rstrip("/") + self.path
+
+    def _query(self, model: OpenAIModel) -> dict[str, str]:
+        """Query parameters of every request: the model's ``query``."""
+        return model.upstream_query()
+
+    def _auth(self, model: OpenAIModel) -> dict[str, str]:
+        """The key's header: ``Authorization: Bearer`` (none for a keyless server)."""
+        key = model.api_key("OPENAI_API_KEY")
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
         return {**body, "model": self._model.target_model, "stream": stream}
