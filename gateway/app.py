@@ -353,6 +353,8 @@ def create_app(
     app.on_response_prepare.append(add_rate_limit_headers)
     app.on_response_prepare.append(add_cors_headers)
     app.on_shutdown.append(_drain_on_shutdown)
+    if settings.otel.enabled:
+        _add_telemetry(app, metrics)  # cleaned up last: after the streams ended
     app.cleanup_ctx.append(_providers_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(quotas_ctx)
@@ -390,3 +392,15 @@ def create_app(
             )
         )
     return app
+
+
+def _add_telemetry(app: web.Application, metrics: Metrics) -> None:
+    """``[otel] enabled``: the OpenTelemetry SDK (imported only then), unless
+    ``OTEL_SDK_DISABLED=true``. GenAI metrics on ``/metrics`` too, except with
+    several worker processes (the SDK's Prometheus reader sees one process)."""
+    from .otel.sdk import disabled_by_env, telemetry_ctx
+
+    if disabled_by_env():
+        return
+    registry = None if multiprocess_enabled() else metrics.registry
+    app.cleanup_ctx.append(telemetry_ctx(registry))
