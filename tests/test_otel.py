@@ -1,0 +1,206 @@
+"""OpenTelemetry GenAI telemetry against an OTLP receiver (tests/otlp_receiver.py,
+the official opentelemetry-proto messages): metric names, units, bucket
+boundaries and attributes by the GenAI semantic conventions, and the span
+tree (server span, sibling attempt spans for a retry and a fallback,
+``traceparent`` in and out), for a stream in each client dialect, a
+failure and a fallback. Off by default, and then nothing is exported or sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.otel import metrics as M
+from gateway.otel.hooks import OTEL
+from tests.fake_anthropic import FakeAnthropic, anthropic_model, text_events, wire
+from tests.fakes import FakeOpenAI, Script, chunk, sse
+from tests.helpers import GatewayFactory, openai_model
+from tests.otlp_receiver import Received, receiver_app
+
+SERVER, CLIENT = 2, 3  # OTLP Span.SpanKind
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+async def receiver(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Received, str]:
+    received = Received()
+    server = await aiohttp_server(receiver_app(received))
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")  # ms: spans leave at once
+    return received, str(server.make_url("")).rstrip("/")
+
+
+def _models(fake: FakeOpenAI, second: FakeOpenAI, claude: FakeAnthropic) -> list[dict[str, Any]]:
+    return [
+        openai_model(fake),
+        anthropic_model(claude),
+        {
+            **openai_model(second),
+            "name": "flaky",
+            "retries": 1,
+            "retry_backoff_s": 0.01,
+            "retry_max_backoff_s": 0.01,
+            "fallbacks": ["claude"],
+        },
+    ]
+
+
+async def _stream(client: Any, path: str, body: dict[str, Any], **headers: str) -> int:
+    resp = await client.post(path, json={**body, "stream": True}, headers=headers)
+    await resp.read()
+    return int(resp.status)
+
+
+async def test_genai_metrics_and_spans_over_otlp(
+    gateway: GatewayFactory,
+    fake_openai: FakeOpenAI,
+    second_fake: FakeOpenAI,
+    fake_anthropic: FakeAnthropic,
+    receiver: tuple[Received, str],
+    log_lines: Any,
+) -> None:
+    received, endpoint = receiver
+    second_fake.script = Script(status=503)
+    pieces = ["one ", "two ", "three"]
+    fake_openai.script = Script(events=[*(sse(chunk(p)) for p in pieces), sse("[DONE]")])
+    fake_anthropic.script = Script(events=wire(text_events(pieces)))
+    client = await gateway(
+        models=_models(fake_openai, second_fake, fake_anthropic),
+        otel={"enabled": True, "endpoint": endpoint, "metric_export_interval_s": 0.1},
+    )
+    chat = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}
+    messages = {
+        "model": "claude",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    traceparent = f"00-{TRACE_ID}-{PARENT_ID}-01"
+    assert await _stream(client, "/v1/chat/completions", chat) == 200
+    assert await _stream(client, "/v1/messages", messages, traceparent=traceparent) == 200
+    assert await _stream(client, "/v1/responses", {"model": "up", "input": "hi"}) == 200
+    assert await _stream(client, "/v1/chat/completions", {**chat, "model": "flaky"}) == 200
+    fake_openai.queue.append(Script(status=400))
+    assert await _stream(client, "/v1/chat/completions", chat) == 400
+
+    servers = lambda: [s for s in received.spans if s.kind == SERVER]  # noqa: E731
+    await received.wait_for(lambda: len(servers()) == 5)
+    await received.wait_for(
+        lambda: received.metric("gen_ai.server.request.duration", error__type="upstream_rejected")
+    )
+    by_trace = {s.trace_id: s for s in servers()}
+
+    # W3C trace context: the client's trace continues, and goes upstream
+    # naming the attempt's span.
+    server = by_trace[TRACE_ID]
+    assert server.parent_span_id == PARENT_ID
+    assert server.name == "POST /v1/messages"
+    attempt = next(s for s in received.spans if s.parent_span_id == server.span_id)
+    assert fake_anthropic.headers[0]["traceparent"] == f"00-{TRACE_ID}-{attempt.span_id}-01"
+    assert attempt.kind == CLIENT and attempt.name == "chat claude-up"
+    assert attempt.attributes["gen_ai.provider.name"] == "anthropic"
+    assert attempt.attributes["gen_ai.request.stream"] is True
+    assert [e[0] for e in attempt.events] == ["sluice.first_token", "sluice.end_of_stream"]
+    assert attempt.start_ns <= attempt.events[0][1] <= attempt.events[1][1] <= attempt.end_ns
+    assert attempt.attributes["gen_ai.usage.output_tokens"] >= 1
+    assert "gen_ai.input.messages" not in attempt.attributes  # content off by default
+    assert server.resource["service.name"] == "sluice"
+
+    # The trace id is on the request's summary log line.
+    logged = {line["trace_id"] for line in log_lines() if line.get("event") == "request"}
+    assert set(by_trace) <= logged
+
+    # A retry and a fallback: three sibling attempt spans under one server span.
+    flaky = next(s for s in servers() if s.attributes.get("gen_ai.request.model") == "flaky")
+    tries = sorted(
+        (s for s in received.spans if s.parent_span_id == flaky.span_id), key=lambda s: s.start_ns
+    )
+    assert [s.name for s in tries] == ["chat up-model", "chat up-model", "chat claude-up"]
+    assert [s.attributes.get("error.type") for s in tries] == ["overloaded", "overloaded", None]
+    assert [s.attributes["sluice.attempt"] for s in tries] == [1, 2, 3]
+    assert [s.status_code for s in tries] == [2, 2, 0]
+    assert tries[2].attributes["sluice.termination"] == "completed"
+    assert flaky.attributes["gen_ai.response.model"] == "claude-up"
+
+    # The failure: error.type on the server span, the attempt and the metric.
+    failed = next(s for s in servers() if s.attributes.get("http.response.status_code") == 400)
+    assert failed.attributes["error.type"] == "upstream_rejected"
+    (rejected,) = [s for s in received.spans if s.parent_span_id == failed.span_id]
+    assert rejected.attributes["error.type"] == "upstream_rejected"
+
+    # Metrics: the spec's names, units, bucket boundaries and attributes.
+    await received.wait_for(
+        lambda: (
+            received.metric("gen_ai.server.request.duration", gen_ai__request__model="flaky")
+            and len({h.name for h in received.histograms.values()}) == 7
+        )
+    )
+    units = {h.name: (h.unit, tuple(h.bounds)) for h in received.histograms.values()}
+    assert units == {
+        "gen_ai.server.request.duration": ("s", M.DURATION_BUCKETS),
+        "gen_ai.server.time_to_first_token": ("s", M.TTFT_BUCKETS),
+        "gen_ai.server.time_per_output_token": ("s", M.TPOT_BUCKETS),
+        "gen_ai.client.token.usage": ("{token}", tuple(map(float, M.TOKEN_BUCKETS))),
+        "gen_ai.client.operation.duration": ("s", M.DURATION_BUCKETS),
+        "gen_ai.client.operation.time_to_first_chunk": ("s", M.DURATION_BUCKETS),
+        "gen_ai.client.operation.time_per_output_chunk": ("s", M.DURATION_BUCKETS),
+    }
+    port = int(fake_anthropic.base_url.rsplit(":", 1)[1].rstrip("/"))
+    (claude_in,) = received.metric(
+        "gen_ai.client.token.usage", gen_ai__token__type="input",
+        gen_ai__request__model="claude-up",
+    )  # fmt: skip
+    assert claude_in.attributes == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "anthropic",
+        "gen_ai.request.model": "claude-up",
+        "gen_ai.response.model": "claude-up",
+        "gen_ai.token.type": "input",
+        "server.address": "127.0.0.1",
+        "server.port": port,
+    }
+    assert claude_in.count == 2  # the /v1/messages stream and the fallback
+    (ok,) = [
+        h
+        for h in received.metric("gen_ai.server.request.duration", gen_ai__request__model="up")
+        if "error.type" not in h.attributes
+    ]
+    assert ok.count == 2  # chat + responses
+    assert ok.attributes["gen_ai.provider.name"] == "openai"
+    (fell_back,) = received.metric("gen_ai.server.request.duration", gen_ai__request__model="flaky")
+    assert fell_back.attributes["gen_ai.response.model"] == "claude-up"
+    assert fell_back.attributes["gen_ai.provider.name"] == "anthropic"
+    overloaded = received.metric("gen_ai.client.operation.duration", error__type="overloaded")
+    assert [h.count for h in overloaded] == [2]
+    assert received.metric(
+        "gen_ai.client.operation.time_to_first_chunk", gen_ai__provider__name="openai"
+    )
+
+    # The same families under Prometheus naming on /metrics.
+    text = await (await client.get("/metrics")).text()
+    assert "gen_ai_server_request_duration_seconds_bucket{" in text
+    assert "gen_ai_client_token_usage_bucket{" in text
+    assert "sluice_requests_total" in text
+    assert OTEL in client.app
+    await client.close()  # flushes the last export while the receiver is up
+
+
+async def test_off_by_default_exports_and_sends_nothing(
+    gateway: GatewayFactory, fake_anthropic: FakeAnthropic, receiver: tuple[Received, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    received, endpoint = receiver
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    client = await gateway(models=[anthropic_model(fake_anthropic)])
+    messages = {
+        "model": "claude",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    traceparent = f"00-{TRACE_ID}-{PARENT_ID}-01"
+    assert await _stream(client, "/v1/messages", messages, traceparent=traceparent) == 200
+    assert OTEL not in client.app
+    assert "traceparent" not in fake_anthropic.headers[0]  # not even the client's, relayed
+    assert "gen_ai_" not in await (await client.get("/metrics")).text()
+    assert received.spans == [] and received.histograms == {}
+    await client.close()
