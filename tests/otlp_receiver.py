@@ -1,7 +1,8 @@
 """An in-process OTLP/HTTP receiver: what an OpenTelemetry Collector's
 ``otlp`` receiver accepts on ``POST /v1/traces`` and ``POST /v1/metrics``
 (binary protobuf, https://opentelemetry.io/docs/specs/otlp/#otlphttp),
-decoded with the official ``opentelemetry-proto`` messages.
+decoded with the official ``opentelemetry-proto`` messages; and the same
+over OTLP/gRPC (:func:`grpc_receiver`, the proto package's service stubs).
 
 No Collector binary installs from PyPI, npm or Debian here, so this stands
 in for one: a real aiohttp server on loopback that the SDK's own exporters
@@ -16,11 +17,14 @@ import gzip
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from aiohttp import web
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -70,6 +74,8 @@ class Histogram:
 
 @dataclass
 class Received:
+    """Everything received: spans, and the latest point of each histogram stream."""
+
     spans: list[Span] = field(default_factory=list)
     histograms: dict[tuple[str, frozenset[tuple[str, Any]]], Histogram] = field(
         default_factory=dict
@@ -93,25 +99,12 @@ class Received:
             while not check():
                 await asyncio.sleep(0.02)
 
-
-def _body(data: bytes, encoding: str) -> bytes:
-    return gzip.decompress(data) if encoding == "gzip" else data
-
-
-def receiver_app(received: Received) -> web.Application:
-    """The receiver's routes, storing into ``received``."""
-
-    async def traces(request: web.Request) -> web.Response:
-        received.content_types.add(request.content_type)
-        msg = ExportTraceServiceRequest()
-        msg.ParseFromString(
-            _body(await request.read(), request.headers.get("Content-Encoding", ""))
-        )
+    def add_traces(self, msg: ExportTraceServiceRequest) -> None:
         for rs in msg.resource_spans:
             resource = attrs(rs.resource.attributes)
             for ss in rs.scope_spans:
                 for s in ss.spans:
-                    received.spans.append(
+                    self.spans.append(
                         Span(
                             name=s.name,
                             kind=s.kind,
@@ -128,14 +121,8 @@ def receiver_app(received: Received) -> web.Application:
                             resource=resource,
                         )
                     )
-        return _ok(ExportTraceServiceResponse())
 
-    async def metrics(request: web.Request) -> web.Response:
-        received.content_types.add(request.content_type)
-        msg = ExportMetricsServiceRequest()
-        msg.ParseFromString(
-            _body(await request.read(), request.headers.get("Content-Encoding", ""))
-        )
+    def add_metrics(self, msg: ExportMetricsServiceRequest) -> None:
         for rm in msg.resource_metrics:
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
@@ -143,7 +130,7 @@ def receiver_app(received: Received) -> web.Application:
                         continue
                     for p in m.histogram.data_points:
                         a = attrs(p.attributes)
-                        received.histograms[(m.name, frozenset(a.items()))] = Histogram(
+                        self.histograms[(m.name, frozenset(a.items()))] = Histogram(
                             name=m.name,
                             unit=m.unit,
                             bounds=list(p.explicit_bounds),
@@ -152,6 +139,31 @@ def receiver_app(received: Received) -> web.Application:
                             sum=p.sum,
                             bucket_counts=list(p.bucket_counts),
                         )
+
+
+def _body(data: bytes, encoding: str) -> bytes:
+    return gzip.decompress(data) if encoding == "gzip" else data
+
+
+def receiver_app(received: Received) -> web.Application:
+    """OTLP/HTTP: ``POST /v1/traces`` and ``/v1/metrics`` into ``received``."""
+
+    async def traces(request: web.Request) -> web.Response:
+        received.content_types.add(request.content_type)
+        msg = ExportTraceServiceRequest()
+        msg.ParseFromString(
+            _body(await request.read(), request.headers.get("Content-Encoding", ""))
+        )
+        received.add_traces(msg)
+        return _ok(ExportTraceServiceResponse())
+
+    async def metrics(request: web.Request) -> web.Response:
+        received.content_types.add(request.content_type)
+        msg = ExportMetricsServiceRequest()
+        msg.ParseFromString(
+            _body(await request.read(), request.headers.get("Content-Encoding", ""))
+        )
+        received.add_metrics(msg)
         return _ok(ExportMetricsServiceResponse())
 
     app = web.Application()
@@ -162,3 +174,34 @@ def receiver_app(received: Received) -> web.Application:
 
 def _ok(message: Any) -> web.Response:
     return web.Response(body=message.SerializeToString(), content_type="application/x-protobuf")
+
+
+class _Traces(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    def Export(self, request: ExportTraceServiceRequest, context: Any) -> Any:
+        self.received.add_traces(request)
+        return ExportTraceServiceResponse()
+
+
+class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):  # type: ignore[misc]
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    def Export(self, request: ExportMetricsServiceRequest, context: Any) -> Any:
+        self.received.add_metrics(request)
+        return ExportMetricsServiceResponse()
+
+
+def grpc_receiver(received: Received) -> tuple[grpc.Server, int]:
+    """OTLP/gRPC (``TraceService/Export``, ``MetricsService/Export``) on a
+    loopback port, into ``received``; the caller stops the server."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(received), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(received), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port

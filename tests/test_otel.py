@@ -16,7 +16,7 @@ from gateway.otel.hooks import OTEL
 from tests.fake_anthropic import FakeAnthropic, anthropic_model, text_events, wire
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import GatewayFactory, openai_model
-from tests.otlp_receiver import Received, receiver_app
+from tests.otlp_receiver import Received, grpc_receiver, receiver_app
 
 SERVER, CLIENT = 2, 3  # OTLP Span.SpanKind
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -204,3 +204,47 @@ async def test_off_by_default_exports_and_sends_nothing(
     assert "gen_ai_" not in await (await client.get("/metrics")).text()
     assert received.spans == [] and received.histograms == {}
     await client.close()
+
+
+async def test_grpc_exporter_and_a_client_that_leaves(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTLP/gRPC (the SDK's gRPC exporters); a client that leaves mid-stream:
+    its spans still end, with the termination reason, and status 499."""
+    received = Received()
+    server, port = grpc_receiver(received)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    try:
+        fake_openai.script = Script(
+            events=[sse(chunk(f"t{i} ")) for i in range(50)] + [sse("[DONE]")], itl_s=0.05
+        )
+        client = await gateway(
+            models=[openai_model(fake_openai)],
+            otel={
+                "enabled": True,
+                "protocol": "grpc",
+                "endpoint": f"http://127.0.0.1:{port}",
+                "metric_export_interval_s": 0.1,
+                "capture_content": True,
+            },
+        )
+        chat = {"model": "up", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        resp = await client.post("/v1/chat/completions", json=chat)
+        await resp.content.readline()  # the first event: the stream is open
+        resp.close()  # the client leaves
+        await received.wait_for(lambda: len(received.spans) == 2)
+        attempt, request = sorted(received.spans, key=lambda s: s.kind, reverse=True)
+        assert request.kind == SERVER and attempt.parent_span_id == request.span_id
+        assert request.attributes["http.response.status_code"] == 499
+        assert attempt.attributes["sluice.termination"] == "client_disconnected"
+        assert attempt.attributes["error.type"] == "client_disconnected"
+        assert [e[0] for e in attempt.events] == ["sluice.first_token", "sluice.end_of_stream"]
+        assert attempt.attributes["gen_ai.input.messages"] == '[{"role":"user","content":"hi"}]'
+        await received.wait_for(
+            lambda: received.metric(
+                "gen_ai.server.request.duration", error__type="client_disconnected"
+            )
+        )
+        await client.close()
+    finally:
+        server.stop(None)
