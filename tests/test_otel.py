@@ -67,7 +67,13 @@ async def test_genai_metrics_and_spans_over_otlp(
     fake_anthropic.script = Script(events=wire(text_events(pieces)))
     client = await gateway(
         models=_models(fake_openai, second_fake, fake_anthropic),
-        otel={"enabled": True, "endpoint": endpoint, "metric_export_interval_s": 0.1},
+        otel={
+            "enabled": True,
+            "endpoint": endpoint,
+            "metric_export_interval_s": 0.1,
+            "chunk_metric": True,
+            "prometheus": True,
+        },
     )
     chat = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}
     messages = {

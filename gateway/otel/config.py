@@ -38,12 +38,18 @@ class OtelSettings(BaseModel):
     """Export spans: one server span per request, one client span per upstream attempt."""
     metrics: bool = True
     """Export the GenAI metrics over OTLP."""
-    prometheus: bool = True
+    prometheus: bool = False
     """Also serve the GenAI metrics on ``/metrics`` under Prometheus naming
-    (``gen_ai_server_time_to_first_token_seconds``, ...), beside ``sluice_*``."""
+    (``gen_ai_server_time_to_first_token_seconds``, ...), beside ``sluice_*``
+    (the SDK's Prometheus reader: a second copy of every observation, so off
+    unless asked; ``sluice_*`` already has the same timings)."""
     metric_export_interval_s: float | None = Field(default=None, gt=0)
     """Seconds between OTLP metric exports; unset: ``OTEL_METRIC_EXPORT_INTERVAL``
     (milliseconds), else 60 s."""
+    chunk_metric: bool = False
+    """Record ``gen_ai.client.operation.time_per_output_chunk``: one histogram
+    observation per chunk (at the stream's end), several microseconds each
+    through the SDK; off by default for that cost."""
     capture_content: bool = False
     """Record the request's messages on the upstream attempt's span
     (``gen_ai.input.messages``). Prompts are sensitive: off unless turned on."""

@@ -21,7 +21,8 @@ attributes (:meth:`~gateway.otel.attributes.Upstream.attributes`), with
 ``server.address``/``server.port`` of the upstream. ``error.type`` as
 :func:`~gateway.otel.attributes.error_type` says.
 
-``time_per_output_chunk`` is recorded from the stream's content-event gaps
+``time_per_output_chunk`` (``[otel] chunk_metric``, off by default: one
+SDK observation per chunk) is recorded from the stream's content-event gaps
 (:attr:`gateway.timing.StreamClock.gaps`, the events as written toward the
 client): the stream core keeps no per-chunk receive times, and adding them
 would be per-chunk work. Without backpressure the two are the same gaps.

@@ -61,6 +61,7 @@ class Telemetry:
             attrs[SERVICE_NAME] = otel.service_name
         resource = Resource.create(attrs)
         self.capture_content = otel.capture_content
+        self.chunk_metric = otel.chunk_metric
         self.propagator: TextMapPropagator = TraceContextTextMapPropagator()
         self._upstreams = {m.name: A.upstream_of(m) for m in settings.models}
         self._tracer_provider: TracerProvider | None = None

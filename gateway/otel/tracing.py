@@ -212,9 +212,10 @@ class RequestTrace:
         leg = served.upstream.attributes()
         if served.first is not None:
             metrics.time_to_first_chunk.record(served.first - served.start, leg)
-        record_gap = metrics.time_per_output_chunk.record
-        for gap in clock.gaps:
-            record_gap(gap, leg)
+        if self._telemetry.chunk_metric:
+            record_gap = metrics.time_per_output_chunk.record
+            for gap in clock.gaps:
+                record_gap(gap, leg)
         if outcome.input_tokens:
             metrics.token_usage.record(outcome.input_tokens, {**leg, A.TOKEN_TYPE: "input"})
         if outcome.output_tokens:
