@@ -86,11 +86,13 @@ async def test_genai_metrics_and_spans_over_otlp(
     assert await _stream(client, "/v1/messages", messages, traceparent=traceparent) == 200
     assert await _stream(client, "/v1/responses", {"model": "up", "input": "hi"}) == 200
     assert await _stream(client, "/v1/chat/completions", {**chat, "model": "flaky"}) == 200
+    plain = await client.post("/v1/chat/completions", json=chat)  # not streamed
+    assert plain.status == 200 and (await plain.json())["usage"]["prompt_tokens"] == 3
     fake_openai.queue.append(Script(status=400))
     assert await _stream(client, "/v1/chat/completions", chat) == 400
 
     servers = lambda: [s for s in received.spans if s.kind == SERVER]  # noqa: E731
-    await received.wait_for(lambda: len(servers()) == 5)
+    await received.wait_for(lambda: len(servers()) == 6)
     await received.wait_for(
         lambda: received.metric("gen_ai.server.request.duration", error__type="upstream_rejected")
     )
@@ -127,6 +129,17 @@ async def test_genai_metrics_and_spans_over_otlp(
     assert [s.status_code for s in tries] == [2, 2, 0]
     assert tries[2].attributes["sluice.termination"] == "completed"
     assert flaky.attributes["gen_ai.response.model"] == "claude-up"
+
+    # Not streamed: one attempt span, no gen_ai.request.stream, the usage.
+    (call,) = [
+        s
+        for s in received.spans
+        if s.kind == CLIENT and "gen_ai.request.stream" not in s.attributes
+        and "error.type" not in s.attributes
+    ]  # fmt: skip
+    assert call.name == "chat up-model"
+    assert call.attributes["gen_ai.usage.input_tokens"] == 3
+    assert call.attributes["gen_ai.usage.output_tokens"] == 1
 
     # The failure: error.type on the server span, the attempt and the metric.
     failed = next(s for s in servers() if s.attributes.get("http.response.status_code") == 400)
@@ -171,7 +184,7 @@ async def test_genai_metrics_and_spans_over_otlp(
         for h in received.metric("gen_ai.server.request.duration", gen_ai__request__model="up")
         if "error.type" not in h.attributes
     ]
-    assert ok.count == 2  # chat + responses
+    assert ok.count == 3  # chat, responses and the one not streamed
     assert ok.attributes["gen_ai.provider.name"] == "openai"
     (fell_back,) = received.metric("gen_ai.server.request.duration", gen_ai__request__model="flaky")
     assert fell_back.attributes["gen_ai.response.model"] == "claude-up"

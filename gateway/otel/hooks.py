@@ -6,6 +6,7 @@ when telemetry is off (``[otel] enabled = false``), and imports no SDK.
   timed, its client span started (its context goes upstream as ``traceparent``);
 - :func:`stream_finished` (the recorder, at record time): the stream's
   :class:`~gateway.outcome.Outcome` ends its spans and records the metrics;
+- :func:`call_usage` (``api.chat``): a non-streaming answer's token usage;
 - :func:`upstream_headers` (``providers.http.post``): the attempt's
   ``traceparent``/``tracestate`` added to the upstream request's headers.
 
@@ -62,6 +63,13 @@ def stream_finished(outcome: Outcome) -> None:
     trace = CURRENT.get()
     if trace is not None:
         trace.stream_finished(outcome)
+
+
+def call_usage(input_tokens: int | None, output_tokens: int | None) -> None:
+    """A non-streaming call of the traced request answered with this usage."""
+    trace = CURRENT.get()
+    if trace is not None:
+        trace.usage = (input_tokens, output_tokens)
 
 
 def upstream_headers(headers: Mapping[str, str]) -> Mapping[str, str]:

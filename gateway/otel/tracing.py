@@ -88,6 +88,7 @@ class RequestTrace:
         "_span",
         "_summary",
         "_telemetry",
+        "usage",
     )
 
     def __init__(self, telemetry: Telemetry, request: web.Request, route: str) -> None:
@@ -100,6 +101,8 @@ class RequestTrace:
         self._served: A.Upstream | None = None
         self._span: trace.Span | None = None
         self._context_token: Token[otel_context.Context] | None = None
+        self.usage: tuple[int | None, int | None] | None = None
+        """A non-streaming answer's (input, output) tokens (:func:`.hooks.call_usage`)."""
         tracer = telemetry.tracer
         if tracer is not None:
             parent = telemetry.propagator.extract(request.headers)
@@ -255,14 +258,25 @@ class RequestTrace:
         self._finished = True
         epoch = _Epoch()
         now = time.perf_counter()
+        tokens: dict[str, int] = {}
+        if self.usage is not None:
+            for kind, count in zip(("input", "output"), self.usage, strict=True):
+                if count:
+                    tokens[kind] = count
         for a in self._attempts:
             if a.end is None:
                 a.end, a.error = (a.first or now), (error_type if status >= 400 else None)
+            if a.first is not None and a.span is not None:
+                a.span.set_attributes({f"gen_ai.usage.{k}_tokens": n for k, n in tokens.items()})
             self._end_attempt(a, epoch)
         metrics = self._telemetry.metrics
         if metrics is not None:
             server = self._server_attributes(self._served, error_type)
             metrics.request_duration.record(now - self._arrival, server)
+            if self._served is not None:
+                leg = self._served.attributes()
+                for kind, count in tokens.items():
+                    metrics.token_usage.record(count, {**leg, A.TOKEN_TYPE: kind})
 
     def _end_attempt(self, a: Attempt, epoch: _Epoch) -> None:
         """Record an attempt's duration; end its span unless it served a
