@@ -13,6 +13,7 @@ import pytest
 
 from gateway.otel import metrics as M
 from gateway.otel.hooks import OTEL
+from gateway.otel.tracing import RequestTrace
 from tests.fake_anthropic import FakeAnthropic, anthropic_model, text_events, wire
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import GatewayFactory, openai_model
@@ -267,3 +268,22 @@ async def test_grpc_exporter_and_a_client_that_leaves(
         await client.close()
     finally:
         server.stop(None)
+
+
+async def test_a_telemetry_failure_never_fails_the_request(
+    gateway: GatewayFactory, receiver: tuple[Received, str], monkeypatch: pytest.MonkeyPatch,
+    log_lines: Any,
+) -> None:  # fmt: skip
+    _, endpoint = receiver
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("telemetry bug")
+
+    monkeypatch.setattr(RequestTrace, "_stream_finished", broken)
+    monkeypatch.setattr(RequestTrace, "_end", broken)
+    client = await gateway(otel={"enabled": True, "endpoint": endpoint})
+    chat = {"model": "sim", "messages": [{"role": "user", "content": "hi"}]}
+    assert await _stream(client, "/v1/chat/completions", chat) == 200
+    await client.close()
+    events = [line["event"] for line in log_lines()]
+    assert events.count("otel_failed") == 2 and "request" in events

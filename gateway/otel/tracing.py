@@ -26,6 +26,7 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
+import structlog
 from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from .sdk import Telemetry
 
 T = TypeVar("T")
+log = structlog.get_logger("gateway.otel")
 
 
 class _Epoch:
@@ -132,8 +134,13 @@ class RequestTrace:
         async def run(target: Target) -> T:
             if target.provider.kind == "store":  # a stored stream's reader: no upstream
                 return await attempt(target)
-            record = self._begin_attempt(target)
-            headers = UPSTREAM_HEADERS.set(self._telemetry.trace_headers(record.span))
+            try:
+                record = self._begin_attempt(target)
+                extra = self._telemetry.trace_headers(record.span)
+            except Exception:  # telemetry never fails an attempt
+                log.exception("otel_failed", step="attempt")
+                return await attempt(target)
+            headers = UPSTREAM_HEADERS.set(extra)
             self._in_flight += 1
             try:
                 result = await attempt(target)
@@ -172,7 +179,14 @@ class RequestTrace:
     # -- the end -------------------------------------------------------------
 
     def stream_finished(self, outcome: Outcome) -> None:
-        """End the attempts' spans and record the GenAI metrics from ``outcome``."""
+        """End the attempts' spans and record the GenAI metrics from ``outcome``.
+        Never raises (a telemetry failure is logged, the stream unharmed)."""
+        try:
+            self._stream_finished(outcome)
+        except Exception:
+            log.exception("otel_failed", step="stream_finished")
+
+    def _stream_finished(self, outcome: Outcome) -> None:
         if self._finished or outcome.provider == "store":
             return
         self._finished = True
@@ -226,8 +240,18 @@ class RequestTrace:
 
     def end(self, status: int) -> None:
         """The request is answered (``status``; 499: the client left): end the
-        server span, and for a non-streaming request its attempts."""
-        CURRENT.reset(self._current_token)
+        server span, and for a non-streaming request its attempts. Never raises;
+        the request's context is given back whatever happens."""
+        try:
+            self._end(status)
+        except Exception:
+            log.exception("otel_failed", step="end")
+        finally:
+            CURRENT.reset(self._current_token)
+            if self._context_token is not None:
+                otel_context.detach(self._context_token)
+
+    def _end(self, status: int) -> None:
         summary = self._summary or {}
         error = summary.get("error_code")
         error_type = str(error) if error else ("client_disconnected" if status == 499 else None)
@@ -250,8 +274,6 @@ class RequestTrace:
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR, str(summary.get("error", ""))[:200]))
         span.end()
-        if self._context_token is not None:
-            otel_context.detach(self._context_token)
 
     def _finish_call(self, status: int, error_type: str | None) -> None:
         """A non-streaming request's attempts, and its server duration."""
