@@ -217,8 +217,11 @@ class RequestTrace:
                 self._span.add_event("sluice.first_token", timestamp=epoch.ns(clock.first_written))
         if metrics is None:
             return
-        server = self._server_attributes(served.upstream if served else None, error)
+        upstream = served.upstream if served else None
+        server = self._server_attributes(upstream, error)
         metrics.request_duration.record(outcome.end - clock.arrival, server)
+        if error is not None:  # the spec gives error.type to the duration only
+            server = self._server_attributes(upstream, None)
         if clock.ttft is not None:
             metrics.ttft.record(clock.ttft, server)
         tpot = clock.tpot(outcome.output_tokens)
