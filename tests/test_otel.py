@@ -7,6 +7,7 @@ failure and a fallback. Off by default, and then nothing is exported or sent."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -287,3 +288,26 @@ async def test_a_telemetry_failure_never_fails_the_request(
     await client.close()
     events = [line["event"] for line in log_lines()]
     assert events.count("otel_failed") == 2 and "request" in events
+
+
+async def test_a_client_that_leaves_before_the_first_token(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, receiver: tuple[Received, str]
+) -> None:
+    """Cancelled while the attempt waits for its first chunk: both spans end,
+    the attempt with ``error.type``, the request with 499."""
+    received, endpoint = receiver
+    fake_openai.script = Script(events=[sse(chunk("late")), sse("[DONE]")], ttft_s=30)
+    client = await gateway(
+        models=[openai_model(fake_openai)], otel={"enabled": True, "endpoint": endpoint}
+    )
+    chat = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}
+    task = asyncio.create_task(_stream(client, "/v1/chat/completions", chat))
+    await received.wait_for(lambda: len(fake_openai.records) == 1)
+    task.cancel()
+    await received.wait_for(lambda: len(received.spans) == 2)
+    attempt, request = sorted(received.spans, key=lambda s: s.kind, reverse=True)
+    assert request.attributes["http.response.status_code"] == 499
+    assert attempt.parent_span_id == request.span_id
+    assert attempt.attributes["error.type"] == "client_disconnected"
+    assert attempt.status_code == 2 and attempt.end_ns >= attempt.start_ns
+    await client.close()

@@ -199,6 +199,8 @@ class RequestTrace:
             a.streaming = True
             if a is served:
                 a.end, a.error = outcome.end, error
+            elif a.end is None:  # still opening (the stream ended meanwhile): cut short
+                a.end, a.error = outcome.end, error or "cancelled"
             self._end_attempt(a, epoch)
         if served is not None and served.span is not None:
             span = served.span
