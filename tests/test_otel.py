@@ -225,6 +225,10 @@ async def test_off_by_default_exports_and_sends_nothing(
     assert "gen_ai_" not in await (await client.get("/metrics")).text()
     assert received.spans == [] and received.histograms == {}
     await client.close()
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the SDK's own switch beats [otel]
+    disabled = await gateway(otel={"enabled": True, "endpoint": endpoint})
+    assert OTEL not in disabled.app
+    await disabled.close()
 
 
 async def test_grpc_exporter_and_a_client_that_leaves(
