@@ -13,6 +13,7 @@ variable; a key left unset leaves the variable (or the SDK's default) in force.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -53,3 +54,13 @@ class OtelSettings(BaseModel):
     capture_content: bool = False
     """Record the request's messages on the upstream attempt's span
     (``gen_ai.input.messages``). Prompts are sensitive: off unless turned on."""
+
+    @property
+    def active(self) -> bool:
+        """``enabled``, unless ``OTEL_SDK_DISABLED=true`` (the SDK's own switch)."""
+        return self.enabled and not disabled_by_env()
+
+
+def disabled_by_env() -> bool:
+    """``OTEL_SDK_DISABLED=true`` (the SDK's own switch) turns telemetry off."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"

@@ -45,11 +45,6 @@ SCOPE = "sluice"
 """The instrumentation scope of Sluice's spans and metrics."""
 
 
-def disabled_by_env() -> bool:
-    """``OTEL_SDK_DISABLED=true`` (the SDK's own switch) turns telemetry off."""
-    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-
-
 class Telemetry:
     """The providers, the instruments and each model's upstream attributes,
     resolved once. :meth:`begin` starts one request's :class:`RequestTrace`."""
