@@ -18,7 +18,7 @@ from gateway.otel.hooks import OTEL
 from gateway.otel.tracing import RequestTrace
 from tests.fake_anthropic import FakeAnthropic, anthropic_model, text_events, wire
 from tests.fakes import FakeOpenAI, Script, chunk, sse
-from tests.helpers import GatewayFactory, openai_model, settings_from
+from tests.helpers import SIM_FAST, GatewayFactory, openai_model, settings_from
 from tests.otlp_receiver import Received, grpc_receiver, receiver_app
 
 SERVER, CLIENT = 2, 3  # OTLP Span.SpanKind
@@ -229,7 +229,10 @@ async def test_off_by_default_exports_and_sends_nothing(
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the SDK's own switch beats [otel]
     disabled = await gateway(otel={"enabled": True, "endpoint": endpoint})
     assert OTEL not in disabled.app
-    assert startup_fields(settings_from(otel={"enabled": True}), "::1", 1)["otel"] is False
+    assert (
+        startup_fields(settings_from(models=[SIM_FAST], otel={"enabled": True}), "::1", 1)["otel"]
+        is False
+    )
     await disabled.close()
 
 
