@@ -203,8 +203,10 @@ async def test_genai_metrics_and_spans_over_otlp(
     assert "gen_ai_server_request_duration_seconds_bucket{" in text
     assert "gen_ai_client_token_usage_bucket{" in text
     assert "sluice_requests_total" in text
+    assert (await client.get("/healthz")).status == 200
     assert OTEL in client.app
     await client.close()  # flushes the last export while the receiver is up
+    assert not [s for s in received.spans if s.name.startswith("GET")]  # no probes, scrapes
 
 
 async def test_off_by_default_exports_and_sends_nothing(

@@ -43,7 +43,8 @@ T = TypeVar("T")
 
 
 def begin_request(request: web.Request) -> RequestTrace | None:
-    """Start tracing ``request`` (None when telemetry is off). The caller ends
+    """Start tracing ``request`` (None when telemetry is off, and for the
+    operator's probes and scrapes: :data:`.sdk.UNTRACED`). The caller ends
     it with :meth:`~gateway.otel.tracing.RequestTrace.end`."""
     telemetry = request.app.get(OTEL)
     return None if telemetry is None else telemetry.begin(request)

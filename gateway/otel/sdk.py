@@ -41,6 +41,9 @@ from .hooks import OTEL
 from .metrics import GenAIMetrics
 from .tracing import RequestTrace
 
+UNTRACED = frozenset(("/metrics", "/healthz", "/readyz"))
+"""Paths that get no span: a span per scrape or probe is noise."""
+
 SCOPE = "sluice"
 """The instrumentation scope of Sluice's spans and metrics."""
 
@@ -84,7 +87,10 @@ class Telemetry:
             self._meter_provider = MeterProvider(metric_readers=readers, resource=resource)
             self.metrics = GenAIMetrics(self._meter_provider.get_meter(SCOPE))
 
-    def begin(self, request: web.Request) -> RequestTrace:
+    def begin(self, request: web.Request) -> RequestTrace | None:
+        """The request's trace; None for the operator's probes and scrapes."""
+        if request.path in UNTRACED:
+            return None
         return RequestTrace(self, request, route_of(request))
 
     def upstream(self, target: Target) -> A.Upstream:
