@@ -9,8 +9,9 @@ that sends ``--requests`` streamed requests one at a time, three ways:
   (the SDK's batching span processor and periodic metric reader, every
   second) to a null receiver in a child process (it answers 200 and
   decodes nothing, so its CPU is not counted; the defaults otherwise:
-  no Prometheus copy, no per-chunk metric), every request sampled (the SDK's default, ``parentbased_always_on``); and
-  the same with only traces, and with only metrics;
+  no Prometheus copy, no per-chunk metric), every request sampled (the
+  SDK's default, ``parentbased_always_on``); and the same with only
+  traces, and with only metrics;
 - the hooks alone, off: what each request pays for the OpenTelemetry hooks
   when telemetry is off (``begin_request``, ``track_attempts``,
   ``stream_finished``, ``upstream_headers``: context-variable reads), timed
