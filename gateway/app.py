@@ -252,8 +252,8 @@ def state_store_of(settings: Settings) -> str:
 def startup_fields(settings: Settings, host: str, port: int, workers: int = 1) -> dict[str, Any]:
     """The fields of the one ``started`` log line: ``version``, ``pid`` (what
     ``kill -HUP`` needs), ``listen`` (URL), ``models`` (names), ``state_store``
-    (:func:`state_store_of`), ``workers``, and ``playground`` (its URL, or
-    null when it is not served)."""
+    (:func:`state_store_of`), ``workers``, ``playground`` (its URL, or
+    null when it is not served), and ``otel`` (OpenTelemetry export on)."""
     url = listen_url(host, port)
     return {
         "version": __version__,
@@ -263,6 +263,7 @@ def startup_fields(settings: Settings, host: str, port: int, workers: int = 1) -
         "state_store": state_store_of(settings),
         "workers": workers,
         "playground": f"{url}/playground" if settings.server.playground_on(host) else None,
+        "otel": settings.otel.active,
     }
 
 
@@ -352,6 +353,8 @@ def create_app(
     app.on_response_prepare.append(add_rate_limit_headers)
     app.on_response_prepare.append(add_cors_headers)
     app.on_shutdown.append(_drain_on_shutdown)
+    if settings.otel.active:
+        _add_telemetry(app, metrics)  # cleaned up last: after the streams ended
     app.cleanup_ctx.append(_providers_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(quotas_ctx)
@@ -389,3 +392,13 @@ def create_app(
             )
         )
     return app
+
+
+def _add_telemetry(app: web.Application, metrics: Metrics) -> None:
+    """``[otel] enabled``: the OpenTelemetry SDK (imported only then), unless
+    ``OTEL_SDK_DISABLED=true``. GenAI metrics on ``/metrics`` too, except with
+    several worker processes (the SDK's Prometheus reader sees one process)."""
+    from .otel.sdk import telemetry_ctx
+
+    registry = None if multiprocess_enabled() else metrics.registry
+    app.cleanup_ctx.append(telemetry_ctx(registry))

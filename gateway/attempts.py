@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 from .config import StreamSettings
 from .dialects.frames import StreamEncoder
 from .errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
+from .otel.hooks import track_attempts
 from .providers.base import Provider, UpstreamChunk, UpstreamStream
 from .recorder import Recorder
 from .timing import StreamClock
@@ -147,6 +148,7 @@ async def with_fallbacks(
     one that is not retryable (a 400 from the upstream would fail anywhere).
     """
     last: GatewayError | None = None
+    attempt = track_attempts(attempt)  # OpenTelemetry: each call an attempt span (when on)
     for index, target in enumerate(targets):
         if index:
             recorder.retry(targets[index - 1].provider.kind, "fallback")

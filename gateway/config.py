@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from .config_auth import ApiKeySettings, AuthSettings, StateSettings
 from .config_errors import CROSS_CHECK, describe
+from .otel.config import OtelSettings
 
 __all__ = ["ApiKeySettings", "AuthSettings", "StateSettings"]
 
@@ -426,6 +427,7 @@ class Settings(_Section):
     models: tuple[ModelSettings, ...] = Field(min_length=1)
     auth: AuthSettings = AuthSettings()
     state: StateSettings = StateSettings()
+    otel: OtelSettings = OtelSettings()
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:

@@ -43,6 +43,7 @@ from .errors import (
     RouteNotFound,
     UnsupportedMediaType,
 )
+from .otel.hooks import begin_request
 from .state import ARRIVAL, DROPPED, METRICS, REQUEST_ID, SUMMARY
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -130,6 +131,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     route = route_of(request)
     status = 500
     response: web.StreamResponse | None = None
+    trace = begin_request(request)  # OpenTelemetry server span; None when off
     try:
         try:
             response = await handler(request)
@@ -160,6 +162,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         elapsed = time.perf_counter() - started
         metrics.requests.labels(route, method, str(status)).inc()
         metrics.request_duration.labels(route, method).observe(elapsed)
+        if trace is not None:
+            trace.end(status)
         _log_request(request, route, status, elapsed, response, summary)
 
 

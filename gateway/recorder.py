@@ -14,6 +14,7 @@ from bisect import bisect_left
 from prometheus_client import Histogram
 
 from .metrics import Metrics
+from .otel.hooks import stream_finished
 from .outcome import Outcome
 
 FLUSH_EVERY = 32
@@ -88,7 +89,7 @@ class NullRecorder:
         return None
 
     def finished(self, outcome: Outcome) -> None:
-        return None
+        stream_finished(outcome)  # OpenTelemetry spans and GenAI metrics (when on)
 
 
 class StreamRecorder(NullRecorder):
@@ -168,6 +169,7 @@ class StreamRecorder(NullRecorder):
         if outcome.upstream_cancel_s is not None:
             m.upstream_cancel.labels(outcome.provider).observe(outcome.upstream_cancel_s)
         self.tokens(outcome.output_tokens, outcome.input_tokens)
+        stream_finished(outcome)  # OpenTelemetry spans and GenAI metrics (when on)
 
 
 Recorder = NullRecorder

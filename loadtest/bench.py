@@ -288,6 +288,7 @@ async def run(args: argparse.Namespace) -> Path:
         if gw is not None:
             procs.stop(gw)
         procs.stop(mock)
+    result["otel_cost"] = await __import__("loadtest.otel_cost").otel_cost.bench_section()
     result["plots"] = make_bench_plots(result, out)
     return write_bench(result, out)
 

@@ -27,6 +27,7 @@ from ..errors import (
     UpstreamNotConfigured,
 )
 from ..interrupts import Interrupter
+from ..otel.hooks import call_usage
 from ..providers.base import Provider
 from ..recorder import Recorder, make_recorder
 from ..sse import SSEResponse
@@ -225,6 +226,7 @@ async def _complete(
     spent.model = target.model
     if usage is not None:
         recorder.tokens(usage.output_tokens, usage.input_tokens)
+        call_usage(usage.input_tokens, usage.output_tokens)  # OpenTelemetry (when on)
         spent.input_tokens = usage.input_tokens or 0
         spent.output_tokens = usage.output_tokens or 0
     out = bridge.response_body(

@@ -48,6 +48,7 @@ from ..errors import (
     UpstreamResponseTooLarge,
     UpstreamTimeout,
 )
+from ..otel.hooks import upstream_headers
 from .base import UpstreamChunk
 from .sse_decoder import SSEDecoder, SSEEvent
 from .status import error_for_status
@@ -128,7 +129,7 @@ async def post(
     other than identity :class:`UpstreamProtocolError`."""
     try:
         response = await session.post(
-            url, data=orjson.dumps(body), headers=headers, allow_redirects=False
+            url, data=orjson.dumps(body), headers=upstream_headers(headers), allow_redirects=False
         )
     except aiohttp.ClientError as exc:
         raise error_for_exception(exc) from exc
