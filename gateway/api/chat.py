@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ..attempts import Target, with_fallbacks
 from ..config import ModelSettings, Settings, SimModel
+from ..cost.cached import cached_input_tokens
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
@@ -145,7 +146,12 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
     try:
         return await _complete(call, targets, recorder, interrupter, spent)
     finally:
-        await hold.release(spent.model, spent.input_tokens, spent.output_tokens)
+        await hold.release(
+            spent.model,
+            spent.input_tokens,
+            spent.output_tokens,
+            cached_input_tokens=spent.cached_input_tokens,
+        )
 
 
 def _recorder(request: web.Request, call: ChatCall, targets: tuple[Target, ...]) -> Recorder:
@@ -163,6 +169,7 @@ class _Spent:
     model: str
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
 
 
 async def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> None:
@@ -227,6 +234,7 @@ async def _complete(
         recorder.tokens(usage.output_tokens, usage.input_tokens)
         spent.input_tokens = usage.input_tokens or 0
         spent.output_tokens = usage.output_tokens or 0
+        spent.cached_input_tokens = cached_input_tokens(payload, target.provider.dialect)
     out = bridge.response_body(
         call.client,
         target.provider.dialect,
