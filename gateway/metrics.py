@@ -375,7 +375,7 @@ class Metrics:
             # Cost (gateway/cost).
             spend=Counter(
                 "spend_usd",
-                "US dollars spent, by client key (its configured name; empty without a key) "
+                "US dollars spent, by client key (its configured name; (anonymous) without one) "
                 "and model, at the model's price (gateway/cost), to the micro-dollar.",
                 ["key", "model"], namespace=ns, registry=reg,
             ),

@@ -108,7 +108,7 @@ async def test_streamed_and_anonymous_requests_are_spent(
         assert resp.status == 200
         await resp.read()
     assert _spend(metrics, "team-a", "sim") == pytest.approx(SIM_COST_USD)
-    assert _spend(metrics, "", "sim") == pytest.approx(SIM_COST_USD)
+    assert _spend(metrics, "(anonymous)", "sim") == pytest.approx(SIM_COST_USD)
     lines = [li for li in log_lines() if li["event"] == "request" and li.get("outcome")]
     assert [(li["spend_usd"], li["spend_estimated"]) for li in lines] == [(SIM_COST_USD, False)] * 2
 
@@ -137,7 +137,7 @@ async def test_non_streamed_cached_input_is_priced_at_its_rate(
     async with oai(client, "k") as sdk:
         await sdk.chat.completions.create(model="up", messages=MSGS)  # type: ignore[arg-type]
     expected = (400 * 2.0 + 600 * 0.5 + 10 * 8.0) / 1e6
-    assert _spend(metrics, "", "up") == pytest.approx(expected)
+    assert _spend(metrics, "(anonymous)", "up") == pytest.approx(expected)
     line = next(li for li in log_lines() if li["event"] == "request")
     assert (line["spend_usd"], line["spend_estimated"]) == (expected, False)
 

@@ -52,6 +52,16 @@ async def test_stores_count_micro_dollars_and_refuse_past_the_budget(
         await store.close()
 
 
+def test_keys_cli_writes_the_usd_budget(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    from gateway.__main__ import keys_main
+
+    assert keys_main(["new", "team-a", "--usd-budget", "25", "--budget-period", "month"]) == 0
+    key = tomllib.loads(capsys.readouterr().out)["auth"]["keys"][0]
+    assert (key["usd_budget"], key["budget_period"]) == (25.0, "month")
+
+
 async def test_a_key_past_its_usd_budget_is_refused_in_both_dialects(
     gateway: GatewayFactory, metrics: Metrics
 ) -> None:

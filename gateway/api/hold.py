@@ -24,7 +24,7 @@ from aiohttp import web
 from ..admission import Admission, Stoppable
 from ..auth import check_model, stash_view
 from ..cost.prices import PriceBook
-from ..cost.spend import NO_SPEND, record_spend
+from ..cost.spend import ANONYMOUS, NO_SPEND, record_spend
 from ..metrics import Metrics
 from ..outcome import Outcome
 from ..quota.limiter import Quotas, Ticket
@@ -45,7 +45,8 @@ class Hold:
     metrics: Metrics
     summary: dict[str, object]
     key_name: str
-    """The key's name, ``""`` without a key (the ``key`` label of the spend)."""
+    """The key's name, :data:`~gateway.cost.spend.ANONYMOUS` without a key (the
+    ``key`` label of the spend)."""
     released: bool = False
 
     @classmethod
@@ -85,7 +86,7 @@ class Hold:
             app[PRICES],
             app[METRICS],
             request[SUMMARY],
-            key.name if key is not None else "",
+            key.name if key is not None else ANONYMOUS,
         )
 
     async def release(

@@ -10,8 +10,8 @@ Recorded for every request that asked a model (streamed or not, completed
 or cut short: the tokens the client received before leaving are spent), by
 :meth:`gateway.api.hold.Hold.release`:
 
-- ``sluice_spend_usd_total{key,model}`` (``key=""`` for a request without a
-  key) and ``sluice_estimated_spend_usd_total{key,model}``, the part priced
+- ``sluice_spend_usd_total{key,model}`` (``key="(anonymous)"`` for a
+  request without a key) and ``sluice_estimated_spend_usd_total{key,model}``, the part priced
   from token counts Sluice estimated (:mod:`gateway.usage_estimate`);
 - ``spend_usd`` and ``spend_estimated`` on the request's summary log line;
 - the key's period spend in the quota store (its ``usd_budget``).
@@ -48,6 +48,11 @@ class Spend(NamedTuple):
 
 
 NO_SPEND = Spend(0)
+
+ANONYMOUS = "(anonymous)"
+"""The ``key`` label of requests without a key: outside the key-name alphabet
+(``[A-Za-z0-9._:-]``), so no configured key can be mistaken for it (an empty
+label would be an absent one to Prometheus, and no dashboard legend)."""
 
 
 def micro_usd(usd: float) -> int:
