@@ -24,11 +24,10 @@ from aiohttp import web
 from ..admission import Admission, Stoppable
 from ..auth import check_model, stash_view
 from ..cost.prices import PriceBook
-from ..cost.spend import ANONYMOUS, NO_SPEND, record_spend
-from ..metrics import Metrics
+from ..cost.spend import ANONYMOUS, NO_SPEND, SpendMeter
 from ..outcome import Outcome
 from ..quota.limiter import Quotas, Ticket
-from ..state import ADMISSION, KEY, METRICS, PRICES, QUOTAS, SUMMARY
+from ..state import ADMISSION, KEY, PRICES, QUOTAS, SPEND_METER, SUMMARY
 from ..stream import Stream
 
 
@@ -42,7 +41,7 @@ class Hold:
     ticket: Ticket | None
     model: str
     prices: PriceBook
-    metrics: Metrics
+    meter: SpendMeter
     summary: dict[str, object]
     key_name: str
     """The key's name, :data:`~gateway.cost.spend.ANONYMOUS` without a key (the
@@ -84,7 +83,7 @@ class Hold:
             ticket,
             model or "",
             app[PRICES],
-            app[METRICS],
+            app[SPEND_METER],
             request[SUMMARY],
             key.name if key is not None else ANONYMOUS,
         )
@@ -118,7 +117,7 @@ class Hold:
             spend = self.prices.spend(
                 model, input_tokens, output_tokens, cached_input_tokens, estimated=estimated
             )
-            record_spend(self.metrics, self.key_name, model, spend)
+            self.meter.record(self.key_name, model, spend)
             self.summary.update(spend.log_fields())
         if self.ticket is not None:
             await self.quotas.settle_shielded(

@@ -67,6 +67,8 @@ class Rate(NamedTuple):
     """``(input tokens above which, pico-dollars per token)``, ascending."""
 
     def at(self, input_tokens: int) -> int:
+        if not self.tiers:
+            return self.base
         rate = self.base
         for start, tier in self.tiers:
             if input_tokens > start:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from prometheus_client import Counter
+
 from ..metrics import Metrics
 
 PICO_PER_MICRO = 1_000_000
@@ -60,8 +62,26 @@ def micro_usd(usd: float) -> int:
     return round(usd * MICRO_PER_USD)
 
 
-def record_spend(metrics: Metrics, key: str, model: str, spend: Spend) -> None:
-    """Count ``spend`` in ``sluice_spend_usd_total`` (and the estimated part)."""
-    metrics.spend.labels(key, model).inc(spend.usd)
-    if spend.estimated:
-        metrics.estimated_spend.labels(key, model).inc(spend.usd)
+class SpendMeter:
+    """Counts spends in ``sluice_spend_usd_total`` (and the estimated part),
+    the label children resolved once per (key, model): ``labels()`` costs a
+    few µs a call, and keys and models are bounded by the config."""
+
+    __slots__ = ("_children", "_metrics")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._children: dict[tuple[str, str], tuple[Counter, Counter]] = {}
+
+    def record(self, key: str, model: str, spend: Spend) -> None:
+        children = self._children.get((key, model))
+        if children is None:
+            m = self._metrics
+            children = self._children[key, model] = (
+                m.spend.labels(key, model),
+                m.estimated_spend.labels(key, model),
+            )
+        usd = spend.micro_usd / MICRO_PER_USD
+        children[0].inc(usd)
+        if spend.estimated:
+            children[1].inc(usd)
