@@ -5,7 +5,9 @@ budget left in its windows and a free concurrency slot; if so the request is
 counted and holds a slot (a lease) until :meth:`Quotas.settle` charges the
 tokens the upstream reported and frees the slot. Because tokens are charged
 after the response, a key can overrun its tokens per minute or budget by at
-most what the requests it had in flight at that moment spend.
+most what the requests it had in flight at that moment spend. A key's
+``usd_budget`` is checked and charged the same way, in micro-dollars at the
+models' prices (:mod:`gateway.cost`), beside its tokens.
 
 A key without limits is never counted in the store (only in metrics). The
 store failing (Redis down) answers 503 ``state_unavailable``, or with
