@@ -16,6 +16,7 @@ from gateway.cost.cached import cached_input_tokens
 from gateway.cost.prices import Price, PriceBook, Rate, Source, pico_per_token, price_of
 from gateway.cost.spend import Spend
 from gateway.metrics import Metrics
+from gateway.usage_estimate import estimate_input_tokens, estimate_tokens
 from tests.conftest import LogLines
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import SIM_FAST, GatewayFactory, openai_model
@@ -113,25 +114,33 @@ async def test_streamed_and_anonymous_requests_are_spent(
     assert [(li["spend_usd"], li["spend_estimated"]) for li in lines] == [(SIM_COST_USD, False)] * 2
 
 
-async def test_non_streamed_cached_input_is_priced_at_its_rate(
-    gateway: GatewayFactory, aiohttp_server: Any, metrics: Metrics, log_lines: LogLines
-) -> None:
-    usage = {"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010,
-             "prompt_tokens_details": {"cached_tokens": 600}}  # fmt: skip
+async def _answering(aiohttp_server: Any, usage: dict[str, Any] | None) -> FakeOpenAI:
+    """An upstream whose non-streamed answer is "Hello there, friend." with
+    ``usage`` (None: no usage object, as some servers)."""
 
     async def complete(request: web.Request) -> web.Response:
-        return web.json_response({
+        answer = {
             "id": "c", "object": "chat.completion", "created": 1, "model": "up-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+            "choices": [{"index": 0, "message": {"role": "assistant",
+                                                 "content": "Hello there, friend."},
                          "finish_reason": "stop"}],
-            "usage": usage,
-        })  # fmt: skip
+        }  # fmt: skip
+        return web.json_response(answer if usage is None else {**answer, "usage": usage})
 
     upstream = web.Application()
     upstream.router.add_post("/v1/chat/completions", complete)
     server = await aiohttp_server(upstream)
     fake = FakeOpenAI()
     fake.base_url = str(server.make_url("/v1"))
+    return fake
+
+
+async def test_non_streamed_cached_input_is_priced_at_its_rate(
+    gateway: GatewayFactory, aiohttp_server: Any, metrics: Metrics, log_lines: LogLines
+) -> None:
+    usage = {"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010,
+             "prompt_tokens_details": {"cached_tokens": 600}}  # fmt: skip
+    fake = await _answering(aiohttp_server, usage)
     price = {"input": 2.0, "output": 8.0, "cached_input": 0.5}
     client = await gateway(models=[openai_model(fake, price=price)])
     async with oai(client, "k") as sdk:
@@ -140,6 +149,26 @@ async def test_non_streamed_cached_input_is_priced_at_its_rate(
     assert _spend(metrics, "(anonymous)", "up") == pytest.approx(expected)
     line = next(li for li in log_lines() if li["event"] == "request")
     assert (line["spend_usd"], line["spend_estimated"]) == (expected, False)
+
+
+async def test_a_non_streamed_answer_without_usage_is_estimated_and_charged(
+    gateway: GatewayFactory, aiohttp_server: Any, metrics: Metrics, log_lines: LogLines
+) -> None:
+    fake = await _answering(aiohttp_server, None)
+    secret, key = make_key("team-a", token_budget=1000)
+    client = await gateway(models=[openai_model(fake, price=PRICE)], auth={"keys": [key]})
+    async with oai(client, secret) as sdk:
+        await sdk.chat.completions.create(model="up", messages=MSGS)  # type: ignore[arg-type]
+    tokens_in = estimate_input_tokens({"messages": MSGS})
+    tokens_out = estimate_tokens("Hello there, friend.")
+    cost = (tokens_in * 100 + tokens_out * 1000) / 1e6
+    line = next(li for li in log_lines() if li["event"] == "request")
+    assert (line["spend_usd"], line["spend_estimated"]) == (pytest.approx(cost), True)
+    assert _spend(metrics, "team-a", "up", "sluice_estimated_spend_usd_total") == pytest.approx(
+        cost
+    )
+    me = await (await client.get("/v1/sluice/key", headers={"x-api-key": secret})).json()
+    assert me["usage"]["period"]["estimated_tokens"] == tokens_in + tokens_out > 0
 
 
 async def test_a_client_that_leaves_pays_for_what_it_got_estimated(

@@ -16,6 +16,7 @@ from aiohttp import web
 from ..attempts import Target, with_fallbacks
 from ..config import ModelSettings, Settings, SimModel
 from ..cost.cached import cached_input_tokens
+from ..cost.estimate import answer_usage
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
@@ -151,6 +152,7 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
             spent.input_tokens,
             spent.output_tokens,
             cached_input_tokens=spent.cached_input_tokens,
+            estimated=spent.estimated,
         )
 
 
@@ -170,6 +172,7 @@ class _Spent:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    estimated: bool = False
 
 
 async def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> None:
@@ -228,13 +231,13 @@ async def _complete(
     finally:
         interrupter.disarm()
     usage_of = openai_usage_of if target.provider.dialect == "openai" else anthropic_usage_of
-    usage = usage_of(payload)
+    usage = answer_usage(call.body, payload, target.provider.dialect, usage_of(payload))
     spent.model = target.model
-    if usage is not None:
-        recorder.tokens(usage.output_tokens, usage.input_tokens)
-        spent.input_tokens = usage.input_tokens or 0
-        spent.output_tokens = usage.output_tokens or 0
-        spent.cached_input_tokens = cached_input_tokens(payload, target.provider.dialect)
+    spent.estimated = usage.estimated
+    recorder.tokens(usage.output_tokens, usage.input_tokens)
+    spent.input_tokens = usage.input_tokens or 0
+    spent.output_tokens = usage.output_tokens or 0
+    spent.cached_input_tokens = cached_input_tokens(payload, target.provider.dialect)
     out = bridge.response_body(
         call.client,
         target.provider.dialect,
