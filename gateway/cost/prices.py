@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -166,22 +166,21 @@ def from_library(model: OpenAIModel | AnthropicModel, now: datetime | None = Non
         return free("self-hosted")
     # Imported only here: loading its data costs ~0.43 s of CPU, paid only by a
     # gateway that has a model on a public API without a configured price.
+    from genai_prices import Usage, calc_price
     from genai_prices import __version__ as library_version
-    from genai_prices.data_snapshot import get_snapshot
 
-    snapshot = get_snapshot()
+    # The library's public entry point, on an empty usage: what it returns
+    # names the provider and model it matched and their prices now.
     try:
         if model.base_url is None:
-            provider, info = snapshot.find_provider_model(
-                model.target_model, None, provider_id, None
-            )
+            found = calc_price(Usage(), model.target_model, provider_id=provider_id,
+                               genai_request_timestamp=now)  # fmt: skip
         else:
-            provider, info = snapshot.find_provider_model(
-                model.target_model, None, None, model.base_url
-            )
+            found = calc_price(Usage(), model.target_model, provider_api_url=model.base_url,
+                               genai_request_timestamp=now)  # fmt: skip
     except LookupError as err:
         return free(f"unknown to genai-prices {library_version}: {err}")
-    prices = info.get_prices(now or datetime.now(UTC))
+    provider, info, prices = found.provider, found.model, found.model_price
     input_rate = _rate(prices.input_mtok)
     cached = prices.cache_read_mtok
     return Price(
