@@ -22,22 +22,28 @@ from ..dialects.frames import Usage
 from ..usage_estimate import estimate_input_tokens, estimate_tokens
 
 
+def _list(value: Any) -> list[Any]:
+    """``value`` if a list, else empty: an upstream's answer is untrusted
+    (the dialect's bridge rejects an ill-typed one; this runs first)."""
+    return value if isinstance(value, list) else []
+
+
 def _openai_texts(payload: dict[str, Any]) -> Iterator[str]:
-    for choice in payload.get("choices") or ():
+    for choice in _list(payload.get("choices")):
         message = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(message, dict):
             continue
         for field in ("content", "reasoning_content"):
             if isinstance(text := message.get(field), str):
                 yield text
-        for call in message.get("tool_calls") or ():
+        for call in _list(message.get("tool_calls")):
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(args := function.get("arguments"), str):
                 yield args
 
 
 def _anthropic_texts(payload: dict[str, Any]) -> Iterator[str]:
-    for block in payload.get("content") or ():
+    for block in _list(payload.get("content")):
         if not isinstance(block, dict):
             continue
         for field in ("text", "thinking"):
