@@ -205,3 +205,21 @@ async def test_a_client_that_leaves_pays_for_what_it_got_estimated(
     assert me["limits"]["usd_budget"] == 5
     assert period["spend_usd"] == period["estimated_spend_usd"] == pytest.approx(cost)
     assert period["remaining_usd"] == pytest.approx(5 - cost)
+
+
+async def test_a_background_generation_is_spent_on_its_end_line(
+    gateway: GatewayFactory, metrics: Metrics, log_lines: LogLines
+) -> None:
+    client = await gateway(models=[SIM_PRICED])
+    resp = await client.post("/v1/responses", json={"model": "sim", "input": "hi",
+                                                    "background": True})  # fmt: skip
+    assert resp.status == 200
+
+    async def ended() -> bool:
+        return any(li["event"] == "detached_end" for li in log_lines())
+
+    await poll(ended)
+    end = next(li for li in log_lines() if li["event"] == "detached_end")
+    cost = (end["input_tokens"] * 100 + end["output_tokens"] * 1000) / 1e6
+    assert end["output_tokens"] > 0 and end["spend_usd"] == pytest.approx(cost)
+    assert _spend(metrics, "(anonymous)", "sim") == pytest.approx(cost)

@@ -191,7 +191,8 @@ async def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> N
         _recorder(request, call, targets),
         request.app[ADMISSION],
     )
-    hold = await Hold.take(request, stream, call.model, charge_key=True)
+    ended: dict[str, object] = {}  # the spend, for the detached_end line
+    hold = await Hold.take(request, stream, call.model, charge_key=True, summary=ended)
 
     async def run() -> None:
         try:
@@ -199,7 +200,7 @@ async def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> N
         finally:
             await hold.release_stream(stream.outcome)
 
-    request.app[DETACHED].start(call.response_id, stream, run, owner_of(request))
+    request.app[DETACHED].start(call.response_id, stream, run, owner_of(request), ended)
 
 
 def _current_task() -> asyncio.Task[Any]:

@@ -50,12 +50,20 @@ class Hold:
 
     @classmethod
     async def take(
-        cls, request: web.Request, stoppable: Stoppable, model: str | None, *, charge_key: bool
+        cls,
+        request: web.Request,
+        stoppable: Stoppable,
+        model: str | None,
+        *,
+        charge_key: bool,
+        summary: dict[str, object] | None = None,
     ) -> Hold:
         """Admit ``stoppable`` for ``request``. ``model``: checked against the
         key's allow-list (None: not a model request, e.g. a stored stream's
         reader). ``charge_key``: count it against the key's limits (False for
         a reader whose generation already holds the request's ticket).
+        ``summary``: where the spend's log fields go (default: the request's
+        summary line; a detached generation's end line outlives it).
 
         Raises ``ModelNotAllowed`` (403), the key's 429s, ``StateUnavailable``
         (503), ``AtCapacity`` (429) or ``ShuttingDown`` (503); nothing is held
@@ -84,7 +92,7 @@ class Hold:
             model or "",
             app[PRICES],
             app[SPEND_METER],
-            request[SUMMARY],
+            request[SUMMARY] if summary is None else summary,
             key.name if key is not None else ANONYMOUS,
         )
 
