@@ -58,14 +58,17 @@ def keys_main(argv: list[str]) -> int:
     new.add_argument("--models", help="comma-separated allow-list (default: every model)")
     for limit in LIMIT_OPTIONS:
         new.add_argument(f"--{limit.replace('_', '-')}", type=int, dest=limit, metavar="N")
+    new.add_argument("--usd-budget", type=float, metavar="USD", help="US dollars per period")
     new.add_argument("--budget-period", choices=("day", "month"), default="day")
     args = p.parse_args(argv)
     options: dict[str, object] = {
         k: getattr(args, k) for k in LIMIT_OPTIONS if getattr(args, k) is not None
     }
+    if args.usd_budget is not None:
+        options["usd_budget"] = args.usd_budget
     if args.models:
         options["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
-    if args.token_budget is not None:
+    if args.token_budget is not None or args.usd_budget is not None:
         options["budget_period"] = args.budget_period
     try:
         ApiKeySettings(name=args.name, sha256="0" * 64, **options)  # type: ignore[arg-type]

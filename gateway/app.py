@@ -28,6 +28,8 @@ from .api import streams as streams_api
 from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
 from .config import Settings
 from .cors import add_cors_headers, cors_middleware
+from .cost.prices import PriceBook
+from .cost.spend import SpendMeter
 from .detached import Detached
 from .key_exposure import key_exposures
 from .keys import Identity
@@ -44,9 +46,11 @@ from .state import (
     IDENTITY,
     METRICS,
     NATIVE_RESPONSES,
+    PRICES,
     PROVIDERS,
     REDIS,
     SETTINGS,
+    SPEND_METER,
     STREAM_STORE,
     WORKERS,
 )
@@ -348,6 +352,8 @@ def create_app(
     )
     app[DETACHED] = Detached(metrics)
     app[IDENTITY] = Identity(settings.auth)
+    app[PRICES] = PriceBook.resolve(settings.models)
+    app[SPEND_METER] = SpendMeter(metrics)
     app.on_response_prepare.append(add_request_id)
     app.on_response_prepare.append(add_dropped_params)
     app.on_response_prepare.append(add_rate_limit_headers)

@@ -165,6 +165,18 @@ class StreamOverrides(_Section):
     heartbeat_interval_s: float | None = Field(default=None, gt=0)
 
 
+class PriceSettings(_Section):
+    """``[models.price]``: what a model costs, in USD per million tokens; it
+    replaces the price library's (:mod:`gateway.cost.prices`)."""
+
+    input: float = Field(ge=0, le=100_000)
+    """Input (prompt) tokens not read from a cache."""
+    output: float = Field(ge=0, le=100_000)
+    """Output tokens (reasoning included)."""
+    cached_input: float | None = Field(default=None, ge=0, le=100_000)
+    """Input tokens read from the provider's prompt cache; unset: ``input``."""
+
+
 class _ModelBase(_Section):
     name: str = Field(min_length=1)
     """The model name clients send."""
@@ -184,6 +196,10 @@ class _ModelBase(_Section):
     resumable: bool = False
     """Every Chat Completions stream of this model is resumable (as if the
     request sent ``Sluice-Resumable: true``)."""
+    price: PriceSettings | None = None
+    """What this model costs (USD per million tokens); unset: the price
+    library's when the model is on a provider's public API, else nothing
+    (:mod:`gateway.cost.prices`)."""
 
     @property
     def target_model(self) -> str:

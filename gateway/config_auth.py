@@ -42,7 +42,10 @@ class ApiKeySettings(_Section):
     token_budget: int | None = Field(default=None, ge=1)
     """Input + output tokens per ``budget_period``."""
     budget_period: Literal["day", "month"] = "day"
-    """Calendar day or month, UTC."""
+    """Calendar day or month, UTC (of ``token_budget`` and ``usd_budget``)."""
+    usd_budget: float | None = Field(default=None, gt=0, le=1e9)
+    """US dollars per ``budget_period``, spent at the models' prices
+    (:mod:`gateway.cost`); counted in whole micro-dollars."""
     expires_at: datetime | None = None
     """After this instant the key is refused (401). A TOML datetime with an offset."""
 
@@ -74,6 +77,7 @@ class ApiKeySettings(_Section):
                 self.tokens_per_minute,
                 self.max_concurrent_streams,
                 self.token_budget,
+                self.usd_budget,
             )
         )
 

@@ -45,10 +45,12 @@ class Detached:
         stream: DetachedStream,
         run: Callable[[], Awaitable[object]],
         owner: str | None = None,
+        fields: dict[str, object] | None = None,
     ) -> None:
         """Run ``run()`` (the stream's ``run``) in a task of its own; ``done``
         bookkeeping and the end-of-stream log line follow. ``owner``: whose
-        key started it (:meth:`revoke` stops a revoked key's streams)."""
+        key started it (:meth:`revoke` stops a revoked key's streams).
+        ``fields``: more for that line, filled while it runs (its spend)."""
         self._running[stream_id] = stream
         self._owners[stream_id] = owner
         metrics = self._metrics
@@ -67,7 +69,12 @@ class Detached:
                 metrics.detached_active.dec()
                 if stream.outcome is not None:
                     metrics.detached_terminations.labels(stream.outcome.reason.value).inc()
-                    log.info("detached_end", stream_id=stream_id, **stream.outcome.log_fields())
+                    log.info(
+                        "detached_end",
+                        stream_id=stream_id,
+                        **stream.outcome.log_fields(),
+                        **(fields or {}),
+                    )
 
         task = asyncio.get_running_loop().create_task(go())
         self._tasks.add(task)

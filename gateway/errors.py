@@ -147,7 +147,8 @@ class KeyRateLimited(ClientError):
 
 
 class KeyQuotaExhausted(ClientError):
-    """The key spent its token budget for the period; ``Retry-After`` points at the next."""
+    """The key spent its token or USD budget for the period; ``Retry-After``
+    points at the next."""
 
     status, type, anthropic_type = 429, "insufficient_quota", "rate_limit_error"
     code = "insufficient_quota"

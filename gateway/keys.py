@@ -43,6 +43,7 @@ def toml_block(name: str, digest: str, options: Mapping[str, object] | None = No
         "tokens_per_minute": "200000           # input + output tokens",
         "max_concurrent_streams": "20",
         "token_budget": '5000000               # per budget_period ("day" or "month", UTC)',
+        "usd_budget": "50.0                     # US dollars per budget_period",
         "budget_period": '"day"',
         "expires_at": "2027-01-01T00:00:00Z",
     }

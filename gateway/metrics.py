@@ -91,7 +91,7 @@ TERMINATION_REASONS = tuple(t.value for t in Termination)
 
 _MODEL = ("model", "provider")
 
-KEY_LIMITS = ("requests", "tokens", "concurrency", "budget", "model")
+KEY_LIMITS = ("requests", "tokens", "concurrency", "budget", "usd_budget", "model")
 """``limit`` values of ``sluice_key_rejections_total``."""
 AUTH_FAILURES = ("missing", "unknown", "expired")
 """``reason`` values of ``sluice_auth_failures_total``."""
@@ -160,6 +160,9 @@ class Metrics:
     replayed_events: Counter
     detached_active: Gauge
     detached_terminations: Counter
+    # Cost (gateway/cost).
+    spend: Counter
+    estimated_spend: Counter
     _by_model: dict[tuple[str, str], ModelChildren] = field(default_factory=dict)
     _by_route: dict[str, RouteChildren] = field(default_factory=dict)
 
@@ -368,6 +371,19 @@ class Metrics:
                 "detached_stream_terminations",
                 "Detached generations ended, by reason: " + ", ".join(TERMINATION_REASONS) + ".",
                 ["reason"], namespace=ns, registry=reg,
+            ),
+            # Cost (gateway/cost).
+            spend=Counter(
+                "spend_usd",
+                "US dollars spent, by client key (its configured name; (anonymous) without one) "
+                "and model, at the model's price (gateway/cost), to the micro-dollar.",
+                ["key", "model"], namespace=ns, registry=reg,
+            ),
+            estimated_spend=Counter(
+                "estimated_spend_usd",
+                "The part of spend_usd_total priced from token counts Sluice estimated "
+                "because the upstream reported no usage, by key and model.",
+                ["key", "model"], namespace=ns, registry=reg,
             ),
         )  # fmt: skip
         metrics.build_info.labels(version=__version__).set(1)

@@ -9,6 +9,8 @@ from aiohttp import web
 from .admission import Admission
 from .config import Settings
 from .config_auth import ApiKeySettings
+from .cost.prices import PriceBook
+from .cost.spend import SpendMeter
 from .detached import Detached
 from .keys import Identity
 from .metrics import Metrics
@@ -51,5 +53,9 @@ WORKERS = web.AppKey("workers", int)
 """How many worker processes serve the port (``--workers``; absent: one)."""
 KEY = web.RequestKey("key", ApiKeySettings)
 """The client key a request authenticated with (absent: anonymous)."""
+PRICES = web.AppKey("prices", PriceBook)
+"""Each configured model's price, resolved once at start-up (:mod:`gateway.cost`)."""
+SPEND_METER = web.AppKey("spend_meter", SpendMeter)
+"""``sluice_spend_usd_total``'s children, resolved once per (key, model)."""
 QUOTA_VIEW = web.RequestKey("quota_view", QuotaView)
 """The key's counters as of this request, for the rate-limit headers."""

@@ -15,6 +15,8 @@ from aiohttp import web
 
 from ..attempts import Target, with_fallbacks
 from ..config import ModelSettings, Settings, SimModel
+from ..cost.cached import cached_input_tokens
+from ..cost.estimate import answer_usage
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
 from ..dialects.openai import usage_of as openai_usage_of
@@ -146,7 +148,13 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
     try:
         return await _complete(call, targets, recorder, interrupter, spent)
     finally:
-        await hold.release(spent.model, spent.input_tokens, spent.output_tokens)
+        await hold.release(
+            spent.model,
+            spent.input_tokens,
+            spent.output_tokens,
+            cached_input_tokens=spent.cached_input_tokens,
+            estimated=spent.estimated,
+        )
 
 
 def _recorder(request: web.Request, call: ChatCall, targets: tuple[Target, ...]) -> Recorder:
@@ -164,6 +172,8 @@ class _Spent:
     model: str
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    estimated: bool = False
 
 
 async def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> None:
@@ -182,7 +192,8 @@ async def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> N
         _recorder(request, call, targets),
         request.app[ADMISSION],
     )
-    hold = await Hold.take(request, stream, call.model, charge_key=True)
+    ended: dict[str, object] = {}  # the spend, for the detached_end line
+    hold = await Hold.take(request, stream, call.model, charge_key=True, summary=ended)
 
     async def run() -> None:
         try:
@@ -190,7 +201,7 @@ async def detach(request: web.Request, call: ChatCall, writer: StoreWriter) -> N
         finally:
             await hold.release_stream(stream.outcome)
 
-    request.app[DETACHED].start(call.response_id, stream, run, owner_of(request))
+    request.app[DETACHED].start(call.response_id, stream, run, owner_of(request), ended)
 
 
 def _current_task() -> asyncio.Task[Any]:
@@ -222,13 +233,14 @@ async def _complete(
     finally:
         interrupter.disarm()
     usage_of = openai_usage_of if target.provider.dialect == "openai" else anthropic_usage_of
-    usage = usage_of(payload)
+    usage = answer_usage(call.body, payload, target.provider.dialect, usage_of(payload))
     spent.model = target.model
-    if usage is not None:
-        recorder.tokens(usage.output_tokens, usage.input_tokens)
-        call_usage(usage.input_tokens, usage.output_tokens)  # OpenTelemetry (when on)
-        spent.input_tokens = usage.input_tokens or 0
-        spent.output_tokens = usage.output_tokens or 0
+    spent.estimated = usage.estimated
+    recorder.tokens(usage.output_tokens, usage.input_tokens)
+    call_usage(usage.input_tokens, usage.output_tokens)  # OpenTelemetry (when on)
+    spent.input_tokens = usage.input_tokens or 0
+    spent.output_tokens = usage.output_tokens or 0
+    spent.cached_input_tokens = cached_input_tokens(payload, target.provider.dialect)
     out = bridge.response_body(
         call.client,
         target.provider.dialect,

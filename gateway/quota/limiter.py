@@ -5,7 +5,9 @@ budget left in its windows and a free concurrency slot; if so the request is
 counted and holds a slot (a lease) until :meth:`Quotas.settle` charges the
 tokens the upstream reported and frees the slot. Because tokens are charged
 after the response, a key can overrun its tokens per minute or budget by at
-most what the requests it had in flight at that moment spend.
+most what the requests it had in flight at that moment spend. A key's
+``usd_budget`` is checked and charged the same way, in micro-dollars at the
+models' prices (:mod:`gateway.cost`), beside its tokens.
 
 A key without limits is never counted in the store (only in metrics). The
 store failing (Redis down) answers 503 ``state_unavailable``, or with
@@ -31,6 +33,7 @@ import structlog
 from prometheus_client import Gauge
 
 from ..config_auth import ApiKeySettings, StateSettings
+from ..cost.spend import NO_SPEND, Spend, micro_usd
 from ..errors import KeyQuotaExhausted, KeyRateLimited, StateBusy, StateUnavailable
 from ..metrics import Metrics
 from .memory import MemoryQuotaStore
@@ -59,6 +62,7 @@ def limits_of(key: ApiKeySettings) -> Limits:
         tokens_per_minute=value(key.tokens_per_minute),
         max_concurrent=value(key.max_concurrent_streams),
         token_budget=value(key.token_budget),
+        usd_budget=NO_LIMIT if key.usd_budget is None else micro_usd(key.usd_budget),
     )
 
 
@@ -203,11 +207,13 @@ class Quotas:
         output_tokens: int,
         *,
         estimated: bool = False,
+        spend: Spend = NO_SPEND,
     ) -> None:
         """Charge what the request spent and free its slot (never raises).
         ``estimated``: Sluice estimated the counts (the upstream reported no
         usage); they are charged all the same, and also counted apart
-        (``sluice_key_estimated_tokens_total``, the period's ``estimated_tokens``)."""
+        (``sluice_key_estimated_tokens_total``, the period's ``estimated_tokens``).
+        ``spend``: its cost, charged to the period's USD counter."""
         key = ticket.key
         counters = [self._metrics.key_tokens]
         if estimated:
@@ -224,7 +230,13 @@ class Quotas:
         try:
             spent = input_tokens + output_tokens
             usage = await self.store.settle(
-                key.name, self._windows(key), ticket.lease, spent, spent if estimated else 0
+                key.name,
+                self._windows(key),
+                ticket.lease,
+                spent,
+                spent if estimated else 0,
+                spend.micro_usd,
+                spend.micro_usd if spend.estimated else 0,
             )
         except StoreUnavailable as err:
             if isinstance(err, StoreBusy):
@@ -234,6 +246,7 @@ class Quotas:
                 "quota_charge_lost",
                 key=key.name,
                 tokens=input_tokens + output_tokens,
+                spend_usd=spend.usd,
                 detail=str(err),
             )
             return
@@ -282,10 +295,13 @@ class Quotas:
         output_tokens: int,
         *,
         estimated: bool = False,
+        spend: Spend = NO_SPEND,
     ) -> None:
         """:meth:`settle`, run to its end even if the caller is cancelled (a
         client that left) while Redis answers."""
-        settle = self.settle(ticket, model, input_tokens, output_tokens, estimated=estimated)
+        settle = self.settle(
+            ticket, model, input_tokens, output_tokens, estimated=estimated, spend=spend
+        )
         if self.local:
             await settle
         else:
@@ -324,6 +340,13 @@ def _rejection(
         error = KeyQuotaExhausted(
             f"The key '{key.name}' has spent its token budget for this {key.budget_period} "
             f"({key.token_budget} tokens); it renews at the start of the next {key.budget_period} "
+            "(UTC)",
+            retry_after=math.ceil(w.period_ends - w.now),
+        )
+    elif verdict is Verdict.USD_BUDGET:
+        error = KeyQuotaExhausted(
+            f"The key '{key.name}' has spent its budget for this {key.budget_period} "
+            f"(${key.usd_budget:.2f}); it renews at the start of the next {key.budget_period} "
             "(UTC)",
             retry_after=math.ceil(w.period_ends - w.now),
         )

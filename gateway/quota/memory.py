@@ -16,6 +16,8 @@ class _Counters:
     period: str = ""
     period_tokens: int = 0
     period_estimated: int = 0
+    period_usd: int = 0
+    period_estimated_usd: int = 0
     leases: dict[str, int] = field(default_factory=dict)
 
     def roll(self, w: Windows) -> None:
@@ -23,6 +25,7 @@ class _Counters:
             self.minute, self.requests, self.tokens = w.minute, 0, 0
         if self.period != w.period:
             self.period, self.period_tokens, self.period_estimated = w.period, 0, 0
+            self.period_usd = self.period_estimated_usd = 0
         now_ms = w.now_ms
         expired = [lease for lease, expiry in self.leases.items() if expiry <= now_ms]
         for lease in expired:
@@ -30,7 +33,13 @@ class _Counters:
 
     def usage(self) -> Usage:
         return Usage(
-            self.requests, self.tokens, self.period_tokens, len(self.leases), self.period_estimated
+            self.requests,
+            self.tokens,
+            self.period_tokens,
+            len(self.leases),
+            self.period_estimated,
+            self.period_usd,
+            self.period_estimated_usd,
         )
 
 
@@ -54,6 +63,8 @@ class MemoryQuotaStore:
         verdict = Verdict.OK
         if limits.token_budget != NO_LIMIT and c.period_tokens >= limits.token_budget:
             verdict = Verdict.BUDGET
+        elif limits.usd_budget != NO_LIMIT and c.period_usd >= limits.usd_budget:
+            verdict = Verdict.USD_BUDGET
         elif limits.requests_per_minute != NO_LIMIT and c.requests >= limits.requests_per_minute:
             verdict = Verdict.REQUESTS
         elif limits.tokens_per_minute != NO_LIMIT and c.tokens >= limits.tokens_per_minute:
@@ -67,9 +78,18 @@ class MemoryQuotaStore:
         return Decision(verdict, c.usage())
 
     async def settle(
-        self, key: str, w: Windows, lease: str | None, tokens: int, estimated: int = 0
+        self,
+        key: str,
+        w: Windows,
+        lease: str | None,
+        tokens: int,
+        estimated: int = 0,
+        usd: int = 0,
+        estimated_usd: int = 0,
     ) -> Usage:
         c = self._counters(key, w)
+        c.period_usd += usd
+        c.period_estimated_usd += estimated_usd
         c.tokens += tokens
         c.period_tokens += tokens
         c.period_estimated += estimated

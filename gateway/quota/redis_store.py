@@ -9,6 +9,8 @@ one shard and a script may touch them all)::
     sluice:q:{name}:b:<period>    tokens this day / month    (expires a day after the period)
     sluice:q:{name}:e:<period>    of those, estimated ones   (written only when some are)
     sluice:q:{name}:leases        sorted set: lease id -> expiry (epoch ms)
+    sluice:q:{name}:u:<period>    micro-dollars this day / month (written only when some are)
+    sluice:q:{name}:ue:<period>   of those, priced from estimated tokens
 
 The clock is the gateway's (``time.time()``): replicas are assumed to agree
 to within a second (NTP), as the fixed windows are a minute long.
@@ -32,8 +34,11 @@ local open = redis.call('ZCARD', KEYS[4])
 local rpm = tonumber(redis.call('GET', KEYS[1]) or '0')
 local tpm = tonumber(redis.call('GET', KEYS[2]) or '0')
 local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+local u = tonumber(ARGV[8])
+local usd = tonumber(redis.call('GET', KEYS[5]) or '0')
 local verdict = 'ok'
 if b >= 0 and used >= b then verdict = 'budget'
+elseif u >= 0 and usd >= u then verdict = 'usd_budget'
 elseif r >= 0 and rpm >= r then verdict = 'requests'
 elseif t >= 0 and tpm >= t then verdict = 'tokens'
 elseif c >= 0 and open >= c then verdict = 'concurrency'
@@ -47,7 +52,7 @@ if verdict == 'ok' then
     open = open + 1
   end
 end
-return {verdict, rpm, tpm, used, open}
+return {verdict, rpm, tpm, used, open, usd}
 """
 
 _SETTLE = """
@@ -61,10 +66,19 @@ if tonumber(ARGV[5]) > 0 then
   redis.call('INCRBY', KEYS[5], tonumber(ARGV[5]))
   redis.call('EXPIRE', KEYS[5], tonumber(ARGV[3]))
 end
+if tonumber(ARGV[6]) > 0 then
+  redis.call('INCRBY', KEYS[6], tonumber(ARGV[6]))
+  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[3]))
+end
+if tonumber(ARGV[7]) > 0 then
+  redis.call('INCRBY', KEYS[7], tonumber(ARGV[7]))
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[3]))
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[4]))
 local open = redis.call('ZCARD', KEYS[4])
 local rpm = tonumber(redis.call('GET', KEYS[3]) or '0')
-return {rpm, tpm, used, open}
+local usd = tonumber(redis.call('GET', KEYS[6]) or '0')
+return {rpm, tpm, used, open, usd}
 """
 
 
@@ -75,6 +89,12 @@ def _keys(key: str, w: Windows) -> tuple[str, str, str, str]:
 
 def _estimated_key(key: str, w: Windows) -> str:
     return f"sluice:q:{{{key}}}:e:{w.period}"
+
+
+def _usd_keys(key: str, w: Windows) -> tuple[str, str]:
+    """The period's micro-dollars, and the part priced from estimated tokens."""
+    base = f"sluice:q:{{{key}}}"
+    return f"{base}:u:{w.period}", f"{base}:ue:{w.period}"
 
 
 def _int(value: Any) -> int:
@@ -101,21 +121,34 @@ class RedisQuotaStore:
     ) -> Decision:
         args = (
             limits.requests_per_minute, limits.tokens_per_minute, limits.token_budget,
-            limits.max_concurrent, w.now_ms, lease or "", lease_expiry_ms,
+            limits.max_concurrent, w.now_ms, lease or "", lease_expiry_ms, limits.usd_budget,
         )  # fmt: skip
-        out = await self._admit_lua(keys=_keys(key, w), args=args)
+        keys = (*_keys(key, w), _usd_keys(key, w)[0])
+        out = await self._admit_lua(keys=keys, args=args)
         verdict = Verdict(out[0].decode() if isinstance(out[0], bytes) else out[0])
-        return Decision(verdict, Usage(_int(out[1]), _int(out[2]), _int(out[3]), _int(out[4])))
+        usage = Usage(
+            _int(out[1]), _int(out[2]), _int(out[3]), _int(out[4]), period_usd=_int(out[5])
+        )
+        return Decision(verdict, usage)
 
     async def _do_settle(
-        self, key: str, w: Windows, lease: str | None, tokens: int, estimated: int
+        self,
+        key: str,
+        w: Windows,
+        lease: str | None,
+        tokens: int,
+        estimated: int,
+        usd: int,
+        estimated_usd: int,
     ) -> Usage:
         r, t, b, leases = _keys(key, w)
         out = await self._settle_lua(
-            keys=(t, b, r, leases, _estimated_key(key, w)),
-            args=(tokens, lease or "", w.budget_ttl_s, w.now_ms, estimated),
+            keys=(t, b, r, leases, _estimated_key(key, w), *_usd_keys(key, w)),
+            args=(tokens, lease or "", w.budget_ttl_s, w.now_ms, estimated, usd, estimated_usd),
         )
-        return Usage(_int(out[0]), _int(out[1]), _int(out[2]), _int(out[3]))
+        return Usage(
+            _int(out[0]), _int(out[1]), _int(out[2]), _int(out[3]), period_usd=_int(out[4])
+        )
 
     async def _do_renew(self, leases: list[tuple[str, str]], expiry_ms: int) -> None:
         if not leases:
@@ -137,8 +170,10 @@ class RedisQuotaStore:
             pipe.get(b)
             pipe.zcount(leases, w.now_ms + 1, "+inf")
             pipe.get(_estimated_key(key, w))
+            for usd_key in _usd_keys(key, w):
+                pipe.get(usd_key)
             out = await pipe.execute()
-        return Usage(_int(out[0]), _int(out[1]), _int(out[2]), _int(out[3]), _int(out[4]))
+        return Usage(*(_int(value) for value in out))
 
     async def close(self) -> None:
         if self._owns_client:
@@ -157,10 +192,17 @@ class RedisQuotaStore:
             raise StoreUnavailable(f"redis: {type(err).__name__}: {err}") from err
 
     async def settle(
-        self, key: str, w: Windows, lease: str | None, tokens: int, estimated: int = 0
+        self,
+        key: str,
+        w: Windows,
+        lease: str | None,
+        tokens: int,
+        estimated: int = 0,
+        usd: int = 0,
+        estimated_usd: int = 0,
     ) -> Usage:
         try:
-            return await self._do_settle(key, w, lease, tokens, estimated)
+            return await self._do_settle(key, w, lease, tokens, estimated, usd, estimated_usd)
         except PoolExhausted as err:
             raise StoreBusy(f"redis pool: {err}") from err
         except REDIS_ERRORS as err:

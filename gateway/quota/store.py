@@ -1,7 +1,7 @@
 """The quota store protocol and the values it trades in.
 
 Windows are fixed: a UTC minute (``epoch_seconds // 60``) for requests and
-tokens per minute, a calendar UTC day or month for the token budget.
+tokens per minute, a calendar UTC day or month for the token and USD budgets (micro-dollars).
 Concurrency slots are *leases*: an id with an expiry (wall-clock ms), renewed
 while the request runs and removed when it ends, so a slot held by a process
 that died frees itself when its lease expires.
@@ -31,6 +31,7 @@ class Verdict(StrEnum):
     TOKENS = "tokens"
     CONCURRENCY = "concurrency"
     BUDGET = "budget"
+    USD_BUDGET = "usd_budget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,8 @@ class Limits:
     tokens_per_minute: int = NO_LIMIT
     max_concurrent: int = NO_LIMIT
     token_budget: int = NO_LIMIT
+    usd_budget: int = NO_LIMIT
+    """Micro-dollars per budget period (:mod:`gateway.cost`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,11 @@ class Usage:
     period_estimated_tokens: int = 0
     """The part of ``period_tokens`` Sluice estimated (the upstream reported
     no usage); read by :meth:`QuotaStore.usage`, 0 in other answers."""
+    period_usd: int = 0
+    """Micro-dollars spent this period (:mod:`gateway.cost`)."""
+    period_estimated_usd: int = 0
+    """The part of ``period_usd`` priced from estimated tokens; read by
+    :meth:`QuotaStore.usage`, 0 in other answers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +141,19 @@ class QuotaStore(Protocol):
         ...
 
     async def settle(
-        self, key: str, w: Windows, lease: str | None, tokens: int, estimated: int = 0
+        self,
+        key: str,
+        w: Windows,
+        lease: str | None,
+        tokens: int,
+        estimated: int = 0,
+        usd: int = 0,
+        estimated_usd: int = 0,
     ) -> Usage:
         """Charge ``tokens`` to this minute and this period (``estimated`` of
-        them estimated, also counted apart for the period); drop ``lease``."""
+        them estimated, also counted apart for the period) and ``usd``
+        micro-dollars to this period (``estimated_usd`` of them estimated);
+        drop ``lease``."""
         ...
 
     async def renew(self, leases: list[tuple[str, str]], expiry_ms: int) -> None:

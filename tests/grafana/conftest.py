@@ -55,6 +55,8 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "sluice_stream_replayed_events_total": ("counter", _ROUTE),
     "sluice_detached_streams_active": ("gauge", frozenset()),
     "sluice_detached_stream_terminations_total": ("counter", frozenset({"reason"})),
+    "sluice_spend_usd_total": ("counter", frozenset({"key", "model"})),
+    "sluice_estimated_spend_usd_total": ("counter", frozenset({"key", "model"})),
     "sluice_build_info": ("gauge", frozenset({"version"})),
     "up": ("gauge", frozenset()),
 }

@@ -16,11 +16,13 @@ ROWS = [
     "Admission",
     "Keys",
     "Resumable and background streams",
+    "Spend",
 ]
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap"}
 # Grafana unit ids used by this dashboard family; anything else is likely a typo
 # that Grafana would silently render as a plain number.
 UNITS = {"s", "ms", "bytes", "decbytes", "reqps", "ops", "percentunit", "short", "none"}
+UNITS.add("currencyUSD")  # the Spend row (US dollars)
 VARIABLE_REF = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range", "__range_s", "__all"}
 QUANTILE = re.compile(

@@ -93,6 +93,7 @@ provider = "sim"
 ttft_ms = 20
 itl_ms = 5
 output_tokens = 30
+price = {{ input = 1.5, output = 6.0 }}  # USD per million tokens: the Spend row's traffic
 
 [[models]]  # read by a throttling client: many fast events, drains wait
 name = "sim-bulk"
