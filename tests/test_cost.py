@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.config import AnthropicModel, OpenAIModel, SimModel
+from gateway.config import AnthropicModel, AzureModel, OpenAIModel, SimModel
 from gateway.cost.cached import cached_input_tokens
 from gateway.cost.prices import Price, PriceBook, Rate, Source, pico_per_token, price_of
 from gateway.cost.spend import Spend
@@ -48,6 +48,21 @@ def test_public_models_are_priced_by_the_library() -> None:
                     base_url="https://api.groq.com/openai/v1")
     )  # fmt: skip
     assert groq.source is Source.LIBRARY and groq.ref.startswith("groq/")
+
+
+def test_other_provider_kinds_are_priced_by_their_api_not_their_url() -> None:
+    """Azure's endpoint is a custom host, but its prices are the library's
+    ``azure`` provider's; a deployment name the library does not know costs 0
+    with the reason (it raised KeyError at start-up before)."""
+    endpoint = "https://contoso.openai.azure.com"
+    known = price_of(
+        AzureModel(name="a", provider="azure", base_url=endpoint, deployment="gpt-4o-mini")
+    )
+    assert known.source is Source.LIBRARY and known.ref.startswith("azure/")
+    unknown = price_of(
+        AzureModel(name="b", provider="azure", base_url=endpoint, deployment="prod-east-7")
+    )
+    assert unknown.source is Source.NONE and "genai-prices" in unknown.ref
 
 
 def test_config_wins_self_hosted_and_unknown_are_free(log_lines: LogLines) -> None:

@@ -46,8 +46,17 @@ log = structlog.get_logger("gateway.cost")
 PICO_PER_USD_PER_MTOK = 1_000_000
 """USD per million tokens -> pico-dollars per token."""
 
-_LIBRARY_PROVIDER = {"openai": "openai", "anthropic": "anthropic"}
-"""Provider kind -> the library's id of its public API (a model without ``base_url``)."""
+_LIBRARY_PROVIDER = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "azure": "azure",
+    "gemini": "google",
+    "bedrock": "aws",
+}
+"""Provider kind -> the library's id of its API. An ``openai`` model with a
+``base_url`` is matched by that URL instead (an OpenAI-compatible host such as
+Groq); every other kind by this id, whatever its endpoint. A kind missing here
+costs 0 unless the config prices it."""
 
 
 def pico_per_token(usd_per_mtok: Decimal | float) -> int:
@@ -161,7 +170,9 @@ def _rate(value: Any) -> Rate:
 
 def from_library(model: OpenAIModel | AnthropicModel, now: datetime | None = None) -> Price:
     """``model``'s price from genai-prices, or :func:`free` with the reason."""
-    provider_id = _LIBRARY_PROVIDER[model.provider]
+    provider_id = _LIBRARY_PROVIDER.get(model.provider)
+    if provider_id is None:
+        return free(f"no price library entry for provider {model.provider!r}")
     if model.base_url is not None and _self_hosted(model.base_url):
         return free("self-hosted")
     # Imported only here: loading its data costs ~0.43 s of CPU, paid only by a
@@ -172,7 +183,7 @@ def from_library(model: OpenAIModel | AnthropicModel, now: datetime | None = Non
     # The library's public entry point, on an empty usage: what it returns
     # names the provider and model it matched and their prices now.
     try:
-        if model.base_url is None:
+        if model.base_url is None or model.provider != "openai":
             found = calc_price(Usage(), model.target_model, provider_id=provider_id,
                                genai_request_timestamp=now)  # fmt: skip
         else:
