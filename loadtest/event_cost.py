@@ -32,6 +32,7 @@ from gateway.providers.base import UpstreamChunk
 from gateway.providers.openai import OpenAIStream
 from gateway.providers.sse_decoder import SSEDecoder, SSEEvent
 
+from . import cli
 from .mock.frames import FrameSet, token_text
 
 Stage = Callable[[int], None]
@@ -118,8 +119,9 @@ def measure(run: dict[str, Stage], n: int, rounds: int) -> dict[str, float]:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.event_cost`` command line."""
+    parser = cli.parser("loadtest.event_cost", __doc__)
     parser.add_argument("--events", type=int, default=20000, help="events per stage and round")
     parser.add_argument("--rounds", type=int, default=7, help="rounds; the best one counts")
     parser.add_argument(
@@ -127,7 +129,11 @@ def main() -> None:
         metavar="STAGE",
         help="run one stage once and print nothing (for callgrind); 'none' runs no stage",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     run = stages(args.events)
     if args.only is not None:
         if args.only != "none":
