@@ -10,6 +10,7 @@ import pytest
 from loadtest import (
     auth_overhead,
     bench,
+    cancel_trace,
     event_cost,
     fleet,
     hotpath,
@@ -38,6 +39,7 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "loadtest.relays.baseline": baseline.build_parser,
     "loadtest.setup_cost": setup_cost.build_parser,
     "loadtest.event_cost": event_cost.build_parser,
+    "loadtest.cancel_trace": cancel_trace.build_parser,
 }
 
 
