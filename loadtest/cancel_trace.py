@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase-s", type=float, default=5.0, help="seconds new streams start")
     p.add_argument("--scenario", default="paced200", choices=hotpath.SCENARIOS[:2],
                    help="the hotpath scenario to trace")  # fmt: skip
+    p.add_argument(
+        "--quick", action="store_true", help="hotpath's --quick sizes: 20 paced streams, not 200"
+    )
+    cli.add_gateway(p, buffer=False)
     cli.add_out(p, "cancel-trace")
     return p
 
@@ -139,13 +143,15 @@ def main(argv: list[str] | None = None) -> None:
     trace = out / "cancel_trace.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp)
-        (src / "gateway").symlink_to(Path(hotpath.__file__).resolve().parents[1] / "gateway")
+        tree = args.gateway_src or Path(hotpath.__file__).resolve().parents[1]
+        (src / "gateway").symlink_to(tree.resolve() / "gateway")
         (src / "sitecustomize.py").write_text(HOOKS.format(out=str(trace)))
         hp = hotpath.parse_args(
             ["--only", args.scenario, "--reps", "1", "--phase-s", str(args.phase_s),
              "--disconnects", str(args.disconnects), "--gateway-src", str(src),
-             "--out", str(out)]
+             "--out", str(out), *(["--quick"] if args.quick else [])]
         )  # fmt: skip
+        hp.phase_s, hp.disconnects = args.phase_s, args.disconnects
         report = asyncio.run(hotpath.run(hp))
     print(f"hotpath report: {report}")
     print(summarize(trace))
