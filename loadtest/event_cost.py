@@ -25,6 +25,8 @@ import argparse
 import time
 from collections.abc import Callable
 
+from orjson import loads
+
 from gateway.dialects.anthropic import AnthropicPassthrough
 from gateway.dialects.openai import OpenAIPassthrough
 from gateway.providers.anthropic import AnthropicStream
@@ -105,7 +107,27 @@ def stages(n: int) -> dict[str, Stage]:
         for name, stage in (("floor", floor), ("feed", feed), ("decode", decode),
                             ("encode", encode), ("path", path)):  # fmt: skip
             out[f"{dialect}.{name}"] = stage
+    raw = frames("openai", n)
+    out["openai.scan"] = lambda k: _scan(raw[:k], validate=False)
+    out["openai.scan_valid"] = lambda k: _scan(raw[:k], validate=True)
     return out
+
+
+def _scan(raw: list[bytes], *, validate: bool) -> None:
+    """The issue's "passthrough that does not parse", at its cheapest: a
+    whole ``data: {...}\n\n`` read is relayed as it came; what the gateway
+    must know is found by byte scans (content, usage, error), and only an
+    event that carries usage or an error would be parsed. ``validate``:
+    each event still goes through ``orjson.loads`` (a non-JSON event must
+    end the stream in a typed error; ``tests/test_hostile_upstream.py``)."""
+    for frame in raw:
+        if frame.startswith(b"data: ") and frame.endswith(b"\n\n") and frame.count(b"\n") == 2:
+            if validate:
+                loads(frame[6:-2])
+            content = frame.find(b'"content":"') >= 0
+            if frame.find(b'"usage"') >= 0 or frame.find(b'"error"') >= 0:
+                loads(frame[6:-2])
+            _frame = (frame, content, None)  # what the relay would get
 
 
 def measure(run: dict[str, Stage], n: int, rounds: int) -> dict[str, float]:
