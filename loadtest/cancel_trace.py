@@ -34,7 +34,7 @@ import numpy as np
 
 from . import cli, hotpath
 
-HOOKS = '''
+HOOKS = """
 import asyncio, atexit, json, time
 import aiohttp.client_proto as _cp
 import aiohttp.web_protocol as _wp
@@ -87,7 +87,7 @@ def _tick(due):
     if len(_LAGS) % 1000 == 0:
         _OUT.write(json.dumps({{"lags": _LAGS[-1000:]}}) + "\\n")
     asyncio.get_running_loop().call_later(0.001, _tick, now + 0.001)
-'''
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
