@@ -223,18 +223,18 @@ class Stream:
         chunk: UpstreamChunk | None = opened.first
         while chunk is not None:
             try:
-                frame = encode(chunk)
+                data, content, _ = encode(chunk)
             except _MALFORMED as exc:
                 raise UpstreamProtocolError(
                     "The upstream sent an event the gateway cannot read",
                     detail=f"{type(exc).__name__}: {exc}; event {chunk.data[:200]!r}",
                 ) from None
-            if frame.content and clock.first_received is None:
+            if content and clock.first_received is None:
                 clock.content_received()
-            if frame.data:
-                waited = await send(frame.data)
+            if data:
+                waited = await send(data)
                 self._sent(waited)
-                if frame.content:
+                if content:
                     gap = clock.content_written(sse.last_write)
                     if gap is not None:
                         recorder.itl(gap)

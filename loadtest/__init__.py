@@ -1,8 +1,9 @@
 """Sluice load test: a mock upstream, a load generator, a benchmark suite.
 
-The commands are the top-level modules; the parts they share live in five
-subpackages, in the order a run uses them (mock -> client -> measure ->
-report, with procs starting the processes and relays the comparison relays)::
+The commands are the top-level modules (their shared options: cli.py); the
+parts they share live in five subpackages, in the order a run uses them
+(mock -> client -> measure -> report, with procs starting the processes and
+relays the comparison relays)::
 
     python -m loadtest                  runner.py        end to end: mock, gateway, load, report
     python -m loadtest.hotpath          hotpath.py       Sluice vs the floor relay, same run
@@ -13,6 +14,8 @@ report, with procs starting the processes and relays the comparison relays)::
     python -m loadtest.auth_overhead    auth_overhead.py what keys, quotas and Redis cost
     python -m loadtest.state_burst      state_burst.py   a burst of limited requests on Redis quotas
     python -m loadtest.setup_cost       setup_cost.py    gateway CPU per request, GC, loop lag
+    python -m loadtest.event_cost       event_cost.py    us per event of the relay's Python steps
+    python -m loadtest.cancel_trace     cancel_trace.py  where a disconnect's time goes, per step
 
     mock/     scenario.py (what a stream does: pace, length, fault), frames.py
               (OpenAI / Anthropic SSE frames), upstream.py (the server,

@@ -38,6 +38,7 @@ from pathlib import Path
 import aiohttp
 import psutil  # type: ignore[import-untyped]
 
+from . import cli
 from .procs import free_port, wait_port
 
 SECRET = "sk-sluice-bench-not-a-secret"
@@ -209,11 +210,7 @@ def report(vs: list[Variant], sequential: int, concurrent: int, rounds: int) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m loadtest.auth_overhead`` command line."""
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.auth_overhead",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("loadtest.auth_overhead", __doc__)
     p.add_argument(
         "--sequential",
         type=int,

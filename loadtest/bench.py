@@ -49,17 +49,15 @@ from loadtest.report.common import machine_info
 from loadtest.report.stats import compare
 from loadtest.runner import RESULTS_DIR
 
+from . import cli
+
 NORMAL = (Profile("normal", "normal", 1.0),)
 PACED = MockScenario(ttft_ms=20, itl_ms=20, tokens=50)  # 50 events/s, 1 s streams
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m loadtest.bench`` command line (every option with its default)."""
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.bench",
-        description=__doc__.split("\n")[0].replace("``", ""),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("loadtest.bench", __doc__)
     a = p.add_argument
     a(
         "--concurrency",
@@ -83,24 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="stalled streams held open in each RSS-per-stream step",
     )
     a("--hold-s", type=float, default=10.0, help="seconds to hold N open streams")
-    a(
-        "--gateway-buffer-bytes",
-        type=int,
-        default=65536,
-        help="the gateway's per-connection bound ([stream] downstream_buffer_bytes), bytes",
-    )
-    a(
-        "--gateway-src",
-        type=Path,
-        default=None,
-        help="directory holding the gateway package to run (None: this checkout)",
-    )
-    a(
-        "--out",
-        type=Path,
-        default=None,
-        help="results directory (None: loadtest/results/bench-<timestamp>)",
-    )
+    cli.add_gateway(p)
+    cli.add_out(p, "bench")
     a(
         "--skip",
         nargs="*",

@@ -36,6 +36,8 @@ from typing import Final
 from loadtest import procs
 from loadtest.procs.nginx import NginxServer
 
+from . import cli
+
 HOST: Final = procs.HOST
 MOCK_MODEL: Final = "mock"
 SIM_MODEL: Final = "sim"
@@ -305,11 +307,7 @@ def procs_wait_port(m: procs.Managed, timeout_s: float) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m loadtest.fleet`` command line."""
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.fleet",
-        description=__doc__.split("\n")[0].rstrip(":"),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("loadtest.fleet", __doc__)
     p.add_argument("--replicas", type=int, default=2, help="gateway replicas behind nginx")
     p.add_argument("--port", type=int, default=8080, help="nginx's port (0: a free one)")
     p.add_argument("--workers", type=int, default=1, help="--workers of each replica")

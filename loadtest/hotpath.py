@@ -64,6 +64,8 @@ from loadtest.report.hotpath import build_rows, render_table, saturation, write_
 from loadtest.report.hotpath_plots import make_hotpath_plots
 from loadtest.runner import RESULTS_DIR
 
+from . import cli
+
 SCENARIOS: Final = ("paced200", "paced500", "firehose", "ttft_c1")
 RELAYS: Final = ("floor", "sluice")
 NORMAL: Final = (Profile("normal", "normal", 1.0),)
@@ -166,11 +168,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.hotpath",
-        description=__doc__.split("\n\n")[0].replace("``", ""),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("loadtest.hotpath", __doc__)
     p.add_argument("--reps", type=int, default=3, help="repetitions of every scenario")
     p.add_argument(
         "--phase-s",
@@ -198,12 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCENARIO",
         help=f"run only these scenarios (of {', '.join(SCENARIOS)})",
     )
-    p.add_argument(
-        "--gateway-src",
-        type=Path,
-        default=None,
-        help="directory holding the gateway package to run (None: this checkout)",
-    )
+    cli.add_gateway(p, buffer=False)
     p.add_argument(
         "--gateway-log-level",
         default="info",
@@ -224,12 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="seconds-long run (smoke test): 1 rep, 20/50 streams, 0.6 s phases, small firehose",
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="results directory (None: loadtest/results/hotpath-<timestamp>)",
-    )
+    cli.add_out(p, "hotpath")
     return p
 
 

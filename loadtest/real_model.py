@@ -46,6 +46,8 @@ from loadtest.report.common import machine_info, write_result
 from loadtest.report.stats import latency_summary
 from loadtest.runner import RESULTS_DIR
 
+from . import cli
+
 PROMPT: Final = "Write one sentence about rivers."
 """One prompt for every request: llama.cpp's server reuses the previous
 request's prompt cache (one slot), so the same prompt costs every request the
@@ -57,11 +59,7 @@ STREAM_TIMEOUT_S: Final = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.real_model",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("loadtest.real_model", __doc__)
     p.add_argument("--requests", type=int, default=24, help="per side and concurrency")
     p.add_argument(
         "--concurrency",
@@ -76,12 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=32,
         help="max_tokens asked of the model per request",
     )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="results directory (None: loadtest/results/real-<timestamp>)",
-    )
+    cli.add_out(p, "real")
     return p
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 import psutil  # type: ignore[import-untyped]
 
+from . import cli
 from .procs import free_port, wait_port
 
 CONFIG = """
@@ -82,11 +83,7 @@ async def main_async(streams: int, tokens: int, rounds: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m loadtest.relay_cpu`` command line (every option with its default)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.relay_cpu",
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser("loadtest.relay_cpu", __doc__)
     parser.add_argument(
         "--streams", type=int, default=10, help="streams per measurement (one after another)"
     )

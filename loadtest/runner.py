@@ -35,6 +35,8 @@ from loadtest.report.common import machine_info, write_report
 from loadtest.report.e2e_plots import make_plots
 from loadtest.report.stats import compare, rss_trend
 
+from . import cli
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -58,11 +60,7 @@ def slow_mix(sc: MockScenario) -> tuple[Profile, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m loadtest`` command line (every option with its default)."""
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest",
-        description=__doc__.split("\n")[0].replace("``", ""),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("loadtest", __doc__)
     a = p.add_argument
     a(
         "--mode",
@@ -124,27 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="openai",
         help="API the clients speak (OpenAI Chat Completions or Anthropic Messages)",
     )
-    a(
-        "--gateway-buffer-bytes",
-        type=int,
-        default=65536,
-        help="the gateway's per-connection bound ([stream] downstream_buffer_bytes), bytes",
-    )
-    a(
-        "--gateway-src",
-        type=Path,
-        default=None,
-        help="directory holding the gateway package to run (None: this checkout)",
-    )
+    cli.add_gateway(p)
     a("--no-gateway", action="store_true", help="direct phase only")
     a("--no-baseline", action="store_true", help="skip the backpressure proof")
     a("--quick", action="store_true", help="a few seconds per phase (smoke test)")
-    a(
-        "--out",
-        type=Path,
-        default=None,
-        help="results directory (None: loadtest/results/<timestamp>)",
-    )
+    cli.add_out(p, "")
     a("--seed", type=int, default=1, help="seed of the load generator's random choices")
     a(
         "--target",

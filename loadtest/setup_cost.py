@@ -33,6 +33,8 @@ import aiohttp
 
 from loadtest import procs
 
+from . import cli
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -229,19 +231,25 @@ async def run(args: argparse.Namespace, out: Path) -> None:
         print("event-loop lag while serving (2 ms ticks):", _lag_summary(gc_log, since))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m loadtest.setup_cost", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m loadtest.setup_cost`` command line."""
+    p = cli.parser("loadtest.setup_cost", __doc__)
     p.add_argument("--requests", type=int, default=2000, help="requests per batch")
     p.add_argument("--concurrency", type=int, default=1, help="requests in flight at once")
     p.add_argument("--short", type=int, default=1, help="events per request, short batch")
     p.add_argument("--long", type=int, default=101, help="events per request, long batch")
     p.add_argument("--itl-ms", type=float, default=0.0, help="the mock's TTFT and gap (ms)")
     p.add_argument("--reps", type=int, default=3, help="repetitions of both batches")
-    p.add_argument("--gateway-src", type=Path, help="directory holding another gateway package")
+    cli.add_gateway(p, buffer=False)
     p.add_argument("--floor", action="store_true", help="measure the floor relay instead")
     p.add_argument("--profile", help="write the gateway's cProfile stats to this file")
     p.add_argument("--gc", action="store_true", help="log the gateway's GC collections")
     p.add_argument("--out", help="directory for the processes' logs")
+    return p
+
+
+def main() -> None:
+    p = build_parser()
     args = p.parse_args()
     out = Path(args.out or f"/tmp/setup_cost-{os.getpid()}").resolve()
     out.mkdir(parents=True, exist_ok=True)

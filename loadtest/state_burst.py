@@ -23,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
+from . import cli
 from .auth_overhead import BODY, KEY, LIMITS, MODEL, SECRET, spawn_gateway, start_redis
 from .procs import free_port, wait_port
 
@@ -90,11 +91,7 @@ async def main_async(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m loadtest.state_burst`` command line."""
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.state_burst",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = cli.parser("loadtest.state_burst", __doc__)
     p.add_argument(
         "--bursts",
         type=int,

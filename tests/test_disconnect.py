@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import sys
 from typing import Any
 
+import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.metrics import Metrics
+from gateway.providers.openai import OpenAIStream
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import GatewayFactory, openai_model
 from tests.rawclient import RawSSEClient
@@ -80,3 +86,33 @@ async def test_disconnect_before_first_token_closes_upstream(
     await asyncio.sleep(0.05)
     assert sample(metrics.registry, "sluice_stream_terminations_total",
                   model="up", provider="openai", reason="client_disconnected") == 1  # fmt: skip
+
+
+def _tcp_state(fd: int) -> int:
+    """``tcpi_state`` of a TCP socket (Linux ``TCP_INFO``'s first byte; 1: established)."""
+    with socket.socket(fileno=os.dup(fd)) as sock:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO is Linux's")
+async def test_closing_an_upstream_sends_its_fin_before_close_returns(
+    fake_openai: FakeOpenAI,
+) -> None:
+    """The transport closes its socket a loop iteration later (under load: the
+    loop's lag); ``close()`` shuts the socket down at once, so the upstream
+    stops generating without waiting for the loop."""
+    fake_openai.script = Script(events=[sse(chunk(f"t{i}")) for i in range(1000)], itl_s=0.01)
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"{fake_openai.base_url}/chat/completions", json=BODY)
+        stream = OpenAIStream(response)
+        assert await stream.next() is not None
+        connection = response.connection
+        assert connection is not None and connection.transport is not None
+        fd = os.dup(connection.transport.get_extra_info("socket").fileno())
+        try:
+            assert _tcp_state(fd) == 1  # established
+            stream.close()  # no await after it: the loop has not run since
+            assert _tcp_state(fd) != 1  # FIN sent (FIN_WAIT1/2, or closed)
+        finally:
+            os.close(fd)
+    await _wait_closed(fake_openai)

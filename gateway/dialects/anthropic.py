@@ -16,7 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import GatewayError
-from ..providers.base import UpstreamChunk
+from ..providers.base import UpstreamChunk, tuple_new
 from .frames import EMPTY, Frame, Relayed, Usage, data_lines
 from .openai import MAX_MESSAGES, MAX_TOKENS_LIMIT, invalid_from
 
@@ -152,7 +152,7 @@ class AnthropicPassthrough:
                 text = delta.get("text") or delta.get("partial_json") or delta.get("thinking")
                 if isinstance(text, str):
                     self._relayed.pieces.append(text)
-            return Frame(data, content)
+            return tuple_new(Frame, (data, content, None))
         if name == "message_start":
             message = payload.get("message")
             usage = message.get("usage") if isinstance(message, dict) else None
@@ -166,7 +166,7 @@ class AnthropicPassthrough:
                     self._input_tokens = input_tokens_of(usage)
                 output = _int(usage.get("output_tokens"))
                 return self._report(data, Usage(self._input_tokens, output))
-        return Frame(data)
+        return tuple_new(Frame, (data, False, None))
 
     def _report(self, data: bytes, usage: Usage) -> Frame:
         self._relayed.report(usage)

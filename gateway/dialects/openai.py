@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import GatewayError, InvalidRequest
-from ..providers.base import UpstreamChunk
+from ..providers.base import UpstreamChunk, tuple_new
 from .frames import EMPTY, Frame, Relayed, Usage, data_lines
 
 MAX_MESSAGES = 10_000
@@ -186,7 +186,7 @@ class OpenAIPassthrough:
         if 10 in data:  # b"\n" (an int is a memchr; a bytes needle costs ~8x)
             data = data_lines(data)
         content = _has_content(choices, self._relayed.pieces)
-        return Frame(b"data: " + data + b"\n\n", content, usage)
+        return tuple_new(Frame, (b"data: " + data + b"\n\n", content, usage))
 
     def usage(self) -> Usage:
         return self._relayed.usage()

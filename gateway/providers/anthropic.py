@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import AnthropicModel
-from .base import Dialect, UpstreamChunk
+from .base import Dialect, UpstreamChunk, tuple_new
 from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
 from .query import with_query
 from .sse_decoder import SSEEvent
@@ -42,7 +42,7 @@ class AnthropicStream(EventStream):
         if name == "error":
             raise error_for_anthropic_type(payload.get("error"))
         self.finished = name == "message_stop"
-        return UpstreamChunk(event.data, payload, name)
+        return tuple_new(UpstreamChunk, (event.data, payload, name))
 
 
 class AnthropicProvider:

@@ -16,6 +16,11 @@ Dialect = Literal["openai", "anthropic", "responses"]
 """``responses``: OpenAI Responses API streaming events, from an upstream that
 speaks it natively."""
 
+tuple_new = tuple.__new__
+"""Builds a NamedTuple on the hot path, ``tuple_new(Cls, (every, field))``:
+a NamedTuple's own ``__new__`` is a Python function (defaults filled in)
+and costs about twice as much (0.29 against 0.16 µs, CPython 3.11)."""
+
 
 class UpstreamChunk(NamedTuple):
     """One upstream SSE event.

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from ..config import OpenAIModel
 from ..dialects.translate_request import with_length_field
 from ..errors import UpstreamError
-from .base import Dialect, UpstreamChunk
+from .base import Dialect, UpstreamChunk, tuple_new
 from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
 from .query import with_query
 from .sse_decoder import SSEEvent
@@ -47,7 +47,7 @@ class OpenAIStream(EventStream):
             raise UpstreamError(
                 f"The upstream provider failed mid-stream{said}", detail=f"error event: {error!r}"
             )
-        return UpstreamChunk(data, payload)
+        return tuple_new(UpstreamChunk, (data, payload, None))
 
 
 class _OpenAIEndpoint:
@@ -136,7 +136,7 @@ class ResponsesStream(EventStream):
                 f"The upstream provider failed mid-stream{said}", detail=f"error event: {payload!r}"
             )
         self.finished = name in RESPONSES_TERMINAL
-        return UpstreamChunk(event.data, payload, name)
+        return tuple_new(UpstreamChunk, (event.data, payload, name))
 
 
 class OpenAIResponsesProvider(_OpenAIEndpoint):

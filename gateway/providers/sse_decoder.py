@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..errors import UpstreamProtocolError
+from .base import tuple_new
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 """1 MiB: far above any real chunk (a tool-call delta is a few KB)."""
@@ -96,7 +97,7 @@ class SSEDecoder:
         ):
             lines = chunk.count(b"\n")
             if lines == 2 and chunk.startswith(b"data: "):  # OpenAI's
-                event = SSEEvent(chunk[6:-2], self._event, self._id)
+                event = tuple_new(SSEEvent, (chunk[6:-2], self._event, self._id))
                 self._event = self._id = None
                 if len(event.data) > self._max:
                     self._too_large()
@@ -104,9 +105,8 @@ class SSEDecoder:
             if lines == 3 and chunk.startswith(b"event: "):  # Anthropic's, Responses'
                 end = chunk.index(b"\n")
                 if chunk.startswith(b"data: ", end + 1):
-                    event = SSEEvent(
-                        chunk[end + 7 : -2], _text(chunk[7:end], "event name"), self._id
-                    )
+                    name = _text(chunk[7:end], "event name")
+                    event = tuple_new(SSEEvent, (chunk[end + 7 : -2], name, self._id))
                     self._event = self._id = None
                     if len(event.data) > self._max:
                         self._too_large()

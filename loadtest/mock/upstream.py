@@ -46,6 +46,8 @@ from loadtest.mock.scenario import (
     resolve,
 )
 
+from .. import cli
+
 _YIELD_EVERY: Final = 64  # tokens written back to back before yielding to the loop
 _DRAIN_WAIT_MIN_S: Final = 0.0001
 
@@ -349,13 +351,8 @@ def create_mock_app(config: MockConfig | None = None) -> web.Application:
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m loadtest.mock.upstream`` command line (every option with its default)."""
     d = MockScenario()
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.mock.upstream",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=9000, help="port to listen on")
+    p = cli.parser("loadtest.mock.upstream", __doc__)
+    cli.add_listen(p, 9000)
     p.add_argument(
         "--ttft-ms",
         type=float,

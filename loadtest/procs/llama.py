@@ -24,6 +24,8 @@ from typing import Any, Final
 
 from loadtest import procs
 
+from .. import cli
+
 MODEL: Final = "smollm2"
 """The name Sluice serves the real model under."""
 GGUF_NAME: Final = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -156,11 +158,7 @@ async def _serve(host: str, port: int, logdir: Path, threads: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m loadtest.procs.llama`` (``make real``) command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.procs.llama",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = cli.parser("loadtest.procs.llama", __doc__)
     parser.add_argument("--host", default=procs.HOST, help="Sluice's address")
     parser.add_argument("--port", type=int, default=8080, help="Sluice's port")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp's threads")

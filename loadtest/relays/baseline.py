@@ -19,6 +19,8 @@ from aiohttp import web
 
 from loadtest.relays.app import SESSION, UPSTREAM, relay_app
 
+from .. import cli
+
 
 async def _relay(request: web.Request) -> web.StreamResponse:
     session = request.app[SESSION]
@@ -49,13 +51,8 @@ def create_baseline_app(upstream: str) -> web.Application:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m loadtest.relays.baseline`` command line."""
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.relays.baseline",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=9100, help="port to listen on")
+    p = cli.parser("loadtest.relays.baseline", __doc__)
+    cli.add_listen(p, 9100)
     p.add_argument(
         "--upstream", default="http://127.0.0.1:9000", help="upstream base URL, without a path"
     )

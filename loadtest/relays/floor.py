@@ -38,6 +38,8 @@ from aiohttp import web
 
 from loadtest.relays.app import SESSION, UPSTREAM, relay_app
 
+from .. import cli
+
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _EVENT_END: Final = (b"\n", b"\r\n")
 
@@ -93,13 +95,8 @@ def create_floor_app(upstream: str) -> web.Application:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.relays.floor",
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--host", default="127.0.0.1", help="listen address")
-    p.add_argument("--port", type=int, default=9200, help="listen port")
+    p = cli.parser("loadtest.relays.floor", __doc__)
+    cli.add_listen(p, 9200)
     p.add_argument(
         "--upstream", required=True, help="upstream base URL, e.g. http://127.0.0.1:9000"
     )

@@ -65,8 +65,11 @@ def verdict(ok: bool | None) -> str:
 
 
 class Check(NamedTuple):
-    """One target row of a report: the target, its goal, what this run measured,
-    the verdict (``ok`` None: not measured) and, for a miss, why (whose miss)."""
+    """One target of a report: the target, its goal, what this run measured,
+    the verdict (``ok`` None: not measured) and why (for a miss, whose miss).
+    The verdict type every report shares: the end-to-end and bench reports'
+    target tables, and each targeted row of the hotpath report
+    (:class:`loadtest.report.hotpath.Row`)."""
 
     target: str
     goal: str

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from loadtest.measure.hotpath import PhaseResult
-from loadtest.report.common import plot_lines, write_result
+from loadtest.report.common import Check, plot_lines, verdict, write_result
 
 Value = Callable[[PhaseResult, PhaseResult | None], float | None]
 PACED: Final = ("paced200", "paced500")
@@ -130,6 +130,10 @@ class Stat:
 
 @dataclass(frozen=True, slots=True)
 class Row:
+    """One figure of one scenario: Sluice's and the floor's statistics, their
+    ratio and, for a figure with a target, its :class:`~loadtest.report.common.Check`
+    (the verdict type every report shares)."""
+
     scenario: str
     key: str
     figure: str
@@ -138,15 +142,28 @@ class Row:
     sluice: Stat | None
     floor: Stat | None
     ratio: float | None
-    target: str
-    verdict: str
-    """``met`` / ``missed`` against ``target``; ``n/a`` when a value is missing;
-    ``report`` for figures without a target."""
-    why: str = ""
-    """The verdict in words (:meth:`Goal.why`); empty for report-only figures."""
+    check: Check | None = None
+    """None for a report-only figure."""
+
+    @property
+    def target(self) -> str:
+        return "report only" if self.check is None else self.check.goal
+
+    @property
+    def verdict(self) -> str:
+        """``met`` / ``missed`` against :attr:`target`; ``n/a`` when a value is
+        missing; ``report`` for figures without a target."""
+        return "report" if self.check is None else verdict(self.check.ok)
+
+    @property
+    def why(self) -> str:
+        """The verdict in words (:meth:`Goal.why`); empty for report-only figures."""
+        return "" if self.check is None else self.check.why
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("check")
+        return {**out, "target": self.target, "verdict": self.verdict, "why": self.why}
 
 
 def _added(q: float) -> Value:
@@ -239,16 +256,12 @@ def build_rows(phases: list[PhaseResult]) -> list[Row]:
             s, f = _stat(fig, sc, "sluice", phases, idx), _stat(fig, sc, "floor", phases, idx)
             ratio = s.median / f.median if s and f and f.median > 0 and s.median >= 0 else None
             goal = GOALS.get((sc, fig.key))
-            why = ""
-            if goal is None:
-                target, verdict = "report only", "report"
-            else:
+            check = None
+            if goal is not None:
                 met, why = goal.judge(s, f, ratio)
-                target = goal.text()
-                verdict = "n/a" if met is None else ("met" if met else "missed")
-            rows.append(
-                Row(sc, fig.key, fig.label, fig.unit, fig.digits, s, f, ratio, target, verdict, why)
-            )
+                measured = "n/a" if s is None else f"{s.median:,.{fig.digits}f}{fig.unit}"
+                check = Check(f"{sc}: {fig.label}", goal.text(), measured, met, why)
+            rows.append(Row(sc, fig.key, fig.label, fig.unit, fig.digits, s, f, ratio, check))
     return rows
 
 

@@ -10,11 +10,14 @@ import pytest
 from loadtest import (
     auth_overhead,
     bench,
+    cancel_trace,
+    event_cost,
     fleet,
     hotpath,
     real_model,
     relay_cpu,
     runner,
+    setup_cost,
     state_burst,
 )
 from loadtest.mock import upstream
@@ -34,6 +37,9 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "loadtest.procs.llama": llama.build_parser,
     "loadtest.relays.floor": floor.build_parser,
     "loadtest.relays.baseline": baseline.build_parser,
+    "loadtest.setup_cost": setup_cost.build_parser,
+    "loadtest.event_cost": event_cost.build_parser,
+    "loadtest.cancel_trace": cancel_trace.build_parser,
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from loadtest.client.sse import StreamResult
 from loadtest.measure.hotpath import PhaseResult, events_between
 from loadtest.report.bench import targets_rows
-from loadtest.report.common import targets_table
+from loadtest.report.common import Check, checks_table, targets_table
 from loadtest.report.hotpath import GOALS, Stat, build_rows
 
 
@@ -99,6 +99,13 @@ def test_hotpath_rows_ratio_and_verdicts() -> None:
     assert cpu.ratio == 55.0 / 40.0
     assert cpu.verdict == "missed"  # 1.375x > 1.0x
     assert cpu.why == "1.38x the floor's, outside <= 1x floor"
+    # The hotpath report's verdicts are the type every report's target table uses.
+    assert isinstance(cpu.check, Check)
+    assert checks_table([cpu.check])[-1] == (
+        "| paced200: relay CPU per 1,000 events | <= 1x floor | 55.0 ms "
+        "| missed (1.38x the floor's, outside <= 1x floor) |"
+    )
+    assert cpu.as_dict()["verdict"] == "missed" and "check" not in cpu.as_dict()
     ttft = rows["added_ttft_p99"]
     assert ttft.sluice is not None and abs(ttft.sluice.median - 7.0) < 1e-9
     assert ttft.verdict == "missed"  # 7 ms > 2x the floor's 1 ms

@@ -1,0 +1,58 @@
+"""The command-line pieces every ``python -m loadtest.*`` command shares.
+
+One parser shape (``prog``, the module docstring's first paragraph as the
+description, every default shown in ``--help``) and the options several
+commands take with one meaning: where a server listens (``--host``,
+``--port``), which gateway runs (``--gateway-src``, ``--gateway-buffer-bytes``)
+and where the results go (``--out``). Every option has help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of ``python -m <prog>``: ``doc``'s first paragraph (the
+    module docstring) describes it, ``--help`` shows every default."""
+    first = (doc or "").split("\n\n")[0].replace("``", "").strip().rstrip(":")
+    return argparse.ArgumentParser(
+        prog=f"python -m {prog}",
+        description=first,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+
+def add_listen(p: argparse.ArgumentParser, port: int) -> None:
+    """``--host`` and ``--port``: where this server listens."""
+    p.add_argument("--host", default=HOST, help="address to listen on")
+    p.add_argument("--port", type=int, default=port, help="port to listen on")
+
+
+def add_gateway(p: argparse.ArgumentParser, *, buffer: bool = True) -> None:
+    """``--gateway-src`` (which gateway package runs) and, with ``buffer``,
+    ``--gateway-buffer-bytes`` (its per-connection bound)."""
+    if buffer:
+        p.add_argument(
+            "--gateway-buffer-bytes",
+            type=int,
+            default=65536,
+            help="the gateway's per-connection bound ([stream] downstream_buffer_bytes), bytes",
+        )
+    p.add_argument(
+        "--gateway-src",
+        type=Path,
+        default=None,
+        help="directory holding the gateway package to run (None: this checkout)",
+    )
+
+
+def add_out(p: argparse.ArgumentParser, kind: str) -> None:
+    """``--out``: the results directory (default ``loadtest/results/<kind>-<time>``)."""
+    where = f"{kind}-<timestamp>" if kind else "<timestamp>"
+    p.add_argument(
+        "--out", type=Path, default=None, help=f"results directory (None: loadtest/results/{where})"
+    )
