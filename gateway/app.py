@@ -38,6 +38,7 @@ from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.openai import OpenAIResponsesProvider
 from .providers.registry import build_provider
+from .routing.build import ROUTERS, build_routers, close_routers
 from .state import (
     ADMISSION,
     CONFIG_PATH,
@@ -143,7 +144,10 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
         if isinstance(m, OpenAIModel) and m.responses_api == "native"
     }
     app[NATIVE_RESPONSES] = native
+    metrics = app[METRICS] if settings.server.metrics_enabled else None
+    app[ROUTERS] = build_routers(settings, sessions, metrics.deployments if metrics else None)
     yield
+    await close_routers(app[ROUTERS])
     for provider in providers.values():
         await provider.aclose()
     await sessions.aclose()

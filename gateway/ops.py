@@ -6,7 +6,9 @@ away), has no usable model (every model's upstream key variable unset:
 ``unconfigured``) or cannot reach Redis when it needs it
 (``state_unavailable``: see :func:`redis_required`). Its *detail*
 (``open_streams``; ``unconfigured_models``, the models whose key variable is
-unset, with the variables' names; ``state``, the Redis PING) is given only
+unset, with the variables' names; ``state``, the Redis PING;
+``deployments_cooling_down``, the deployments in cooldown or waiting for
+their half-open trial: the gateway stays ready) is given only
 to whoever may see it (:func:`sees_detail`); anyone else gets
 ``{"status": ...}`` alone.
 
@@ -33,6 +35,7 @@ from typing import Literal
 from aiohttp import web
 
 from .config import Settings
+from .routing.build import ROUTERS
 from .state import ADMISSION, IDENTITY, PROVIDERS, REDIS, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -117,6 +120,9 @@ async def readiness(app: web.Application) -> Readiness:
         if len(unconfigured) == len(settings.models):
             return Readiness("unconfigured", False, detail)
         detail["note"] = "ready: the other models serve; the listed ones answer 503"
+    cooling = [d for router in app.get(ROUTERS, {}).values() for d in router.cooling_down()]
+    if cooling:
+        detail["deployments_cooling_down"] = cooling  # the others serve: still ready
     return Readiness("ready", True, detail)
 
 

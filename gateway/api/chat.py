@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -29,6 +29,9 @@ from ..errors import (
 from ..interrupts import Interrupter
 from ..providers.base import Provider
 from ..recorder import Recorder, make_recorder
+from ..routing.build import ROUTERS
+from ..routing.route import Route, affinity_key
+from ..routing.router import Deployment, ModelRouter
 from ..sse import SSEResponse
 from ..state import (
     ADMISSION,
@@ -116,7 +119,42 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
             if (m := settings.model(name)) is not None and (allowed is None or name in allowed)
         ),
     ]
-    return tuple(_target(call, settings, m, providers[m.name]) for m in chain)
+    routers = request.app.get(ROUTERS, {})
+    return tuple(
+        _target(call, settings, m, providers[m.name])
+        if m.name not in routers
+        else _routed_target(request, call, settings, m, routers[m.name])
+        for m in chain
+    )
+
+
+def _routed_target(
+    request: web.Request,
+    call: ChatCall,
+    settings: Settings,
+    model: ModelSettings,
+    router: ModelRouter,
+) -> Target:
+    """A model with deployments: a target that stands for them all (its first
+    deployment's dialect, for errors before any answered), whose attempts go
+    through a :class:`~gateway.routing.route.Route`. A deployment of another
+    dialect gets a target of its own, built when it is chosen."""
+    first = router.deployments[0].provider
+    primary = _target(call, settings, model, first)
+
+    def make(deployment: Deployment) -> Target:
+        provider = deployment.provider
+        if provider.dialect == first.dialect:
+            return replace(primary, provider=provider, route=None)
+        return _target(call, settings, model, provider)
+
+    summary = request[SUMMARY]
+
+    def served(name: str) -> None:
+        summary["deployment"] = name
+
+    key = affinity_key(request, call.body, model.routing.affinity_header)
+    return replace(primary, route=Route(router, make, key=key, served=served))
 
 
 async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
