@@ -42,5 +42,6 @@ class RoutingSettings(BaseModel):
     latency_decay_s: float = Field(default=10.0, gt=0)
     """Time constant of the latency strategy's peak EWMA: an estimate halves
     in about 0.7x this without new observations."""
-    latency_default_s: float = Field(default=0.5, gt=0)
-    """The latency estimate of a deployment not measured yet."""
+    latency_default_s: float = Field(default=0.0, ge=0)
+    """The latency estimate of a deployment not measured yet: 0, so a new
+    one is tried at once (its first measurement, a peak, replaces it)."""
