@@ -166,7 +166,7 @@ class ModelRouter:
             now = self.clock()
             open_ = [d for d in self.deployments if d.name not in tried and d.health.available(now)]
             if not open_:
-                self._waited(waited_from, now)
+                self._waited(waited_from if woken else None, now)
                 raise self._unavailable(tried, now)
             if woken or not len(self.queue):
                 free = [d for d in open_ if not d.full]
@@ -214,7 +214,8 @@ class ModelRouter:
         finally:
             if children is not None:
                 children.waiting.dec()
-        self._waited(waited_from, self.clock())
+        if reason == "queue_timeout":
+            self._waited(waited_from, self.clock())
         if self.families is not None:
             self.families.queue_rejections.labels(self.model, reason).inc()
         raise DeploymentsBusy(
