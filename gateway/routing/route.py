@@ -6,8 +6,9 @@ the request has not failed on yet (:meth:`ModelRouter.acquire`, which may
 wait in the model's queue: inside the opening, so the stream core's
 heartbeats go on meanwhile). A retryable failure before the first token
 moves to the next deployment at once (no backoff: it is another server);
-when none is left, the last upstream error (or the router's
-``DeploymentsUnavailable`` / ``DeploymentsBusy``) goes to the fallbacks.
+when none is left, the last upstream error (``DeploymentsUnavailable``
+when none was tried) goes to the fallbacks; so does ``DeploymentsBusy``
+(every deployment full for the queue's time: 429).
 
 The slot is given back on every path: at once when the attempt fails or is
 cancelled, when ``keep`` is None (a non-streaming call) as soon as it
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from ..errors import GatewayError
+from ..errors import DeploymentsUnavailable, GatewayError
 from ..providers.base import UpstreamChunk, UpstreamStream
 from .router import Deployment, Lease, ModelRouter
 
@@ -66,9 +67,9 @@ class Route:
         for _ in range(1 + target.retries):
             try:
                 lease = await self.router.acquire(self.key, frozenset(tried))
-            except GatewayError:
+            except DeploymentsUnavailable:
                 if last is not None:
-                    raise last from None
+                    raise last from None  # what the deployments tried said
                 raise
             chosen = self.make(lease.deployment)
             try:
