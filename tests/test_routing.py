@@ -354,3 +354,23 @@ def test_deployment_mistakes_are_reported_with_their_path() -> None:
         "models[0].deployments[1].name: duplicate deployment name 'a'",
         "models[0].deployments[1]: a deployment has no deployments or fallbacks of its own",
     )
+
+
+async def test_a_failure_is_a_latency_peak_of_at_least_the_penalty() -> None:
+    clock = Clock()
+    router = _router(n=1, clock=clock, latency_failure_s=1.0)
+    d = router.deployments[0]
+    lease = await router.acquire()
+    clock.now += 0.05
+    lease.first_token()
+    lease.release()
+    assert d.ewma.estimate(clock.now) == pytest.approx(0.05)
+    fast = await router.acquire()
+    clock.now += 0.001
+    fast.failed(UpstreamConnectError("refused"))  # a 1 ms failure is no fast answer
+    assert d.ewma.estimate(clock.now) == 1.0
+    d.health.succeeded()  # (this router cools down at the first failure)
+    slow = await router.acquire()
+    clock.now += 2.0
+    slow.failed(UpstreamConnectError("timed out"))  # longer than the penalty: itself
+    assert d.ewma.estimate(clock.now) == 2.0

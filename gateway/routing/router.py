@@ -106,7 +106,13 @@ class Lease:
             ).inc()
         if isinstance(err, UpstreamError) and err.retryable:
             retry_after = err.retry_after if isinstance(err, UpstreamRateLimited) else None
-            d.ewma.observe(now - self.sent_at, now)
+            # A failure is a peak of at least latency_failure_s: a fast 503
+            # must not make the deployment look fast.
+            penalty = max(now - self.sent_at, router.conf.latency_failure_s)
+            if penalty > d.ewma.estimate(now):
+                estimate = d.ewma.observe(penalty, now)
+                if d.children is not None:
+                    d.children.latency_estimate.set(estimate)
             if d.health.failed(now, retry_after) and d.children is not None:
                 d.children.cooldowns.inc()
                 d.children.cooling_down.set(1)

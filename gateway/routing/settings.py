@@ -42,6 +42,10 @@ class RoutingSettings(BaseModel):
     latency_decay_s: float = Field(default=10.0, gt=0)
     """Time constant of the latency strategy's peak EWMA: an estimate halves
     in about 0.7x this without new observations."""
+    latency_failure_s: float = Field(default=1.0, ge=0)
+    """A failure before the first token counts as an upstream TTFT of at
+    least this (a peak), so the latency strategy turns away from a failing
+    deployment before its cooldown starts (a fast 503 is not a fast answer)."""
     latency_default_s: float = Field(default=0.0, ge=0)
     """The latency estimate of a deployment not measured yet: 0, so a new
     one is tried at once (its first measurement, a peak, replaces it)."""
