@@ -23,6 +23,7 @@ from .dialects.frames import StreamEncoder
 from .errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
 from .providers.base import Provider, UpstreamChunk, UpstreamStream
 from .recorder import Recorder
+from .routing.route import LeasedUpstream
 from .timing import StreamClock
 
 if TYPE_CHECKING:
@@ -145,8 +146,6 @@ async def open_first(
 
 def _leased(opened: OpenUpstream, lease: Lease) -> OpenUpstream:
     """A routed stream holds its deployment slot until its upstream is closed."""
-    from .routing.route import LeasedUpstream
-
     return OpenUpstream(opened.target, LeasedUpstream(opened.upstream, lease), opened.first)
 
 

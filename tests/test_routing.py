@@ -19,6 +19,7 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
 )
+from gateway.key_exposure import key_exposures
 from gateway.routing.ewma import PeakEwma
 from gateway.routing.health import Health, HealthState
 from gateway.routing.queue import QueueFull, WaitQueue
@@ -374,3 +375,17 @@ async def test_a_failure_is_a_latency_peak_of_at_least_the_penalty() -> None:
     clock.now += 2.0
     slow.failed(UpstreamConnectError("timed out"))  # longer than the penalty: itself
     assert d.ewma.estimate(clock.now) == 2.0
+
+
+def test_a_deployments_key_going_to_its_host_is_warned_about_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROUTING_TEST_KEY", "k")
+    settings = parse_settings(
+        {"models": [{"name": "m", "provider": "openai", "api_key_env": "", "deployments": [
+            {"name": "own", "base_url": "http://127.0.0.1:1/v1"},
+            {"name": "far", "base_url": "http://10.1.2.3/v1", "api_key_env": "ROUTING_TEST_KEY"},
+        ]}]}
+    )  # fmt: skip
+    found = key_exposures(settings)
+    assert [(f["event"], f["model"]) for f in found] == [("upstream_key_over_plain_http", "far")]
