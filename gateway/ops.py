@@ -80,11 +80,11 @@ async def redis_state(app: web.Application) -> RedisState | None:
     """A PING to the app's Redis, bounded by ``[state] timeout_s``: ``ok``,
     ``unavailable``, or ``busy`` when every pooled connection is in use (the
     process is busy; that says nothing of Redis). None without Redis."""
-    from .redisconn import REDIS_ERRORS, PoolExhausted
-
     client = app.get(REDIS)
     if client is None:
-        return None
+        return None  # before the import: redis-py's takes ~1 s, blocking every stream
+    from .redisconn import REDIS_ERRORS, PoolExhausted
+
     if not client.connection_pool.can_get_connection():
         return "busy"
     try:

@@ -239,6 +239,7 @@ async def run_strategy(
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             await (await session.post(f"{flaky}/_routing/heal")).read()
             await _warm_up(session, f"{gw.url}/v1/chat/completions", concurrency)
+            await (await session.get(f"{gw.url}/readyz")).read()  # its first call too
             t0 = time.monotonic()
             until = t0 + duration_s
             url = f"{gw.url}/v1/chat/completions"

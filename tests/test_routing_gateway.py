@@ -320,3 +320,23 @@ async def test_non_streaming_requests_are_routed_and_give_the_slot_back(
         assert status == 200 and '"hi"' in text
     assert served(fakes) == [1, 1, 1]
     assert [d.open_streams for d in router(client).deployments] == [0, 0, 0]
+
+
+def test_readyz_without_redis_does_not_import_redis() -> None:
+    """The sampler of loadtest/routing.py polls /readyz: its first call
+    imported redis-py (~1 s on the event loop, every stream stalled) even
+    with no Redis configured."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from gateway.app import create_app\n"
+        "from gateway.config import default_settings\n"
+        "from gateway.ops import redis_state\n"
+        "app = create_app(default_settings())\n"
+        "assert asyncio.run(redis_state(app)) is None\n"
+        "print('redis' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
