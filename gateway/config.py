@@ -426,7 +426,8 @@ def _check_keys(keys: tuple[ApiKeySettings, ...], models: dict[str, int]) -> lis
 
 
 def _check_deployments(models: tuple[ModelSettings, ...]) -> list[tuple[str, str]]:
-    """Deployment names unique within a model; no deployments or fallbacks of a deployment."""
+    """Deployment names unique within a model; no deployments or fallbacks of a
+    deployment, nor a model-wide key (retries, routing, stream, ...) it would ignore."""
     problems: list[tuple[str, str]] = []
     for i, m in enumerate(models):
         seen: set[str] = set()
@@ -437,6 +438,9 @@ def _check_deployments(models: tuple[ModelSettings, ...]) -> list[tuple[str, str
             seen.add(d.name)
             if d.deployments or d.fallbacks:
                 problems.append((where, "a deployment has no deployments or fallbacks of its own"))
+            for key in sorted(d.model_fields_set & _MODEL_WIDE - {"name", "weight",
+                              "max_concurrent_streams", "deployments", "fallbacks"}):  # fmt: skip
+                problems.append((f"{where}.{key}", "applies to the model as a whole; set it there"))
     return problems
 
 

@@ -355,6 +355,16 @@ def test_deployment_mistakes_are_reported_with_their_path() -> None:
         "models[0].deployments[1].name: duplicate deployment name 'a'",
         "models[0].deployments[1]: a deployment has no deployments or fallbacks of its own",
     )
+    with pytest.raises(ConfigError) as wide:
+        parse_settings(
+            {"models": [{"name": "m", "provider": "sim", "deployments": [
+                {"name": "a", "retries": 2, "stream": {"ttft_timeout_s": 5}},
+            ]}]}
+        )  # fmt: skip
+    assert wide.value.errors == (
+        "models[0].deployments[0].retries: applies to the model as a whole; set it there",
+        "models[0].deployments[0].stream: applies to the model as a whole; set it there",
+    )
 
 
 async def test_a_failure_is_a_latency_peak_of_at_least_the_penalty() -> None:
