@@ -35,7 +35,7 @@ from typing import Literal
 from aiohttp import web
 
 from .config import Settings
-from .routing.build import ROUTERS
+from .routing.build import ROUTERS, missing_key_env
 from .state import ADMISSION, IDENTITY, PROVIDERS, REDIS, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -62,7 +62,7 @@ def unconfigured_models(settings: Settings) -> list[dict[str, str]]:
     return [
         {"model": m.name, "missing_env": env}
         for m in settings.models
-        if (env := m.missing_key_env()) is not None
+        if (env := missing_key_env(m)) is not None
     ]
 
 

@@ -340,3 +340,23 @@ def test_readyz_without_redis_does_not_import_redis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_a_deployment_without_its_key_is_left_out(
+    gateway: GatewayFactory, fakes: list[FakeOpenAI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ROUTING_UNSET_KEY", raising=False)
+    keyless = model(fakes[:2], {"strategy": "weighted"}, weights=[9, 1], api_key_env="")
+    keyless["deployments"][0]["api_key_env"] = "ROUTING_UNSET_KEY"
+    nobody = {**model(fakes[2:], {}), "name": "nokey", "api_key_env": "ROUTING_UNSET_KEY"}
+    client = await gateway(models=[keyless, nobody])
+    for _ in range(3):
+        assert (await chat(client))[0] == 200
+    assert served(fakes) == [0, 3, 0]  # d0 (weight 9) has no key: never chosen
+    assert [d.name for d in router(client).deployments] == ["d1"]
+    body = {"model": "nokey", "messages": MSGS}
+    refused = await client.post("/v1/chat/completions", json=body)
+    assert refused.status == 503
+    assert (await refused.json())["error"]["code"] == "upstream_not_configured"
+    ready = await (await client.get("/readyz")).json()
+    assert ready["unconfigured_models"] == [{"model": "nokey", "missing_env": "ROUTING_UNSET_KEY"}]

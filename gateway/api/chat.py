@@ -29,7 +29,7 @@ from ..errors import (
 from ..interrupts import Interrupter
 from ..providers.base import Provider
 from ..recorder import Recorder, make_recorder
-from ..routing.build import ROUTERS
+from ..routing.build import ROUTERS, missing_key_env
 from ..routing.route import Route, affinity_key
 from ..routing.router import Deployment, ModelRouter
 from ..sse import SSEResponse
@@ -98,7 +98,7 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
         raise ModelNotFound(
             f"The model '{call.model}' does not exist; see GET /v1/models", param="model"
         )
-    if (env := model.missing_key_env()) is not None:
+    if (env := missing_key_env(model)) is not None:
         raise UpstreamNotConfigured(
             f"The model '{model.name}' has no upstream API key configured", detail=f"{env} is unset"
         )

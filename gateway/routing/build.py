@@ -1,6 +1,8 @@
 """The routers of a configuration: one :class:`ModelRouter` per model with
 deployments (or with ``max_concurrent_streams``), each deployment with its
-own provider on the process's shared upstream sessions."""
+own provider on the process's shared upstream sessions. A deployment whose
+key variable is unset is left out (and named by ``/readyz`` while every
+deployment of its model misses its key)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import time
 
 from aiohttp import web
 
-from ..config import Settings
+from ..config import ModelSettings, Settings
 from ..metrics import DeploymentFamilies
 from ..providers.http import UpstreamSessions
 from ..providers.registry import build_provider
@@ -18,6 +20,16 @@ from .router import Deployment, ModelRouter
 
 ROUTERS = web.AppKey("routers", dict[str, ModelRouter])
 """Model name -> its router (models with deployments only)."""
+
+
+def missing_key_env(model: ModelSettings) -> str | None:
+    """``model.missing_key_env()``, for a model with deployments: the first
+    deployment's missing variable when every deployment misses its key (a
+    deployment without its key is left out of routing; see :func:`build_routers`)."""
+    if not model.deployments:
+        return model.missing_key_env()
+    missing = [d.missing_key_env() for d in model.deployments]
+    return missing[0] if all(m is not None for m in missing) else None
 
 
 def build_routers(
@@ -32,6 +44,9 @@ def build_routers(
             continue
         conf = model.routing
         connect_s = settings.stream_for(model).connect_timeout_s
+        usable = [d for d in routed if d is model or d.missing_key_env() is None]
+        if not usable:
+            continue  # the model answers 503 upstream_not_configured
         deployments = [
             Deployment(
                 name=d.name,
@@ -47,7 +62,7 @@ def build_routers(
                 ),
                 children=families.children(model.name, d.name) if families else None,
             )
-            for d in routed
+            for d in usable
         ]
         for d in deployments:
             if d.children is not None:
