@@ -360,3 +360,15 @@ async def test_a_deployment_without_its_key_is_left_out(
     assert (await refused.json())["error"]["code"] == "upstream_not_configured"
     ready = await (await client.get("/readyz")).json()
     assert ready["unconfigured_models"] == [{"model": "nokey", "missing_env": "ROUTING_UNSET_KEY"}]
+
+
+async def test_a_browser_may_send_the_affinity_header(gateway: GatewayFactory) -> None:
+    app = "http://app.example.com"
+    client = await gateway(server={"cors_origins": [app]}, auth={"keys": []})
+    pre = await client.options(
+        "/v1/chat/completions",
+        headers={"Origin": app, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type, sluice-session"},
+    )  # fmt: skip
+    allowed = {h.strip().lower() for h in pre.headers["Access-Control-Allow-Headers"].split(",")}
+    assert "sluice-session" in allowed
