@@ -39,6 +39,7 @@ from .ops import guarded, healthz, metrics_listener, readyz_handler, unconfigure
 from .providers.base import Provider
 from .providers.http import UpstreamSessions
 from .providers.registry import build_provider, build_responses_provider
+from .routing.build import ROUTERS, build_routers, close_routers
 from .state import (
     ADMISSION,
     CONFIG_PATH,
@@ -146,7 +147,10 @@ async def _providers_ctx(app: web.Application) -> AsyncIterator[None]:
         if (p := build_responses_provider(m, sessions, settings.stream_for(m).connect_timeout_s))
     }
     app[NATIVE_RESPONSES] = native
+    metrics = app[METRICS] if settings.server.metrics_enabled else None
+    app[ROUTERS] = build_routers(settings, sessions, metrics.deployments if metrics else None)
     yield
+    await close_routers(app[ROUTERS])
     for provider in providers.values():
         await provider.aclose()
     await sessions.aclose()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
@@ -24,7 +24,12 @@ from .errors import GatewayError, UpstreamProtocolError, UpstreamTimeout
 from .otel.hooks import track_attempts
 from .providers.base import Provider, UpstreamChunk, UpstreamStream
 from .recorder import Recorder
+from .routing.route import LeasedUpstream
 from .timing import StreamClock
+
+if TYPE_CHECKING:
+    from .routing.route import Route
+    from .routing.router import Lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,9 @@ class Target:
     retries: int = 0
     backoff_s: float = 0.25
     max_backoff_s: float = 5.0
+    route: Route | None = None
+    """A model with deployments: its attempts go through the route
+    (:mod:`gateway.routing.route`), which chooses one per attempt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,18 +142,27 @@ async def open_first(
     async def attempt(target: Target) -> OpenUpstream:
         return await _first_chunk(target, clock)
 
-    return await with_fallbacks(targets, attempt, recorder)
+    return await with_fallbacks(targets, attempt, recorder, keep=_leased)
+
+
+def _leased(opened: OpenUpstream, lease: Lease) -> OpenUpstream:
+    """A routed stream holds its deployment slot until its upstream is closed."""
+    return OpenUpstream(opened.target, LeasedUpstream(opened.upstream, lease), opened.first)
 
 
 async def with_fallbacks(
     targets: tuple[Target, ...],
     attempt: Callable[[Target], Awaitable[T]],
     recorder: Recorder,
+    keep: Callable[[T, Lease], T] | None = None,
 ) -> T:
     """``attempt`` on each target in turn, with retries, until one succeeds.
 
     Raises the last target's ``GatewayError`` when all fail, or at once for
     one that is not retryable (a 400 from the upstream would fail anywhere).
+    A target with a ``route`` spends its retries on its model's deployments;
+    ``keep`` then ties the deployment's slot to the result (None: the slot
+    is given back when the attempt returns).
     """
     last: GatewayError | None = None
     attempt = track_attempts(attempt)  # OpenTelemetry: each call an attempt span (when on)
@@ -154,8 +171,10 @@ async def with_fallbacks(
             recorder.retry(targets[index - 1].provider.kind, "fallback")
             recorder.relabel(target.model, target.provider.kind)
         try:
-            if target.retries:
-                result: T = await _retrying(target, recorder)(attempt, target)
+            if target.route is not None:
+                result: T = await target.route.attempt(target, attempt, recorder, keep)
+            elif target.retries:
+                result = await _retrying(target, recorder)(attempt, target)
             else:
                 # No retries: no tenacity machinery on the per-request path.
                 result = await attempt(target)

@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 from .config_auth import ApiKeySettings, AuthSettings, StateSettings
 from .config_errors import CROSS_CHECK, describe
 from .otel.config import OtelSettings
+from .routing.settings import RoutingSettings
 
 __all__ = ["ApiKeySettings", "AuthSettings", "StateSettings"]
 
@@ -200,6 +201,49 @@ class _ModelBase(_Section):
     """What this model costs (USD per million tokens); unset: the price
     library's when the model is on a provider's public API, else nothing
     (:mod:`gateway.cost.prices`)."""
+    # -- deployments (gateway/routing) --
+    deployments: tuple[ModelSettings, ...] = ()
+    """Several upstreams serving this model (``[[models.deployments]]``), each
+    parsed as a model entry: ``name`` (the deployment's), and any provider's
+    keys; keys it leaves out are the model's (when it keeps the model's
+    ``provider``). Chosen per request by ``routing``; the model's
+    ``retries`` move a failure before the first token to another deployment;
+    ``fallbacks`` follow once every deployment failed or cools down."""
+    routing: RoutingSettings = RoutingSettings()
+    """``[models.routing]``: strategy, cooldown, queue (gateway/routing)."""
+    weight: float = Field(default=1.0, gt=0)
+    """As a deployment: its share under the ``weighted`` strategy."""
+    max_concurrent_streams: int | None = Field(default=None, ge=1)
+    """As a deployment (or a model without deployments: itself): streams open
+    at once; over it, requests wait in the model's queue (``routing.queue_*``).
+    Unset: no limit."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit(cls, data: object) -> object:
+        """A deployment without its own ``provider`` (or with the model's) takes
+        the model's keys it does not set (all but the model-wide ones)."""
+        if not isinstance(data, dict) or not isinstance(data.get("deployments"), list | tuple):
+            return data
+        inherited = {k: v for k, v in data.items() if k not in _MODEL_WIDE}
+        provider = data.get("provider")
+        deployments = [
+            {**inherited, **d}
+            if isinstance(d, dict) and d.get("provider", provider) == provider
+            else d
+            for d in data["deployments"]
+        ]
+        return {**data, "deployments": deployments}
+
+    @property
+    def routed(self) -> tuple[ModelSettings, ...]:
+        """The deployments routing chooses among: ``deployments``, or the model
+        itself when it only sets ``max_concurrent_streams``; () otherwise."""
+        if self.deployments:
+            return self.deployments
+        if self.max_concurrent_streams is not None:
+            return (self,)  # type: ignore[return-value]
+        return ()
 
     @property
     def target_model(self) -> str:
@@ -209,6 +253,13 @@ class _ModelBase(_Section):
         """The environment variable that should hold this model's upstream key
         and is unset (or empty); None when the key is there or none is needed."""
         return None
+
+
+_MODEL_WIDE = frozenset(
+    {"name", "deployments", "routing", "fallbacks", "retries", "retry_backoff_s",
+     "retry_max_backoff_s", "resumable", "stream", "weight", "max_concurrent_streams"}
+)  # fmt: skip
+"""Keys of a model that apply to it as a whole, never inherited by its deployments."""
 
 
 class SimModel(_ModelBase):
@@ -464,6 +515,7 @@ class Settings(_Section):
                     )
         problems.extend(_check_keys(self.auth.keys, first))
         problems.extend(_check_value_envs(self.models))
+        problems.extend(_check_deployments(self.models))
         if problems:
             raise PydanticCustomError(
                 CROSS_CHECK, "; ".join(f"{p}: {m}" for p, m in problems), {"problems": problems}
@@ -522,6 +574,23 @@ def _check_value_envs(models: tuple[ModelSettings, ...]) -> list[tuple[str, str]
         if not isinstance(m, SimModel)
         for path, env in m.missing_value_envs()
     ]
+def _check_deployments(models: tuple[ModelSettings, ...]) -> list[tuple[str, str]]:
+    """Deployment names unique within a model; no deployments or fallbacks of a
+    deployment, nor a model-wide key (retries, routing, stream, ...) it would ignore."""
+    problems: list[tuple[str, str]] = []
+    for i, m in enumerate(models):
+        seen: set[str] = set()
+        for j, d in enumerate(m.deployments):
+            where = f"models[{i}].deployments[{j}]"
+            if d.name in seen:
+                problems.append((f"{where}.name", f"duplicate deployment name {d.name!r}"))
+            seen.add(d.name)
+            if d.deployments or d.fallbacks:
+                problems.append((where, "a deployment has no deployments or fallbacks of its own"))
+            for key in sorted(d.model_fields_set & _MODEL_WIDE - {"name", "weight",
+                              "max_concurrent_streams", "deployments", "fallbacks"}):  # fmt: skip
+                problems.append((f"{where}.{key}", "applies to the model as a whole; set it there"))
+    return problems
 
 
 def default_settings() -> Settings:

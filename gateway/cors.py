@@ -37,7 +37,8 @@ CORS_ORIGIN = web.RequestKey("cors_origin", str)
 ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = (
     "Authorization, Content-Type, x-api-key, anthropic-version, Last-Event-ID, "
-    "Sluice-Resumable, X-Request-Id"
+    "Sluice-Resumable, X-Request-Id, "
+    "Sluice-Session"  # the affinity routing key's default header (gateway/routing)
 )
 EXPOSE_HEADERS = (
     "X-Request-Id, Sluice-Stream-Id, Sluice-Dropped-Params, Retry-After, "

@@ -17,6 +17,8 @@ in both client dialects, and the stream termination reason it records.
     │   └── UnsupportedMediaType         415
     ├── Unavailable                      the gateway turns the request away
     │   ├── AtCapacity                   429 + Retry-After (admission control)
+    │   ├── DeploymentsUnavailable       503 + Retry-After (every deployment cooling down)
+    │   ├── DeploymentsBusy              429 + Retry-After (every deployment full, queue spent)
     │   ├── StateUnavailable             503 state_unavailable (Redis did not answer)
     │   ├── StateBusy                    503 state_busy (every Redis connection in use)
     │   └── ShuttingDown                 503, or a ``shutdown`` error event
@@ -331,3 +333,26 @@ class ProducerLost(GatewayError):
     never come. 502 ``producer_lost``."""
 
     status, type, anthropic_type, code = 502, "api_error", "api_error", "producer_lost"
+
+
+# -- routing across deployments (gateway/routing) ----------------------------------
+
+
+class DeploymentsUnavailable(Unavailable):
+    """Every deployment of the model is cooling down (or was tried by this
+    request already): 503 ``deployments_unavailable``, ``Retry-After`` the
+    time until the first cooldown ends. Retryable: the model's fallbacks
+    are tried next."""
+
+    code, anthropic_type = "deployments_unavailable", "overloaded_error"
+    retryable = True
+
+
+class DeploymentsBusy(Unavailable):
+    """Every deployment of the model stayed at its ``max_concurrent_streams``
+    for the queue's time, or the queue was full: 429 ``deployments_busy``
+    with ``Retry-After``. Retryable: the model's fallbacks are tried next."""
+
+    status, type, anthropic_type = 429, "rate_limit_error", "rate_limit_error"
+    code = "deployments_busy"
+    retryable = True

@@ -29,7 +29,8 @@ def key_exposures(settings: Settings) -> list[dict[str, str]]:
     """One ``{"event", "model", "host", "key_env", "hint"}`` per warning (see
     the module docstring); empty when every key goes where it was meant to."""
     found: list[dict[str, str]] = []
-    for model in settings.models:
+    # A model's deployments (gateway/routing) are model entries too, keys and all.
+    for model in (d for m in settings.models for d in (m, *m.deployments)):
         if isinstance(model, SimModel) or not model.base_url:
             continue
         env = model.key_env

@@ -163,6 +163,7 @@ class Metrics:
     # Cost (gateway/cost).
     spend: Counter
     estimated_spend: Counter
+    deployments: DeploymentFamilies
     _by_model: dict[tuple[str, str], ModelChildren] = field(default_factory=dict)
     _by_route: dict[str, RouteChildren] = field(default_factory=dict)
 
@@ -385,6 +386,131 @@ class Metrics:
                 "because the upstream reported no usage, by key and model.",
                 ["key", "model"], namespace=ns, registry=reg,
             ),
+            deployments=DeploymentFamilies.create(ns, reg),
         )  # fmt: skip
         metrics.build_info.labels(version=__version__).set(1)
         return metrics
+
+
+# -- deployments (issue 24: routing across a model's deployments) -------------------
+
+_DEPLOYMENT = ("model", "deployment")
+
+
+class DeploymentChildren(NamedTuple):
+    """The label children of one (model, deployment), resolved once per process."""
+
+    streams_open: Gauge
+    requests: Counter
+    upstream_ttft: Histogram
+    itl: Histogram
+    cooling_down: Gauge
+    cooldowns: Counter
+    latency_estimate: Gauge
+
+
+class QueueChildren(NamedTuple):
+    """The label children of one model's deployment queue."""
+
+    waiting: Gauge
+    wait_seconds: Histogram
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentFamilies:
+    """``sluice_deployment_*``: per deployment of a model (labels ``model``,
+    ``deployment``: both bounded by the config)."""
+
+    streams_open: Gauge
+    requests: Counter
+    failures: Counter
+    upstream_ttft: Histogram
+    itl: Histogram
+    cooling_down: Gauge
+    cooldowns: Counter
+    latency_estimate: Gauge
+    queue_waiting: Gauge
+    queue_wait_seconds: Histogram
+    queue_rejections: Counter
+
+    def children(self, model: str, deployment: str) -> DeploymentChildren:
+        labels = (model, deployment)
+        return DeploymentChildren(
+            self.streams_open.labels(*labels),
+            self.requests.labels(*labels),
+            self.upstream_ttft.labels(*labels),
+            self.itl.labels(*labels),
+            self.cooling_down.labels(*labels),
+            self.cooldowns.labels(*labels),
+            self.latency_estimate.labels(*labels),
+        )
+
+    def queue(self, model: str) -> QueueChildren:
+        waiting, wait_seconds = self.queue_waiting, self.queue_wait_seconds
+        return QueueChildren(waiting.labels(model), wait_seconds.labels(model))
+
+    @classmethod
+    def create(cls, ns: str, reg: CollectorRegistry) -> DeploymentFamilies:
+        return cls(
+            streams_open=Gauge(
+                "deployment_streams_open",
+                "Upstream streams open on a deployment (request sent -> the stream's end).",
+                _DEPLOYMENT, namespace=ns, registry=reg, multiprocess_mode="livesum",
+            ),
+            requests=Counter(
+                "deployment_requests",
+                "Requests sent to a deployment (each attempt, retries on it included).",
+                _DEPLOYMENT, namespace=ns, registry=reg,
+            ),
+            failures=Counter(
+                "deployment_failures",
+                "Failures of a deployment before the first token, by reason (the error code: "
+                "upstream_connect_error, rate_limited, overloaded, upstream_error, "
+                "upstream_timeout, ...).",
+                [*_DEPLOYMENT, "reason"], namespace=ns, registry=reg,
+            ),
+            upstream_ttft=Histogram(
+                "deployment_upstream_time_to_first_token_seconds",
+                "Upstream TTFT per deployment: request sent -> first chunk received.",
+                _DEPLOYMENT, namespace=ns, registry=reg, buckets=TTFT_BUCKETS,
+            ),
+            itl=Histogram(
+                "deployment_inter_token_latency_seconds",
+                "Gap between content events written, per deployment that served the stream "
+                "(an event may carry several tokens).",
+                _DEPLOYMENT, namespace=ns, registry=reg, buckets=ITL_BUCKETS,
+            ),
+            cooling_down=Gauge(
+                "deployment_cooling_down",
+                "1 while a deployment is in cooldown or waits for its half-open trial, else 0.",
+                _DEPLOYMENT, namespace=ns, registry=reg, multiprocess_mode="max",
+            ),
+            cooldowns=Counter(
+                "deployment_cooldowns",
+                "Cooldowns a deployment entered (failures in the window, or a 429's Retry-After).",
+                _DEPLOYMENT, namespace=ns, registry=reg,
+            ),
+            latency_estimate=Gauge(
+                "deployment_latency_estimate_seconds",
+                "Peak EWMA of a deployment's upstream TTFT at its last observation "
+                "(the latency strategy's input).",
+                _DEPLOYMENT, namespace=ns, registry=reg, multiprocess_mode="max",
+            ),
+            queue_waiting=Gauge(
+                "deployment_queue_length",
+                "Requests waiting for a free deployment of the model "
+                "(every one at max_concurrent_streams).",
+                ["model"], namespace=ns, registry=reg, multiprocess_mode="livesum",
+            ),
+            queue_wait_seconds=Histogram(
+                "deployment_queue_wait_seconds",
+                "Time a request waited for a free deployment of the model (served or not).",
+                ["model"], namespace=ns, registry=reg, buckets=WAIT_BUCKETS,
+            ),
+            queue_rejections=Counter(
+                "deployment_queue_rejections",
+                "Requests turned away with 429 because every deployment stayed full, by reason "
+                "(queue_full, queue_timeout).",
+                ["model", "reason"], namespace=ns, registry=reg,
+            ),
+        )  # fmt: skip

@@ -13,7 +13,8 @@
 - Every request gets exactly one summary log line, ``event="request"``:
   ``method``, ``route`` (template), ``status``, ``duration_ms``, ``bytes``
   (response body length, when known), the fields handlers put in
-  ``request[SUMMARY]`` (``model``, ...), and for an error ``error_type``,
+  ``request[SUMMARY]`` (``model``; ``deployment``, the one that served a
+  model with deployments; ...), and for an error ``error_type``,
   ``error_code``, ``error`` (the client's message) and ``detail``. The
   ``request_id`` comes from the bound context. ``dropped_params`` lists the
   request fields a dialect translation did not send upstream

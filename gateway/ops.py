@@ -6,7 +6,9 @@ away), has no usable model (every model's upstream key variable unset:
 ``unconfigured``) or cannot reach Redis when it needs it
 (``state_unavailable``: see :func:`redis_required`). Its *detail*
 (``open_streams``; ``unconfigured_models``, the models whose key variable is
-unset, with the variables' names; ``state``, the Redis PING) is given only
+unset, with the variables' names; ``state``, the Redis PING;
+``deployments_cooling_down``, the deployments in cooldown or waiting for
+their half-open trial: the gateway stays ready) is given only
 to whoever may see it (:func:`sees_detail`); anyone else gets
 ``{"status": ...}`` alone.
 
@@ -33,6 +35,7 @@ from typing import Literal
 from aiohttp import web
 
 from .config import Settings
+from .routing.build import ROUTERS, missing_key_env
 from .state import ADMISSION, IDENTITY, PROVIDERS, REDIS, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -59,7 +62,7 @@ def unconfigured_models(settings: Settings) -> list[dict[str, str]]:
     return [
         {"model": m.name, "missing_env": env}
         for m in settings.models
-        if (env := m.missing_key_env()) is not None
+        if (env := missing_key_env(m)) is not None
     ]
 
 
@@ -77,11 +80,11 @@ async def redis_state(app: web.Application) -> RedisState | None:
     """A PING to the app's Redis, bounded by ``[state] timeout_s``: ``ok``,
     ``unavailable``, or ``busy`` when every pooled connection is in use (the
     process is busy; that says nothing of Redis). None without Redis."""
-    from .redisconn import REDIS_ERRORS, PoolExhausted
-
     client = app.get(REDIS)
     if client is None:
-        return None
+        return None  # before the import: redis-py's takes ~1 s, blocking every stream
+    from .redisconn import REDIS_ERRORS, PoolExhausted
+
     if not client.connection_pool.can_get_connection():
         return "busy"
     try:
@@ -117,6 +120,9 @@ async def readiness(app: web.Application) -> Readiness:
         if len(unconfigured) == len(settings.models):
             return Readiness("unconfigured", False, detail)
         detail["note"] = "ready: the other models serve; the listed ones answer 503"
+    cooling = [d for router in app.get(ROUTERS, {}).values() for d in router.cooling_down()]
+    if cooling:
+        detail["deployments_cooling_down"] = cooling  # the others serve: still ready
     return Readiness("ready", True, detail)
 
 

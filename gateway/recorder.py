@@ -91,6 +91,9 @@ class NullRecorder:
     def finished(self, outcome: Outcome) -> None:
         stream_finished(outcome)  # OpenTelemetry spans and GenAI metrics (when on)
 
+    def deployment(self, name: str, itl: Histogram | None) -> None:
+        return None
+
 
 class StreamRecorder(NullRecorder):
     """Records one stream into :class:`~gateway.metrics.Metrics`."""
@@ -170,6 +173,32 @@ class StreamRecorder(NullRecorder):
             m.upstream_cancel.labels(outcome.provider).observe(outcome.upstream_cancel_s)
         self.tokens(outcome.output_tokens, outcome.input_tokens)
         stream_finished(outcome)  # OpenTelemetry spans and GenAI metrics (when on)
+
+    def deployment(self, name: str, itl: Histogram | None) -> None:
+        """A deployment (``name``) serves the stream: its ITL is also
+        recorded into ``itl`` (``sluice_deployment_inter_token_latency_seconds``)."""
+        if itl is not None:
+            self._itl.flush()
+            self._itl = TeeBatch(self._itl, HistogramBatch(itl))
+
+
+class TeeBatch(HistogramBatch):
+    """Two batches observed together (a model's ITL and its deployment's)."""
+
+    __slots__ = ("_also",)
+
+    def __init__(self, first: HistogramBatch, also: HistogramBatch) -> None:
+        self._bounds, self._buckets, self._sum = first._bounds, first._buckets, first._sum
+        self._counts, self._n, self._total = first._counts, first._n, first._total
+        self._also = also
+
+    def observe(self, value: float) -> None:
+        super().observe(value)
+        self._also.observe(value)
+
+    def flush(self) -> None:
+        super().flush()
+        self._also.flush()
 
 
 Recorder = NullRecorder

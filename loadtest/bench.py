@@ -37,7 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from loadtest import procs
+from loadtest import procs, routing
 from loadtest.client.driver import LoadSpec, run_phase
 from loadtest.client.profiles import Profile, Target
 from loadtest.client.sampler import ProcessSampler
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip",
         nargs="*",
         default=[],
-        choices=["ttft_c1", "latency", "throughput", "rss", "cancel"],
+        choices=["ttft_c1", "latency", "throughput", "rss", "cancel", "routing"],
         help="sections to leave out",
     )
     return p
@@ -260,6 +260,7 @@ async def run(args: argparse.Namespace) -> Path:
             ("throughput", bench_throughput),
             ("rss", bench_rss),
             ("cancel", bench_cancel),
+            ("routing", routing.bench_section),  # loadtest/routing.py: its own processes
         )
         for name, fn in sections:
             if name not in args.skip:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -32,6 +32,9 @@ from ..interrupts import Interrupter
 from ..otel.hooks import call_usage
 from ..providers.base import Provider
 from ..recorder import Recorder, make_recorder
+from ..routing.build import ROUTERS, missing_key_env
+from ..routing.route import Route, affinity_key
+from ..routing.router import Deployment, ModelRouter
 from ..sse import SSEResponse
 from ..state import (
     ADMISSION,
@@ -98,7 +101,7 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
         raise ModelNotFound(
             f"The model '{call.model}' does not exist; see GET /v1/models", param="model"
         )
-    if (env := model.missing_key_env()) is not None:
+    if (env := missing_key_env(model)) is not None:
         raise UpstreamNotConfigured(
             f"The model '{model.name}' has no upstream API key configured", detail=f"{env} is unset"
         )
@@ -119,7 +122,42 @@ def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:
             if (m := settings.model(name)) is not None and (allowed is None or name in allowed)
         ),
     ]
-    return tuple(_target(call, settings, m, providers[m.name]) for m in chain)
+    routers = request.app.get(ROUTERS, {})
+    return tuple(
+        _target(call, settings, m, providers[m.name])
+        if m.name not in routers
+        else _routed_target(request, call, settings, m, routers[m.name])
+        for m in chain
+    )
+
+
+def _routed_target(
+    request: web.Request,
+    call: ChatCall,
+    settings: Settings,
+    model: ModelSettings,
+    router: ModelRouter,
+) -> Target:
+    """A model with deployments: a target that stands for them all (its first
+    deployment's dialect, for errors before any answered), whose attempts go
+    through a :class:`~gateway.routing.route.Route`. A deployment of another
+    dialect gets a target of its own, built when it is chosen."""
+    first = router.deployments[0].provider
+    primary = _target(call, settings, model, first)
+
+    def make(deployment: Deployment) -> Target:
+        provider = deployment.provider
+        if provider.dialect == first.dialect:
+            return replace(primary, provider=provider, route=None)
+        return _target(call, settings, model, provider)
+
+    summary = request[SUMMARY]
+
+    def served(name: str) -> None:
+        summary["deployment"] = name
+
+    key = affinity_key(request, call.body, model.routing.affinity_header)
+    return replace(primary, route=Route(router, make, key=key, served=served))
 
 
 async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:

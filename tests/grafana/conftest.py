@@ -25,6 +25,7 @@ GRAFANA = REPO / "grafana"
 
 _MODEL = frozenset({"model", "provider"})
 _ROUTE = frozenset({"route"})
+_DEPLOYMENT = frozenset({"model", "deployment"})
 
 # name -> (type, labels), from docs/architecture.md "Metric contract".
 CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
@@ -58,6 +59,18 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "sluice_spend_usd_total": ("counter", frozenset({"key", "model"})),
     "sluice_estimated_spend_usd_total": ("counter", frozenset({"key", "model"})),
     "sluice_build_info": ("gauge", frozenset({"version"})),
+    # deployments (gateway/routing)
+    "sluice_deployment_streams_open": ("gauge", _DEPLOYMENT),
+    "sluice_deployment_requests_total": ("counter", _DEPLOYMENT),
+    "sluice_deployment_failures_total": ("counter", _DEPLOYMENT | {"reason"}),
+    "sluice_deployment_upstream_time_to_first_token_seconds": ("histogram", _DEPLOYMENT),
+    "sluice_deployment_inter_token_latency_seconds": ("histogram", _DEPLOYMENT),
+    "sluice_deployment_cooling_down": ("gauge", _DEPLOYMENT),
+    "sluice_deployment_cooldowns_total": ("counter", _DEPLOYMENT),
+    "sluice_deployment_latency_estimate_seconds": ("gauge", _DEPLOYMENT),
+    "sluice_deployment_queue_length": ("gauge", frozenset({"model"})),
+    "sluice_deployment_queue_wait_seconds": ("histogram", frozenset({"model"})),
+    "sluice_deployment_queue_rejections_total": ("counter", frozenset({"model", "reason"})),
     "up": ("gauge", frozenset()),
 }
 TARGET_LABELS = frozenset({"job", "instance"})

@@ -17,6 +17,7 @@ ROWS = [
     "Keys",
     "Resumable and background streams",
     "Spend",
+    "Deployments",
 ]
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap"}
 # Grafana unit ids used by this dashboard family; anything else is likely a typo

@@ -155,11 +155,28 @@ base_url = "http://127.0.0.1:{mock_port}/v1"
 api_key_env = "SLUICE_E2E_UPSTREAM_KEY"
 upstream_model = "mock-fhttp_503"
 fallbacks = ["sim"]
+
+[[models]]  # deployments: one answers 503 (cooldown, trial), one slow with one slot (queue)
+name = "mock-routed"
+provider = "openai"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+api_key_env = "SLUICE_E2E_UPSTREAM_KEY"
+retries = 1
+deployments = [
+  {{ name = "failing", upstream_model = "mock-fhttp_503", weight = 100 }},
+  {{ name = "slow", upstream_model = "mock-ttft10-itl50-n20", max_concurrent_streams = 1 }},
+]
+[models.routing]
+strategy = "weighted"
+cooldown_failures = 1
+cooldown_s = 0.5
+queue_size = 1
+queue_timeout_s = 20
 """
 JSON = {"Content-Type": "application/json"}
 MODELS = {
     *("sim", "sim-bulk", "sim-endless", "sim-slow", "sim-deadline"),
-    *("mock-error", "mock-stall", "mock-overloaded", "mock-fallback"),
+    *("mock-error", "mock-stall", "mock-overloaded", "mock-fallback", "mock-routed"),
 }
 
 
@@ -319,6 +336,29 @@ async def fallback_stream(session: aiohttp.ClientSession, url: str) -> None:
         assert "data: [DONE]" in text
 
 
+async def routed_requests(session: aiohttp.ClientSession, base: str, url: str) -> None:
+    """``mock-routed``: the first stream fails on ``failing`` (503: cooldown)
+    and is served by ``slow``; the second waits in the queue for ``slow``'s
+    one slot; the third finds the queue full (429 deployments_busy)."""
+    first = asyncio.create_task(fallback_like(session, url, "mock-routed"))
+    dep = {"model": "mock-routed", "deployment": "slow"}
+    await wait_gateway_metric(session, base, "sluice_deployment_streams_open", dep,
+                              lambda v: v == 1)  # fmt: skip
+    second = asyncio.create_task(fallback_like(session, url, "mock-routed"))
+    await wait_gateway_metric(session, base, "sluice_deployment_queue_length",
+                              {"model": "mock-routed"}, lambda v: v == 1)  # fmt: skip
+    async with session.post(url, data=chat_body("mock-routed"), headers=JSON) as resp:
+        assert resp.status == 429 and "deployments_busy" in await resp.text()
+    await asyncio.gather(first, second)
+
+
+async def fallback_like(session: aiohttp.ClientSession, url: str, model: str) -> None:
+    async with session.post(url, data=chat_body(model), headers=JSON) as resp:
+        text = await resp.text()
+        assert resp.status == 200, text
+        assert "data: [DONE]" in text
+
+
 async def keyed_requests(session: aiohttp.ClientSession, url: str, number: int) -> None:
     """The client key: served until its budget is spent, then 429; a model
     outside its list, 403; a wrong key, 401."""
@@ -448,6 +488,7 @@ async def wave(gw_port: int, number: int) -> None:
                 failed_stream(session, url, "sim-deadline"),
                 overloaded_request(session, url),
                 fallback_stream(session, url),
+                routed_requests(session, base, url),
             )
             # The gateway drops a reader that took nothing for send_timeout_s.
             await wait_gateway_metric(
