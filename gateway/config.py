@@ -574,6 +574,8 @@ def _check_value_envs(models: tuple[ModelSettings, ...]) -> list[tuple[str, str]
         if not isinstance(m, SimModel)
         for path, env in m.missing_value_envs()
     ]
+
+
 def _check_deployments(models: tuple[ModelSettings, ...]) -> list[tuple[str, str]]:
     """Deployment names unique within a model; no deployments or fallbacks of a
     deployment, nor a model-wide key (retries, routing, stream, ...) it would ignore."""
