@@ -567,10 +567,16 @@ def _check_keys(keys: tuple[ApiKeySettings, ...], models: dict[str, int]) -> lis
 
 
 def _check_value_envs(models: tuple[ModelSettings, ...]) -> list[tuple[str, str]]:
-    """``headers`` / ``query`` values naming an unset environment variable."""
-    return [
-        (f"models[{i}].{path}", f"the environment variable {env} is unset or empty")
+    """``headers`` / ``query`` values naming an unset environment variable, on
+    a model or one of its deployments."""
+    entries = [(f"models[{i}]", m) for i, m in enumerate(models)] + [
+        (f"models[{i}].deployments[{j}]", d)
         for i, m in enumerate(models)
+        for j, d in enumerate(m.deployments)
+    ]
+    return [
+        (f"{where}.{path}", f"the environment variable {env} is unset or empty")
+        for where, m in entries
         if not isinstance(m, SimModel)
         for path, env in m.missing_value_envs()
     ]

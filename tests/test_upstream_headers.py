@@ -131,6 +131,21 @@ def test_an_unset_variable_is_a_configuration_error(tmp_path: Path) -> None:
     )
 
 
+def test_an_unset_variable_in_a_deployment_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "sluice.toml"
+    path.write_text(
+        '[[models]]\nname = "a"\nprovider = "openai"\n'
+        '[[models.deployments]]\nname = "east"\nbase_url = "https://east.example/v1"\n'
+        'headers = { "X-Key" = { env = "SLUICE_TEST_UNSET_VAR3" } }\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert err.value.errors == (
+        "models[0].deployments[0].headers.X-Key: "
+        "the environment variable SLUICE_TEST_UNSET_VAR3 is unset or empty",
+    )
+
+
 def test_exposures_of_header_values_and_azure_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEAM_TOKEN", "t")
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "k")
