@@ -12,9 +12,10 @@ import pytest
 from aiohttp import web
 
 from gateway.config import AnthropicModel, AzureModel, OpenAIModel, SimModel
-from gateway.cost.cached import cached_input_tokens
 from gateway.cost.prices import Price, PriceBook, Rate, Source, pico_per_token, price_of
 from gateway.cost.spend import Spend
+from gateway.dialects.anthropic import usage_of as anthropic_usage_of
+from gateway.dialects.openai import usage_of as openai_usage_of
 from gateway.metrics import Metrics
 from gateway.usage_estimate import estimate_input_tokens, estimate_tokens
 from tests.conftest import LogLines
@@ -99,10 +100,13 @@ def test_cost_is_exact_then_rounded_to_the_micro_dollar() -> None:
     assert Spend.of_pico(1_500_000).micro_usd == 2 and Spend.of_pico(1_499_999).micro_usd == 1
     tiered = Rate(3_000_000, ((200_000, 6_000_000),))
     assert (tiered.at(200_000), tiered.at(200_001)) == (3_000_000, 6_000_000)
-    assert cached_input_tokens({"usage": {"prompt_tokens_details": {"cached_tokens": 7}}},
-                               "openai") == 7  # fmt: skip
-    assert cached_input_tokens({"usage": {"cache_read_input_tokens": 5}}, "anthropic") == 5
-    assert cached_input_tokens({"usage": {}}, "openai") == 0
+    details = {"cached_tokens": 7}
+    openai = openai_usage_of({"usage": {"prompt_tokens": 9, "prompt_tokens_details": details}})
+    assert openai is not None and openai.cached_input_tokens == 7
+    claude = anthropic_usage_of({"usage": {"input_tokens": 1, "cache_read_input_tokens": 5}})
+    assert claude is not None and (claude.input_tokens, claude.cached_input_tokens) == (6, 5)
+    bare = openai_usage_of({"usage": {}})
+    assert bare is not None and bare.cached_input_tokens == 0
 
 
 # -- spend through the gateway -----------------------------------------------
@@ -164,6 +168,35 @@ async def test_non_streamed_cached_input_is_priced_at_its_rate(
     assert _spend(metrics, "(anonymous)", "up") == pytest.approx(expected)
     line = next(li for li in log_lines() if li["event"] == "request")
     assert (line["spend_usd"], line["spend_estimated"]) == (expected, False)
+
+
+async def test_streamed_cached_input_is_priced_at_its_rate(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI, metrics: Metrics, log_lines: LogLines
+) -> None:
+    """A streamed answer's ``prompt_tokens_details.cached_tokens`` is priced at
+    ``cached_input`` (it was priced at the input rate before); translated to an
+    Anthropic client too."""
+    usage = {"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010,
+             "prompt_tokens_details": {"cached_tokens": 600}}  # fmt: skip
+    last = {**chunk(finish="stop"), "usage": usage}
+    price = {"input": 2.0, "output": 8.0, "cached_input": 0.5}
+    client = await gateway(models=[openai_model(fake_openai, price=price)])
+    expected = (400 * 2.0 + 600 * 0.5 + 10 * 8.0) / 1e6
+    for n, (path, body) in enumerate([
+        ("/v1/chat/completions", {"model": "up", "messages": MSGS, "stream": True}),
+        ("/v1/messages", {"model": "up", "messages": MSGS, "stream": True, "max_tokens": 9}),
+    ], start=1):  # fmt: skip
+        fake_openai.script = Script(events=[sse(chunk("Hi")), sse(last), sse("[DONE]")])
+        resp = await client.post(path, json=body)
+        assert resp.status == 200
+        await resp.read()
+
+        async def spent(n: int = n) -> bool:
+            return _spend(metrics, "(anonymous)", "up") == pytest.approx(n * expected)
+
+        await poll(spent)
+    lines = [li for li in log_lines() if li["event"] == "request" and "spend_usd" in li]
+    assert [li["spend_usd"] for li in lines] == [expected, expected]
 
 
 async def test_a_non_streamed_answer_without_usage_is_estimated_and_charged(

@@ -153,7 +153,7 @@ def test_usage_chunk_only_when_asked_and_frames_report_usage() -> None:
         else:
             assert usage is None
         reported = [f.usage for f in frames if f.usage is not None]
-        assert reported[-1] == Usage(input_tokens=15, output_tokens=3)
+        assert reported[-1] == Usage(input_tokens=15, output_tokens=3, cached_input_tokens=4)
         assert [f.content for f in frames].count(True) == 3
 
 

@@ -15,7 +15,6 @@ from aiohttp import web
 
 from ..attempts import Target, with_fallbacks
 from ..config import ModelSettings, Settings, SimModel
-from ..cost.cached import cached_input_tokens
 from ..cost.estimate import answer_usage
 from ..dialects import bridge
 from ..dialects.anthropic import usage_of as anthropic_usage_of
@@ -278,7 +277,7 @@ async def _complete(
     call_usage(usage.input_tokens, usage.output_tokens)  # OpenTelemetry (when on)
     spent.input_tokens = usage.input_tokens or 0
     spent.output_tokens = usage.output_tokens or 0
-    spent.cached_input_tokens = cached_input_tokens(payload, target.provider.dialect)
+    spent.cached_input_tokens = usage.cached_input_tokens
     out = bridge.response_body(
         call.client,
         target.provider.dialect,

@@ -147,6 +147,7 @@ class Hold:
                 outcome.input_tokens or 0,
                 outcome.output_tokens,
                 estimated=outcome.usage_estimated,
+                cached_input_tokens=outcome.usage.cached_input_tokens if outcome.usage else 0,
             )
 
 

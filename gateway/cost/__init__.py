@@ -6,8 +6,9 @@
 - :mod:`.spend`: one request's :class:`~.spend.Spend` (whole micro-dollars,
   marked estimated when its tokens were) and where it is recorded
   (``sluice_spend_usd_total``, the summary log line);
-- :mod:`.cached`, :mod:`.estimate`: what a non-streamed answer spent (its
-  cached input tokens; its usage estimated when it reported none).
+- :mod:`.estimate`: a non-streamed answer's usage, estimated when it
+  reported none. Cached input tokens come with the usage itself
+  (:attr:`gateway.dialects.frames.Usage.cached_input_tokens`, streamed or not).
 
 A key's USD budget is enforced by :mod:`gateway.quota` beside its token
 budget, charged where the tokens are (:meth:`gateway.api.hold.Hold.release`).

@@ -68,4 +68,5 @@ def answer_usage(
     if output_tokens is None:
         texts = _anthropic_texts(payload) if dialect == "anthropic" else _openai_texts(payload)
         output_tokens = estimate_tokens("".join(texts))
-    return Usage(input_tokens, output_tokens, estimated=True)
+    cached = reported.cached_input_tokens if reported is not None else 0
+    return Usage(input_tokens, output_tokens, estimated=True, cached_input_tokens=cached)

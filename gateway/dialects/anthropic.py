@@ -80,13 +80,20 @@ def input_tokens_of(usage: dict[str, Any]) -> int | None:
     return base + sum(cached)
 
 
+def cache_read_of(usage: dict[str, Any]) -> int:
+    """An Anthropic ``usage``'s ``cache_read_input_tokens`` (0 when absent)."""
+    return _int(usage.get("cache_read_input_tokens")) or 0
+
+
 def usage_of(payload: dict[str, Any]) -> Usage | None:
     """``usage`` of a Message object, if it carries one."""
     usage = payload.get("usage")
     if not isinstance(usage, dict):
         return None
     return Usage(
-        input_tokens=input_tokens_of(usage), output_tokens=_int(usage.get("output_tokens"))
+        input_tokens=input_tokens_of(usage),
+        output_tokens=_int(usage.get("output_tokens")),
+        cached_input_tokens=cache_read_of(usage),
     )
 
 
@@ -128,10 +135,11 @@ class AnthropicPassthrough:
     output tokens from ``message_delta`` (cumulative, per the stream docs).
     """
 
-    __slots__ = ("_input_tokens", "_relayed", "_stop")
+    __slots__ = ("_cached", "_input_tokens", "_relayed", "_stop")
 
     def __init__(self, body: dict[str, Any] | None = None) -> None:
         self._input_tokens: int | None = None
+        self._cached = 0
         self._stop = MESSAGE_STOP
         self._relayed = Relayed(body)
 
@@ -158,14 +166,18 @@ class AnthropicPassthrough:
             usage = message.get("usage") if isinstance(message, dict) else None
             if isinstance(usage, dict):
                 self._input_tokens = input_tokens_of(usage)
-                return self._report(data, Usage(input_tokens=self._input_tokens))
+                self._cached = cache_read_of(usage)
+                usage_now = Usage(input_tokens=self._input_tokens, cached_input_tokens=self._cached)
+                return self._report(data, usage_now)
         elif name == "message_delta":
             usage = payload.get("usage")
             if isinstance(usage, dict):
                 if _int(usage.get("input_tokens")) is not None:
                     self._input_tokens = input_tokens_of(usage)
+                    self._cached = cache_read_of(usage) or self._cached
                 output = _int(usage.get("output_tokens"))
-                return self._report(data, Usage(self._input_tokens, output))
+                usage_now = Usage(self._input_tokens, output, cached_input_tokens=self._cached)
+                return self._report(data, usage_now)
         return tuple_new(Frame, (data, False, None))
 
     def _report(self, data: bytes, usage: Usage) -> Frame:

@@ -18,6 +18,11 @@ class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
     estimated: bool = False
+    cached_input_tokens: int = 0
+    """Of ``input_tokens``, those read from the upstream's prompt cache (billed
+    at the cached-input rate, :mod:`gateway.cost`): OpenAI's
+    ``prompt_tokens_details.cached_tokens``, Anthropic's
+    ``cache_read_input_tokens``, a Responses ``input_tokens_details.cached_tokens``."""
 
 
 class Frame(NamedTuple):
@@ -72,6 +77,7 @@ class Relayed:
             usage = Usage(
                 usage.input_tokens if usage.input_tokens is not None else last.input_tokens,
                 usage.output_tokens if usage.output_tokens is not None else last.output_tokens,
+                cached_input_tokens=usage.cached_input_tokens or last.cached_input_tokens,
             )
         self.reported = usage
 
@@ -94,7 +100,7 @@ class Relayed:
             inp = estimate_input_tokens(self._body or {})
         if out is None:
             out = estimate_output_tokens(self.pieces, len(self.pieces))
-        usage = Usage(inp, out, estimated) if estimated else reported
+        usage = Usage(inp, out, estimated, reported.cached_input_tokens) if estimated else reported
         self._final = (len(self.pieces), self.reported, usage)
         return usage
 

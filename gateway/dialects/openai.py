@@ -138,9 +138,12 @@ def usage_of(payload: dict[str, Any]) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Usage(
         input_tokens=prompt if isinstance(prompt, int) else None,
         output_tokens=completion if isinstance(completion, int) else None,
+        cached_input_tokens=cached if type(cached) is int and cached > 0 else 0,
     )
 
 

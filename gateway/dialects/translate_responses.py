@@ -390,7 +390,10 @@ def response_usage_of(usage: object) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     inp, out = usage.get("input_tokens"), usage.get("output_tokens")
+    details = usage.get("input_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Usage(
         input_tokens=inp if isinstance(inp, int) else None,
         output_tokens=out if isinstance(out, int) else None,
+        cached_input_tokens=cached if type(cached) is int and cached > 0 else 0,
     )

@@ -23,7 +23,7 @@ import orjson
 
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk
-from .anthropic import error_event, event_bytes, input_tokens_of
+from .anthropic import cache_read_of, error_event, event_bytes, input_tokens_of
 from .frames import EMPTY, Frame, Relayed, Usage
 from .openai import chat_usage, usage_of
 from .openai import error_event as openai_error_event
@@ -85,7 +85,11 @@ class OpenAIFromAnthropic:
     def _merge_usage(self, usage: object) -> Usage:
         if isinstance(usage, dict):
             self._usage.update({k: v for k, v in usage.items() if v is not None})
-        merged = Usage(input_tokens_of(self._usage), _int(self._usage.get("output_tokens")))
+        merged = Usage(
+            input_tokens_of(self._usage),
+            _int(self._usage.get("output_tokens")),
+            cached_input_tokens=cache_read_of(self._usage),
+        )
         self._relayed.report(merged)
         return merged
 
