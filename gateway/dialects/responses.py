@@ -114,6 +114,12 @@ class ResponsesRequest(_Strict):
     max_tool_calls: Annotated[int, Field(ge=1)] | None = None
 
 
+INCOMPLETE_REASON = {"length": "max_output_tokens", "content_filter": "content_filter"}
+"""Chat ``finish_reason`` -> a Response's ``incomplete_details.reason``
+(https://platform.openai.com/docs/api-reference/responses/object): the
+output was cut by the length cap or by a content filter."""
+
+
 def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
     """Validate ``body``. Raises :class:`~gateway.errors.InvalidRequest` (400)
     naming the first bad or unsupported field."""
@@ -413,7 +419,7 @@ def response_from_completion(
                 str(function.get("arguments") or ""),
             )
         )
-    incomplete = "max_output_tokens" if choice.get("finish_reason") == "length" else None
+    incomplete = INCOMPLETE_REASON.get(str(choice.get("finish_reason")))
     return response_object(
         body,
         response_id=response_id or new_response_id(),

@@ -37,6 +37,7 @@ from ..providers.base import UpstreamChunk
 from .frames import EMPTY, Frame, Relayed, StreamEncoder, Usage, data_lines
 from .openai import chat_usage, usage_of
 from .responses import (
+    INCOMPLETE_REASON,
     function_call_item,
     message_item,
     new_item_id,
@@ -259,10 +260,9 @@ class ResponsesFromChat:
         # An upstream that sent no usage: the estimate (never a null usage).
         complete = self._relayed.complete
         usage = response_usage(self._usage if complete else chat_usage(self.usage()))
-        if self._finish == "length":
-            response = self._response(
-                "incomplete", usage=usage, incomplete_reason="max_output_tokens"
-            )
+        incomplete = INCOMPLETE_REASON.get(self._finish or "")
+        if incomplete is not None:
+            response = self._response("incomplete", usage=usage, incomplete_reason=incomplete)
             out.append(self._event("response.incomplete", response=response))
         else:
             out.append(

@@ -23,8 +23,9 @@ Errors: a non-2xx answer is mapped by status (429 ``ThrottlingException``
 and ``ModelNotReadyException``, 500, 503 are retryable before the first
 token), with the service's ``message`` and error type
 (``x-amzn-ErrorType``); an exception message in the stream is the
-GatewayError of its type; a stream cut before its ``metadata`` event (or
-its ``messageStop``) is an :class:`~gateway.errors.UpstreamProtocolError`.
+GatewayError of its type; a stream cut before its ``metadata`` event (the
+last, with the usage: the terminal marker here) is an
+:class:`~gateway.errors.UpstreamProtocolError`.
 """
 
 from __future__ import annotations
@@ -111,12 +112,10 @@ class BedrockStream:
                             break
                 else:
                     self._decoder.end()
-                    if not events.stopped:
-                        raise UpstreamProtocolError(
-                            "The upstream response ended before the stream was complete",
-                            detail="EOF before messageStop",
-                        )
-                    events.end(out)  # messageStop without metadata: no usage
+                    raise UpstreamProtocolError(
+                        "The upstream response ended before the stream was complete",
+                        detail="EOF before the metadata event",
+                    )
             except GatewayError as err:
                 self._error = err
             pending.extend(out)

@@ -129,7 +129,7 @@ class ConverseEvents:
     exception messages and UpstreamProtocolError for values of the wrong
     shape (the encoders downstream get only well-formed Anthropic events)."""
 
-    __slots__ = ("_blocks", "_model", "_open", "_sent_start", "_stop", "finished", "stopped")
+    __slots__ = ("_blocks", "_model", "_open", "_sent_start", "_stop", "finished")
 
     def __init__(self, model: str) -> None:
         self._model = model
@@ -138,8 +138,6 @@ class ConverseEvents:
         self._open: set[int] = set()
         self._sent_start = False
         self._stop: dict[str, Any] = {"stop_reason": "end_turn", "stop_sequence": None}
-        self.stopped = False
-        """``messageStop`` arrived (an end of body after it is a clean end)."""
         self.finished = False
 
     def chunks(self, message: EventMessage, out: list[UpstreamChunk]) -> None:
@@ -168,18 +166,14 @@ class ConverseEvents:
         elif name == "messageStop":
             self._stop = {"stop_reason": stop_reason(payload.get("stopReason")),
                           "stop_sequence": _stop_sequence(payload)}  # fmt: skip
-            self.stopped = True
         elif name == "metadata":
             self.end(out, anthropic_usage(payload.get("usage")))
         # Any other event type (newer than this code) carries nothing relayed.
 
-    def end(self, out: list[UpstreamChunk], usage: dict[str, int] | None = None) -> None:
-        """The closing ``message_delta`` and ``message_stop``."""
+    def end(self, out: list[UpstreamChunk], usage: dict[str, int]) -> None:
+        """The closing ``message_delta`` (stop reason, usage) and ``message_stop``."""
         self._started(out)
-        delta: dict[str, Any] = {"type": "message_delta", "delta": self._stop}
-        if usage is not None:
-            delta["usage"] = usage
-        _emit(out, "message_delta", delta)
+        _emit(out, "message_delta", {"type": "message_delta", "delta": self._stop, "usage": usage})
         _emit(out, "message_stop", {"type": "message_stop"})
         self.finished = True
 
