@@ -174,6 +174,7 @@ def test_shipped_example_loads_and_is_the_readmes() -> None:
     assert keys == {
         "gpt-4o-mini": ("openai", None),
         "claude-sonnet-4-5": ("anthropic", None),
+        "claude-haiku-bedrock": ("bedrock", None),
         "llama3.2": ("openai", None),
         "sim": ("sim", None),
     }  # the test environment sets both key variables
@@ -193,6 +194,7 @@ def test_key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert missing == {
         "gpt-4o-mini": "OPENAI_API_KEY",
         "claude-sonnet-4-5": "ANTHROPIC_API_KEY",
+        "claude-haiku-bedrock": None,  # SigV4: the AWS chain, checked at start-up
         "llama3.2": None,
         "sim": None,
     }
