@@ -300,4 +300,4 @@ def aws_environment(monkeypatch: Any) -> None:
 
 def script(events: list[bytes], **fields: Any) -> Script:
     """A :class:`~tests.fakes.Script` of event-stream messages."""
-    return Script(events=events, content_type=EVENT_STREAM, **fields)
+    return Script(events=events, **{"content_type": EVENT_STREAM, **fields})

@@ -337,3 +337,43 @@ async def _plateau(fake: FakeBedrock, quiet_polls: int = 5, interval: float = 0.
         if same >= quiet_polls:
             break
     return last
+
+
+async def test_hostile_bodies_and_untranslatable_requests(
+    gateway: GatewayFactory, fake: FakeBedrock
+) -> None:
+    client = await gateway(models=[bedrock_model(fake, max_message_bytes=4096)])
+    bad_crc = bytearray(text_delta(0, "lo"))
+    bad_crc[-1] ^= 1
+    huge = text_delta(0, "x" * 5000)
+    cases = [
+        ([message_start(), text_delta(0, "Hel"), bytes(bad_crc)], 200),  # an error event
+        ([message_start(), huge[:12]], 502),  # refused from its prelude, before content
+        ([message_start(), text_delta(0, "Hel"), b"\x00\x00"], 200),  # cut inside a message
+    ]
+    async with sdk(client) as oa:
+        for events, status in cases:
+            fake.script = script(events)
+            response = await client.post("/v1/chat/completions", json={
+                "model": "nova", "stream": True, "messages": MESSAGES})  # fmt: skip
+            body = await response.text()
+            assert response.status == status, body
+            assert "upstream_protocol_error" in body and "[DONE]" not in body
+        fake.script = script(text_events(["ok"]), content_type="text/event-stream")
+        with pytest.raises(openai.APIStatusError) as not_eventstream:
+            await oa.chat.completions.create(model="nova", messages=MESSAGES, stream=True)
+        assert not_eventstream.value.status_code == 502
+        fake.response = {"output": {"message": {"content": "not a list"}}}
+        with pytest.raises(openai.APIStatusError) as malformed:
+            await oa.chat.completions.create(model="nova", messages=MESSAGES)
+        assert malformed.value.status_code == 502
+        sent = len(fake.records)
+        image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+        for stream in (True, False):
+            with pytest.raises(openai.BadRequestError) as by_url:
+                await oa.chat.completions.create(
+                    model="nova", stream=stream,
+                    messages=[{"role": "user", "content": [image]}],
+                )  # fmt: skip
+            assert "base64" in by_url.value.message
+        assert len(fake.records) == sent  # refused before anything was sent

@@ -31,7 +31,7 @@ from tests.fake_bedrock import (
 )
 
 STREAM = b"".join(tool_events("get_weather", '{"city": "São Paulo"}', 4))
-EXPECTED = EventStreamDecoder().feed(STREAM)
+EXPECTED = list(EventStreamDecoder().feed(STREAM))
 
 
 def _decode(pieces: list[bytes], limit: int = 1 << 20) -> list[EventMessage]:
@@ -72,7 +72,7 @@ def test_truncated_at_every_point_is_an_error_at_the_end() -> None:
     one = event("messageStop", {"stopReason": "end_turn"})
     for i in range(1, len(one)):
         decoder = EventStreamDecoder()
-        assert decoder.feed(one[:i]) == []
+        assert list(decoder.feed(one[:i])) == []
         with pytest.raises(UpstreamProtocolError, match="ended in the middle"):
             decoder.end()
 
@@ -81,14 +81,27 @@ def test_an_oversized_prelude_raises_before_the_message_is_buffered() -> None:
     decoder = EventStreamDecoder(4096)
     prelude = struct.pack("!II", 50 << 20, 0)
     with pytest.raises(UpstreamProtocolError, match="too large"):
-        decoder.feed(prelude + struct.pack("!I", 0))  # 12 bytes: raised at once
+        list(decoder.feed(prelude + struct.pack("!I", 0)))  # 12 bytes: raised at once
     big = frame({":message-type": "event", ":event-type": "x"}, b"x" * 5000)
     with pytest.raises(UpstreamProtocolError, match="too large"):
-        EventStreamDecoder(4096).feed(big)  # whole in one read: still refused
-    assert EventStreamDecoder(8192).feed(big)[0].payload == b"x" * 5000
+        list(EventStreamDecoder(4096).feed(big))  # whole in one read: still refused
+    assert next(EventStreamDecoder(8192).feed(big)).payload == b"x" * 5000
     # A length too small to be a message is refused as well.
     with pytest.raises(UpstreamProtocolError, match="invalid length"):
-        EventStreamDecoder().feed(struct.pack("!III", 8, 0, 0))
+        list(EventStreamDecoder().feed(struct.pack("!III", 8, 0, 0)))
+
+
+def test_messages_before_a_bad_one_come_first() -> None:
+    good = event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "a"}})
+    bad_crc = bytearray(good)
+    bad_crc[-1] ^= 1
+    too_long = struct.pack("!III", 1 << 30, 0, 0)
+    for bad in (bytes(bad_crc), too_long):
+        got: list[EventMessage] = []
+        with pytest.raises(UpstreamProtocolError):
+            for message in EventStreamDecoder(4096).feed(good + bad):
+                got.append(message)
+        assert [m.payload for m in got] == [m.payload for m in EventStreamDecoder().feed(good)]
 
 
 def test_an_incomplete_message_is_held_as_pieces() -> None:
@@ -153,7 +166,8 @@ def test_translation_of_a_whole_stream() -> None:
 def test_an_exception_before_content_raises_before_any_chunk() -> None:
     events = ConverseEvents("m")
     out: list[UpstreamChunk] = []
-    messages = EventStreamDecoder().feed(text_events(["x"])[0] + exception("throttlingException"))
+    data = text_events(["x"])[0] + exception("throttlingException")
+    messages = list(EventStreamDecoder().feed(data))
     events.chunks(messages[0], out)
     assert out == []  # message_start is held back: a retry is still possible
     with pytest.raises(UpstreamRateLimited):

@@ -29,6 +29,7 @@ gateway needs around it:
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import NamedTuple, cast
 
 from botocore.eventstream import EventStreamBuffer, EventStreamMessage, ParserError
@@ -61,7 +62,8 @@ class EventStreamDecoder:
     """Feed body bytes as they arrive; get back the messages they complete.
 
     One per response, not thread-safe. :meth:`feed` raises
-    :class:`~gateway.errors.UpstreamProtocolError` (see the module docstring);
+    :class:`~gateway.errors.UpstreamProtocolError` (see the module docstring)
+    after the messages before the failure;
     :meth:`end` raises it when the body ended inside a message. Memory held:
     at most one message (``max_message_bytes``) plus one read.
     """
@@ -76,50 +78,52 @@ class EventStreamDecoder:
         self._need = PRELUDE_BYTES
         """Bytes that must be held before anything new can be decoded."""
 
-    def feed(self, data: bytes) -> list[EventMessage]:
-        """The messages ``data`` completes (possibly none), in order."""
+    def feed(self, data: bytes) -> Iterator[EventMessage]:
+        """The messages ``data`` completes (possibly none), in order, as a
+        generator: the messages before a malformed one are yielded before
+        its error is raised (consume it whole)."""
         self._pieces.append(data)
         self._have += len(data)
         if self._have < self._need:
-            return []
+            return
         held = self._pieces[0] if len(self._pieces) == 1 else b"".join(self._pieces)
-        cut = self._whole(held)
+        cut, error = self._whole(held)
         tail = held[cut:]
         self._pieces = [tail] if tail else []
         self._have = len(tail)
-        if not cut:
-            return []
-        self._buffer.add_data(held[:cut] if tail else held)
-        out: list[EventMessage] = []
-        try:
-            for message in self._buffer:
-                out.append(_typed(message))
-        except (ParserError, struct.error, KeyError, IndexError, UnicodeDecodeError) as exc:
-            raise UpstreamProtocolError(
-                "The upstream sent a malformed event-stream message",
-                detail=f"{type(exc).__name__}: {exc}",
-            ) from None
-        return out
+        if cut:
+            self._buffer.add_data(held[:cut] if tail else held)
+            try:
+                for message in self._buffer:
+                    yield _typed(message)
+            except (ParserError, struct.error, KeyError, IndexError, UnicodeDecodeError) as exc:
+                raise UpstreamProtocolError(
+                    "The upstream sent a malformed event-stream message",
+                    detail=f"{type(exc).__name__}: {exc}",
+                ) from None
+        if error is not None:
+            raise error
 
-    def _whole(self, held: bytes) -> int:
-        """How many leading bytes of ``held`` are whole messages; sets
-        :attr:`_need` for the message after them. Raises for a length out
-        of bounds, as soon as its prelude is there."""
+    def _whole(self, held: bytes) -> tuple[int, UpstreamProtocolError | None]:
+        """How many leading bytes of ``held`` are whole messages, and the
+        error of a message length out of bounds after them (found as soon
+        as that message's prelude is there); sets :attr:`_need` for the
+        message after them."""
         pos, size = 0, len(held)
         while size - pos >= PRELUDE_BYTES:
             (total,) = _U32.unpack_from(held, pos)
             if total < MIN_MESSAGE_BYTES or total > self._max:
                 what = "of an invalid length" if total < MIN_MESSAGE_BYTES else "too large"
-                raise UpstreamProtocolError(
+                return pos, UpstreamProtocolError(
                     f"The upstream sent an event-stream message {what}",
                     detail=f"message length {total} (bounds {MIN_MESSAGE_BYTES}..{self._max})",
                 )
             if size - pos < total:
                 self._need = total
-                return pos
+                return pos, None
             pos += total
         self._need = PRELUDE_BYTES
-        return pos
+        return pos, None
 
     @property
     def pending(self) -> int:
