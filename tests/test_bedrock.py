@@ -78,20 +78,16 @@ async def test_chat_stream_text_usage_and_the_converse_request(
     }
 
 
-@pytest.mark.parametrize(
-    ("reason", "finish"),
-    [("guardrail_intervened", "content_filter"), ("content_filtered", "content_filter"),
-     ("stop_sequence", "stop"), ("end_turn", "stop")],
-)  # fmt: skip
-async def test_stop_reasons(
-    gateway: GatewayFactory, fake: FakeBedrock, reason: str, finish: str
-) -> None:
-    fake.script = script(text_events(["x"], reason))
+async def test_stop_reasons(gateway: GatewayFactory, fake: FakeBedrock) -> None:
     client = await gateway(models=[bedrock_model(fake)])
-    async with sdk(client) as oa:
-        stream = await oa.chat.completions.create(model="nova", messages=MESSAGES, stream=True)
-        chunks = [c async for c in stream]
-    assert chunks[-1].choices[0].finish_reason == finish
+    for reason, finish in [("guardrail_intervened", "content_filter"),
+                           ("content_filtered", "content_filter"), ("stop_sequence", "stop"),
+                           ("end_turn", "stop"), ("malformed_model_output", "stop")]:  # fmt: skip
+        fake.script = script(text_events(["x"], reason))
+        async with sdk(client) as oa:
+            stream = await oa.chat.completions.create(model="nova", messages=MESSAGES, stream=True)
+            chunks = [c async for c in stream]
+        assert chunks[-1].choices[0].finish_reason == finish, reason
 
 
 async def test_chat_stream_tool_call(gateway: GatewayFactory, fake: FakeBedrock) -> None:
