@@ -14,6 +14,7 @@ from botocore.credentials import RefreshableCredentials
 
 from gateway.errors import UpstreamNotConfigured
 from gateway.providers.bedrock_auth import SigV4
+from tests.conftest import LogLines
 from tests.fake_bedrock import (
     ACCESS_KEY,
     FakeBedrock,
@@ -75,12 +76,17 @@ async def test_a_refresh_runs_off_the_loop(monkeypatch: pytest.MonkeyPatch) -> N
     assert (await signer.frozen()).access_key == "AKIDNEW" and len(threads) == 1
 
 
-async def test_no_credentials_is_not_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_credentials_is_not_configured_and_logged(
+    monkeypatch: pytest.MonkeyPatch, log_lines: LogLines
+) -> None:
     aws_environment(monkeypatch)
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(UpstreamNotConfigured):
         await SigV4("us-east-1").frozen()
+    await asyncio.sleep(0)  # the start-up resolution's callback
+    (line,) = [x for x in log_lines() if x["event"] == "upstream_credentials_missing"]
+    assert line["provider"] == "bedrock" and "no credentials" in line["detail"]
 
 
 async def test_a_client_that_leaves_closes_the_upstream(

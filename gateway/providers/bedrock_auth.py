@@ -24,13 +24,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+import structlog
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
 from botocore.exceptions import BotoCoreError
 from botocore.session import Session
 
-from ..errors import UpstreamNotConfigured
+from ..errors import GatewayError, UpstreamNotConfigured
+
+log = structlog.get_logger("gateway.providers.bedrock")
 
 SIGNING_NAME = "bedrock"
 """The service's ``signingName`` in botocore's ``bedrock-runtime`` model."""
@@ -121,5 +124,17 @@ class SigV4:
 
 
 def _consume(future: asyncio.Future[Credentials]) -> None:
-    if not future.cancelled():
-        future.exception()
+    """The start-up resolution's outcome: a failure is logged once
+    (``upstream_credentials_missing``) and raised again by each request."""
+    if future.cancelled():
+        return
+    err = future.exception()
+    if err is not None:
+        detail = err.detail if isinstance(err, GatewayError) else repr(err)
+        log.warning(
+            "upstream_credentials_missing",
+            provider="bedrock",
+            error=str(err),
+            detail=detail,
+            hint="set AWS credentials (env, AWS_PROFILE, a role) or AWS_BEARER_TOKEN_BEDROCK",
+        )
