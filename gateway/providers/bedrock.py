@@ -172,7 +172,7 @@ class BedrockProvider:
         return message_from_converse(payload, self._model.target_model)
 
     async def aclose(self) -> None:
-        return None  # the sessions belong to UpstreamSessions
+        self._auth.close()  # the sessions belong to UpstreamSessions
 
 
 async def post_signed(

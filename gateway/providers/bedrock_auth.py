@@ -47,6 +47,9 @@ class BearerAuth:
     def __init__(self, token: str) -> None:
         self._headers = {"Authorization": f"Bearer {token}"}
 
+    def close(self) -> None:
+        return None
+
     async def headers(self, url: str, body: bytes, headers: Mapping[str, str]) -> dict[str, str]:
         """``headers`` plus the key."""
         return {**headers, **self._headers}
@@ -70,6 +73,11 @@ class SigV4:
         # the first request does not wait for it. A failure is raised again
         # (and reported) by the first request.
         self._resolve().add_done_callback(_consume)
+
+    def close(self) -> None:
+        """Stop waiting for a resolution in flight (its thread finishes on its own)."""
+        if self._pending is not None:
+            self._pending.cancel()
 
     def _resolve(self) -> asyncio.Future[Credentials]:
         pending = self._pending
