@@ -58,6 +58,7 @@ from .http import (
 from .status import error_for_status
 
 EVENT_STREAM = "application/vnd.amazon.eventstream"
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def endpoint(region: str) -> str:
@@ -153,21 +154,21 @@ class BedrockProvider:
         else:
             self._auth = SigV4(region, model.profile)
 
-    async def _post(self, action: str, body: dict[str, Any], accept: str) -> aiohttp.ClientResponse:
+    async def _post(self, action: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """Sign and send; the headers are the ones boto3 sends and signs
+        (``Content-Type``, ``X-Amz-Date``, ``Authorization``; no ``Accept``)."""
         url = self._base + action
         data = orjson.dumps(converse_body(body))
-        headers = await self._auth.headers(
-            url, data, {"Content-Type": "application/json", "Accept": accept}
-        )
+        headers = await self._auth.headers(url, data, JSON_HEADERS)
         return await post_signed(self._session, url, data, headers)
 
     async def open_stream(self, body: dict[str, Any]) -> BedrockStream:
-        response = await self._post("converse-stream", body, EVENT_STREAM)
+        response = await self._post("converse-stream", body)
         return BedrockStream(response, self._model.target_model, self._model.max_message_bytes)
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         """The Converse response as an Anthropic Message object."""
-        response = await self._post("converse", body, "application/json")
+        response = await self._post("converse", body)
         payload = await read_json(response, self._model.max_response_bytes)
         return message_from_converse(payload, self._model.target_model)
 
