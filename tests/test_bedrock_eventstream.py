@@ -174,6 +174,13 @@ def test_an_exception_before_content_raises_before_any_chunk() -> None:
         events.chunks(messages[1], out)
 
 
+def test_an_error_message_says_its_code_and_message() -> None:
+    error = frame({":message-type": "error", ":error-code": "InternalFailure",
+                   ":error-message": "It broke"}, b"")  # fmt: skip
+    with pytest.raises(GatewayError, match=r"InternalFailure\): It broke"):
+        _translate(error)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,

@@ -107,20 +107,23 @@ _USAGE_FIELDS = (
 )
 
 
-def error_for_exception_message(name: str, payload: bytes) -> GatewayError:
-    """The GatewayError for an exception (or error) message of the stream."""
+def error_for_exception_message(message: EventMessage) -> GatewayError:
+    """The GatewayError for an ``exception`` message (its type, its payload's
+    ``message``) or an ``error`` message (``:error-code``, ``:error-message``)."""
+    name, payload = message.type, message.payload
+    said = message.headers.get(":error-message")
     try:
         body = orjson.loads(payload)
     except orjson.JSONDecodeError:
         body = None
-    raw = body.get("message") if isinstance(body, dict) else None
-    message = raw if isinstance(raw, str) else None
-    detail = f"upstream exception message {name}: {payload[:2000]!r}"
+    raw = body.get("message") if isinstance(body, dict) else said
+    message_text = raw if isinstance(raw, str) else None
+    detail = f"upstream {message.message_type} message {name}: {payload[:2000]!r}"
     status = EXCEPTION_STATUS.get(name)
     if status is None:
-        said = f": {message[:MESSAGE_LIMIT]}" if message else ""
-        return UpstreamError(f"The upstream provider failed ({name}){said}", detail=detail)
-    return error_for_status(status, message, kind=name, detail=detail)
+        tail = f": {message_text[:MESSAGE_LIMIT]}" if message_text else ""
+        return UpstreamError(f"The upstream provider failed ({name}){tail}", detail=detail)
+    return error_for_status(status, message_text, kind=name, detail=detail)
 
 
 class ConverseEvents:
@@ -143,7 +146,7 @@ class ConverseEvents:
     def chunks(self, message: EventMessage, out: list[UpstreamChunk]) -> None:
         """Append the Anthropic events for ``message`` to ``out``."""
         if message.message_type != "event":
-            raise error_for_exception_message(message.type, message.payload)
+            raise error_for_exception_message(message)
         name = message.type
         payload = json_object(message.payload)
         if name == "contentBlockDelta":
