@@ -14,6 +14,7 @@ from botocore.credentials import RefreshableCredentials
 
 from gateway.errors import UpstreamNotConfigured
 from gateway.providers.bedrock_auth import SigV4
+from gateway.state import ADMISSION
 from tests.conftest import LogLines
 from tests.fake_bedrock import (
     ACCESS_KEY,
@@ -101,7 +102,8 @@ async def test_a_client_that_leaves_closes_the_upstream(
         {"model": "nova", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
     )  # type: ignore[arg-type]  # fmt: skip
     assert await raw.events(limit=2)
+    assert client.app[ADMISSION].open_streams == 1
     raw.close()
     async with asyncio.timeout(10):
-        while fake.records[0].closed_at is None:
+        while fake.records[0].closed_at is None or client.app[ADMISSION].open_streams:
             await asyncio.sleep(0.02)
