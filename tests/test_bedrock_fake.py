@@ -52,10 +52,27 @@ def _boto(fake: FakeBedrock) -> Any:
 
 
 def _read_stream(fake: FakeBedrock) -> list[dict[str, Any]]:
-    response = _boto(fake).converse_stream(
-        modelId=UPSTREAM_MODEL, messages=[{"role": "user", "content": [{"text": "hi"}]}]
-    )
-    return list(response["stream"])
+    """boto3's ``converse_stream``, read whole (the client closed after: its
+    connection pool would otherwise be a ResourceWarning when collected)."""
+    client = _boto(fake)
+    try:
+        response = client.converse_stream(
+            modelId=UPSTREAM_MODEL, messages=[{"role": "user", "content": [{"text": "hi"}]}]
+        )
+        return list(response["stream"])
+    finally:
+        client.close()
+
+
+def _converse(fake: FakeBedrock) -> dict[str, Any]:
+    client = _boto(fake)
+    try:
+        answer: dict[str, Any] = client.converse(
+            modelId=UPSTREAM_MODEL, messages=[{"role": "user", "content": [{"text": "hi"}]}]
+        )
+        return answer
+    finally:
+        client.close()
 
 
 async def test_boto3_reads_the_stream_the_gateway_relays(
@@ -104,11 +121,7 @@ async def test_boto3_reads_converse_and_errors(fake: FakeBedrock, gateway: Gatew
         [{"text": "Sunny."}, {"toolUse": {"toolUseId": "t1", "name": "f", "input": ARGS}}],
         "tool_use",
     )
-    answer = await asyncio.to_thread(
-        _boto(fake).converse,
-        modelId=UPSTREAM_MODEL,
-        messages=[{"role": "user", "content": [{"text": "hi"}]}],
-    )
+    answer = await asyncio.to_thread(_converse, fake)
     content = answer["output"]["message"]["content"]
     assert content[0]["text"] == "Sunny." and content[1]["toolUse"]["input"] == ARGS
     assert answer["usage"]["inputTokens"] == 12 and answer["stopReason"] == "tool_use"
