@@ -4,7 +4,7 @@ Shape (every key optional except each model's ``name`` and ``provider``)::
 
     [server]   host, port, max_body_bytes
     [stream]   downstream_buffer_bytes, send_timeout_s
-    [[models]] name, provider = "sim" | "openai" | "anthropic" | "azure", ...
+    [[models]] name, provider = "sim" | "openai" | "anthropic" | "azure" | "bedrock", ...
 
 Unknown keys are errors, so a typo never silently falls back to a default.
 Without a file, :func:`default_settings` serves one simulator model, ``sim``.
@@ -462,8 +462,49 @@ class AzureModel(OpenAIModel):
         return "max_completion_tokens"
 
 
+class BedrockModel(_RemoteModel):
+    """AWS Bedrock's Converse API (``ConverseStream`` / ``Converse``);
+    ``upstream_model`` is the Bedrock model or inference profile id
+    (``anthropic.claude-3-5-haiku-20241022-v1:0``, ``us.amazon.nova-lite-v1:0``,
+    an ARN). ``base_url`` overrides the endpoint
+    (``https://bedrock-runtime.{region}.amazonaws.com``); ``api_key_env``
+    names the variable holding a Bedrock API key (default
+    ``AWS_BEARER_TOKEN_BEDROCK``)."""
+
+    provider: Literal["bedrock"]
+    default_key_env: ClassVar[str] = "AWS_BEARER_TOKEN_BEDROCK"
+    region: str | None = Field(default=None, min_length=1)
+    """AWS region; unset: ``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else ``us-east-1``."""
+    auth: Literal["auto", "sigv4", "bearer"] = "auto"
+    """``bearer``: the API key as ``Authorization: Bearer``; ``sigv4``: SigV4
+    with credentials from the standard AWS chain (environment, ``profile``,
+    container and instance roles); ``auto``: the key when its variable is
+    set, else SigV4."""
+    profile: str | None = Field(default=None, min_length=1)
+    """AWS shared-config profile for SigV4 credentials (unset: ``AWS_PROFILE`` or default)."""
+    max_message_bytes: int = Field(default=1 << 20, ge=1024, le=16 << 20)
+    """Largest event-stream message accepted from the upstream, bytes (1 MiB);
+    a larger one ends the stream with ``upstream_protocol_error``, read no further."""
+
+    @property
+    def aws_region(self) -> str:
+        """:attr:`region`, else the environment's, else ``us-east-1``."""
+        return (
+            self.region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+
+    def missing_key_env(self) -> str | None:
+        # SigV4 credentials come from the AWS chain, resolved at start-up
+        # (the provider reports them missing); only ``bearer`` needs the key.
+        return super().missing_key_env() if self.auth == "bearer" else None
+
+
 ModelSettings = Annotated[
-    SimModel | OpenAIModel | AnthropicModel | AzureModel, Field(discriminator="provider")
+    SimModel | OpenAIModel | AnthropicModel | AzureModel | BedrockModel,
+    Field(discriminator="provider"),
 ]
 
 
@@ -610,6 +651,7 @@ _PROVIDERS: dict[str, type[BaseModel]] = {
     "openai": OpenAIModel,
     "anthropic": AnthropicModel,
     "azure": AzureModel,
+    "bedrock": BedrockModel,
     "sim": SimModel,
 }
 """``provider`` values, in the order error messages list them."""

@@ -81,7 +81,7 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
     [
         ('[[models]]\nname="s"\nprovider="ollama"',
          "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, "
-         "azure, sim"
+         "azure, bedrock, sim"
          ' (use provider = "openai" with base_url for Ollama, vLLM and other OpenAI-compatible'
          " servers)"),
         ('[[models]]\nname="s"\nprovider="sim"\nitl_msx=5',
@@ -94,7 +94,7 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
         ('[[models]]\nname="s"\nprovder="sim"',
          "models[0].provder: unknown key; did you mean 'provider'?"),
         ('[[models]]\nname="s"', "models[0].provider: required; expected one of: openai, "
-         "anthropic, azure, sim"),
+         "anthropic, azure, bedrock, sim"),
         ('[[models]]\nname="a"\nprovider="sim"\n[[models]]\nname="b"\nprovider="sim"\n'
          '[[models]]\nname="a"\nprovider="sim"',
          "models[2].name: duplicate model name 'a' (models[0] has it too)"),
@@ -175,6 +175,7 @@ def test_shipped_example_loads_and_is_the_readmes(monkeypatch: pytest.MonkeyPatc
     assert keys == {
         "gpt-4o-mini": ("openai", None),
         "claude-sonnet-4-5": ("anthropic", None),
+        "claude-haiku-bedrock": ("bedrock", None),
         "llama3.2": ("openai", None),
         "gpt-4o-azure": ("azure", "AZURE_OPENAI_ENDPOINT"),
         "sim": ("sim", None),
@@ -197,6 +198,7 @@ def test_key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert missing == {
         "gpt-4o-mini": "OPENAI_API_KEY",
         "claude-sonnet-4-5": "ANTHROPIC_API_KEY",
+        "claude-haiku-bedrock": None,  # SigV4: the AWS chain, checked at start-up
         "llama3.2": None,
         "gpt-4o-azure": "AZURE_OPENAI_API_KEY",
         "sim": None,

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from ..config import AnthropicModel, AzureModel, ModelSettings, OpenAIModel, SimModel
+from ..config import (
+    AnthropicModel,
+    AzureModel,
+    BedrockModel,
+    ModelSettings,
+    OpenAIModel,
+    SimModel,
+)
 from .anthropic import AnthropicProvider
 from .azure import AzureProvider, AzureResponsesProvider
 from .base import Provider
+from .bedrock import BedrockProvider
 from .http import UpstreamSessions
 from .openai import OpenAIProvider, OpenAIResponsesProvider
 from .sim import SimProvider
@@ -24,6 +32,8 @@ def build_provider(
         return OpenAIProvider(model, sessions, connect_timeout_s)
     if isinstance(model, AnthropicModel):
         return AnthropicProvider(model, sessions, connect_timeout_s)
+    if isinstance(model, BedrockModel):
+        return BedrockProvider(model, sessions, connect_timeout_s)
     raise ValueError(f"provider {model.provider!r} is not available in this build")
 
 
