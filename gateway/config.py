@@ -502,6 +502,10 @@ class BedrockModel(_RemoteModel):
         return super().missing_key_env() if self.auth == "bearer" else None
 
 
+RemoteModel = OpenAIModel | AnthropicModel | BedrockModel
+"""Any model on a remote upstream (every provider but the simulator; Azure's
+is an OpenAIModel)."""
+
 ModelSettings = Annotated[
     SimModel | OpenAIModel | AnthropicModel | AzureModel | BedrockModel,
     Field(discriminator="provider"),

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .config import AnthropicModel, AzureModel, EnvRef, OpenAIModel, Settings, SimModel, is_loopback
-
-RemoteModel = OpenAIModel | AnthropicModel
+from .config import AzureModel, EnvRef, RemoteModel, Settings, SimModel, is_loopback
 
 
 def key_exposures(settings: Settings) -> list[dict[str, str]]:

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from ..config import AnthropicModel, ModelSettings, OpenAIModel, PriceSettings, SimModel
+from ..config import ModelSettings, PriceSettings, RemoteModel, SimModel
 from .spend import Spend
 
 log = structlog.get_logger("gateway.cost")
@@ -168,7 +168,7 @@ def _rate(value: Any) -> Rate:
     return Rate(pico_per_token(value.base), tiers)
 
 
-def from_library(model: OpenAIModel | AnthropicModel, now: datetime | None = None) -> Price:
+def from_library(model: RemoteModel, now: datetime | None = None) -> Price:
     """``model``'s price from genai-prices, or :func:`free` with the reason."""
     provider_id = _LIBRARY_PROVIDER.get(model.provider)
     if provider_id is None:
