@@ -4,7 +4,7 @@ Shape (every key optional except each model's ``name`` and ``provider``)::
 
     [server]   host, port, max_body_bytes
     [stream]   downstream_buffer_bytes, send_timeout_s
-    [[models]] name, provider = "sim" | "openai" | "anthropic", ...
+    [[models]] name, provider = "sim" | "openai" | "anthropic" | "gemini", ...
 
 Unknown keys are errors, so a typo never silently falls back to a default.
 Without a file, :func:`default_settings` serves one simulator model, ``sim``.
@@ -274,7 +274,28 @@ class AnthropicModel(_RemoteModel):
     default_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
 
 
-ModelSettings = Annotated[SimModel | OpenAIModel | AnthropicModel, Field(discriminator="provider")]
+class GeminiModel(_RemoteModel):
+    """Google Gemini: the Gemini API with a key (``x-goog-api-key``), or
+    Vertex AI with Google credentials when ``vertex_project`` is set
+    (:mod:`gateway.providers.gemini`). ``base_url`` is everything before
+    ``/models/{model}:streamGenerateContent``."""
+
+    provider: Literal["gemini"]
+    default_key_env: ClassVar[str] = "GEMINI_API_KEY"
+    vertex_project: str | None = Field(default=None, min_length=1)
+    """Serve through Vertex AI in this Google Cloud project, authenticated
+    with application default credentials (``google-auth``); no key is read.
+    Unset: the Gemini API (``generativelanguage.googleapis.com``) with a key."""
+    vertex_location: str = Field(default="us-central1", pattern=r"^[a-z0-9-]+$")
+    """Vertex AI region (``global`` for the global endpoint)."""
+
+    def missing_key_env(self) -> str | None:
+        return None if self.vertex_project else super().missing_key_env()
+
+
+ModelSettings = Annotated[
+    SimModel | OpenAIModel | AnthropicModel | GeminiModel, Field(discriminator="provider")
+]
 
 
 class StoreSettings(_Section):
@@ -382,6 +403,7 @@ _PROVIDERS: dict[str, type[BaseModel]] = {
     "openai": OpenAIModel,
     "anthropic": AnthropicModel,
     "sim": SimModel,
+    "gemini": GeminiModel,
 }
 """``provider`` values, in the order error messages list them."""
 

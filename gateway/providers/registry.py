@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..config import AnthropicModel, ModelSettings, OpenAIModel, SimModel
+from ..config import AnthropicModel, GeminiModel, ModelSettings, OpenAIModel, SimModel
 from .anthropic import AnthropicProvider
 from .base import Provider
+from .gemini import GeminiProvider
 from .http import UpstreamSessions
 from .openai import OpenAIProvider
 from .sim import SimProvider
@@ -21,4 +22,6 @@ def build_provider(
         return OpenAIProvider(model, sessions, connect_timeout_s)
     if isinstance(model, AnthropicModel):
         return AnthropicProvider(model, sessions, connect_timeout_s)
+    if isinstance(model, GeminiModel):
+        return GeminiProvider(model, sessions, connect_timeout_s)
     raise ValueError(f"provider {model.provider!r} is not available in this build")

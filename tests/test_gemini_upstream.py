@@ -1,0 +1,271 @@
+"""The Gemini provider (gateway/providers/gemini.py) against a fake Gemini API
+upstream on loopback (tests/fake_gemini.py), read by every client dialect's
+official SDK: Chat Completions and Responses (openai), Messages (anthropic).
+Text, whole function calls, system prompt, stop sequences, max tokens,
+finish reasons, usage, mid-stream errors, retries and fallbacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import orjson
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.fake_anthropic import anthropic_sdk
+from tests.fake_gemini import (
+    USAGE,
+    FakeGemini,
+    call,
+    gemini_error,
+    gemini_model,
+    response,
+    text,
+    text_events,
+    tool_events,
+    wire,
+)
+from tests.fakes import FakeOpenAI, Script, chunk, sse
+from tests.helpers import GatewayFactory, openai_model, sdk
+
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+ARGS = {"city": "Zürich", "days": [1, 2]}
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+]
+
+
+async def start_fake_gemini(aiohttp_server: Any) -> FakeGemini:
+    """A :class:`FakeGemini` on loopback, ``base_url`` set (``.../v1beta``)."""
+    fake = FakeGemini()
+    server: TestServer = await aiohttp_server(fake.app)
+    fake.base_url = str(server.make_url("/v1beta"))
+    return fake
+
+
+@pytest.fixture
+async def fake_gemini(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> FakeGemini:
+    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-key")
+    return await start_fake_gemini(aiohttp_server)
+
+
+async def test_chat_stream_text_usage_and_request(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.script = Script(events=wire(text_events(["Hel", "lo", " wörld 🌍"])))
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    async with sdk(client) as oc:
+        stream = await oc.chat.completions.create(
+            model="gem",
+            messages=[{"role": "system", "content": "be brief"}, *MESSAGES],
+            stream=True,
+            stream_options={"include_usage": True},
+            max_tokens=50,
+            stop=["END"],
+            temperature=0.3,
+        )
+        chunks = [c async for c in stream]
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == "Hello wörld 🌍"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens == 9
+    assert chunks[-1].usage.completion_tokens == 4
+    sent = fake_gemini.records[0].body
+    assert sent["systemInstruction"] == {"parts": [{"text": "be brief"}]}
+    assert sent["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
+    assert sent["generationConfig"] == {
+        "maxOutputTokens": 50, "stopSequences": ["END"], "temperature": 0.3
+    }  # fmt: skip
+    assert fake_gemini.paths[0] == "/v1beta/models/gemini-up:streamGenerateContent"
+    assert fake_gemini.queries[0] == {"alt": "sse"}
+    assert fake_gemini.headers[0]["x-goog-api-key"] == "test-gemini-key"
+    assert "authorization" not in fake_gemini.headers[0]
+
+
+async def test_tool_call_reaches_every_dialect_whole(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.script = Script(events=wire(tool_events("get_weather", ARGS)))
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    async with sdk(client) as oc:
+        stream = await oc.chat.completions.create(
+            model="gem", messages=MESSAGES, tools=TOOLS, tool_choice="required", stream=True
+        )
+        chunks = [c async for c in stream]
+        calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or ()]
+        assert len(calls) == 1 and calls[0].function is not None
+        assert calls[0].function.name == "get_weather" and calls[0].id
+        assert orjson.loads(calls[0].function.arguments or "") == ARGS
+        assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        responses_tools: Any = [{"type": "function", **TOOLS[0]["function"]}]
+        async with oc.responses.stream(model="gem", input="hi", tools=responses_tools) as rs:
+            async for _ in rs:
+                pass
+            final = await rs.get_final_response()
+        items = [i for i in final.output if i.type == "function_call"]
+        assert items and orjson.loads(items[0].arguments) == ARGS
+    async with (
+        anthropic_sdk(client) as ac,
+        ac.messages.stream(
+            model="gem",
+            max_tokens=64,
+            messages=MESSAGES,
+            tools=[{"name": "get_weather", "input_schema": {"type": "object"}}],
+        ) as ms,
+    ):
+        message = await ms.get_final_message()
+    uses = [b for b in message.content if b.type == "tool_use"]
+    assert uses and uses[0].input == ARGS and message.stop_reason == "tool_use"
+    assert message.usage.input_tokens == 9 and message.usage.output_tokens == 4
+    sent = fake_gemini.records[0].body
+    declaration = sent["tools"][0]["functionDeclarations"][0]
+    assert declaration["name"] == "get_weather"
+    assert declaration["parametersJsonSchema"] == TOOLS[0]["function"]["parameters"]
+    assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+
+
+async def test_tool_turn_history_is_translated(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    history: Any = [
+        *MESSAGES,
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Bern"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 3}'},
+    ]  # fmt: skip
+    async with sdk(client) as oc:
+        await oc.chat.completions.create(model="gem", messages=history, tools=TOOLS)
+    contents = fake_gemini.records[0].body["contents"]
+    assert contents[1] == {
+        "role": "model",
+        "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Bern"}, "id": "call_1"}}
+        ],
+    }
+    assert contents[2] == {
+        "role": "user",
+        "parts": [
+            {"functionResponse": {"name": "get_weather", "response": {"temp": 3}, "id": "call_1"}}
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("finish", "openai_reason", "anthropic_reason"),
+    [("SAFETY", "content_filter", "refusal"), ("RECITATION", "content_filter", "refusal"),
+     ("MAX_TOKENS", "length", "max_tokens")],
+)  # fmt: skip
+async def test_finish_reasons(
+    gateway: GatewayFactory,
+    fake_gemini: FakeGemini,
+    finish: str,
+    openai_reason: str,
+    anthropic_reason: str,
+) -> None:
+    fake_gemini.script = Script(events=wire(text_events(["partial"], finish)))
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    async with sdk(client) as oc:
+        stream = await oc.chat.completions.create(model="gem", messages=MESSAGES, stream=True)
+        chunks = [c async for c in stream]
+    assert chunks[-1].choices[0].finish_reason == openai_reason
+    async with anthropic_sdk(client) as ac:
+        message = await ac.messages.create(model="gem", max_tokens=8, messages=MESSAGES)
+    assert message.stop_reason == "end_turn"  # the non-streaming answer is `whole`
+    fake_gemini.whole = response([text("x")], finish, USAGE)
+    async with anthropic_sdk(client) as ac:
+        message = await ac.messages.create(model="gem", max_tokens=8, messages=MESSAGES)
+    assert message.stop_reason == anthropic_reason
+
+
+async def test_blocked_prompt_is_content_filter(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    blocked = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": USAGE}
+    fake_gemini.script = Script(events=wire([blocked]))
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    async with sdk(client) as oc:
+        stream = await oc.chat.completions.create(model="gem", messages=MESSAGES, stream=True)
+        chunks = [c async for c in stream]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices] == ["content_filter"]
+
+
+async def test_mid_stream_error_is_an_error_event(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    events = [response([text("partial")]), gemini_error(500, "INTERNAL", "boom")]
+    fake_gemini.script = Script(events=wire(events))
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    seen: list[str] = []
+    async with sdk(client) as oc:
+        stream = await oc.chat.completions.create(model="gem", messages=MESSAGES, stream=True)
+        with pytest.raises(openai.APIError, match="boom"):
+            async for c in stream:
+                seen.append(c.choices[0].delta.content or "")
+    assert "".join(seen) == "partial"
+
+
+async def test_stream_cut_before_finish_is_not_a_clean_end(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.script = Script(events=wire([response([text("partial")])]))
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    async with sdk(client) as oc:
+        stream = await oc.chat.completions.create(model="gem", messages=MESSAGES, stream=True)
+        with pytest.raises(openai.APIError, match="ended before"):
+            async for _ in stream:
+                pass
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, 504])
+async def test_retryable_status_is_retried(
+    gateway: GatewayFactory, fake_gemini: FakeGemini, status: int
+) -> None:
+    fake_gemini.queue = [Script(status=status)]
+    client = await gateway(models=[gemini_model(fake_gemini, retries=1, retry_backoff_s=0.01)])
+    async with sdk(client) as oc:
+        stream = await oc.chat.completions.create(model="gem", messages=MESSAGES, stream=True)
+        content = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert content == "hi" and len(fake_gemini.records) == 2
+
+
+async def test_falls_back_to_another_provider(
+    gateway: GatewayFactory, fake_gemini: FakeGemini, fake_openai: FakeOpenAI
+) -> None:
+    fake_gemini.script = Script(status=503, error_body=gemini_error())
+    fake_openai.script = Script(events=[sse(chunk("from openai")), sse("[DONE]")])
+    models = [gemini_model(fake_gemini, fallbacks=["up"]), openai_model(fake_openai)]
+    client = await gateway(models=models)
+    async with sdk(client) as oc:
+        stream = await oc.chat.completions.create(model="gem", messages=MESSAGES, stream=True)
+        content = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert content == "from openai"
+
+
+async def test_non_streaming_chat_and_error_status(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.whole = response([text("Sure."), call("get_weather", ARGS)], "STOP", USAGE)
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    async with sdk(client) as oc:
+        result = await oc.chat.completions.create(model="gem", messages=MESSAGES, tools=TOOLS)
+        choice = result.choices[0]
+        assert choice.message.content == "Sure." and choice.finish_reason == "tool_calls"
+        assert choice.message.tool_calls is not None
+        assert orjson.loads(choice.message.tool_calls[0].function.arguments) == ARGS  # type: ignore[union-attr]
+        assert result.usage is not None and result.usage.total_tokens == 13
+        assert fake_gemini.paths[0] == "/v1beta/models/gemini-up:generateContent"
+        fake_gemini.script = Script(status=400, error_body=gemini_error(400, "INVALID_ARGUMENT",
+                                                                         "bad schema"))  # fmt: skip
+        with pytest.raises(openai.BadRequestError, match="bad schema"):
+            await oc.chat.completions.create(model="gem", messages=MESSAGES)
