@@ -130,7 +130,7 @@ class GeminiFromOpenAI:
             for call in delta.get("tool_calls") or ():
                 content = self._gather(call) or content
             if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
+                self._finish = str(choice["finish_reason"])
         if not parts:
             return Frame(b"", content, usage)
         return Frame(self._event(parts, None, None), True, usage)
@@ -152,8 +152,7 @@ class GeminiFromOpenAI:
     def finish(self) -> bytes:
         parts = [_function_call(*entry) for _, entry in sorted(self._calls.items())]
         usage = self._usage if self._relayed.complete else chat_usage(self.usage())
-        finish = GEMINI_FINISH.get(self._finish or "stop", "STOP")
-        return self._event(parts, finish, usage_metadata(usage))
+        return self._event(parts, _finish(self._finish), usage_metadata(usage))
 
     def usage(self) -> Usage:
         return self._relayed.usage()
@@ -163,12 +162,16 @@ class GeminiFromOpenAI:
 
 
 def gemini_from_completion(payload: dict[str, Any], model: str) -> dict[str, Any]:
-    """A ``chat.completion`` object as a ``GenerateContentResponse``."""
+    """A ``chat.completion`` object as a ``GenerateContentResponse`` (values
+    of the wrong type are left out: no candidate for a choice that is not an
+    object, no part for a text that is not a string)."""
     candidates: list[dict[str, Any]] = []
-    for position, choice in enumerate(payload.get("choices") or ()):
+    choices = payload.get("choices")
+    for position, choice in enumerate(choices if isinstance(choices, list) else ()):
         if not isinstance(choice, dict):
             continue
-        message = choice.get("message") or {}
+        message = choice.get("message")
+        message = message if isinstance(message, dict) else {}
         parts: list[dict[str, Any]] = []
         reasoning = message.get("reasoning_content") or message.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
@@ -176,21 +179,25 @@ def gemini_from_completion(payload: dict[str, Any], model: str) -> dict[str, Any
         for key in ("content", "refusal"):
             if isinstance(message.get(key), str) and message[key]:
                 parts.append({"text": message[key]})
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") or {}
+        calls = message.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
+            arguments = function.get("arguments")
             parts.append(
                 _function_call(
                     str(call.get("id") or ""),
                     str(function.get("name") or ""),
-                    str(function.get("arguments") or ""),
+                    arguments if isinstance(arguments, str) else "",
                 )
             )
-        finish = GEMINI_FINISH.get(str(choice.get("finish_reason") or "stop"), "STOP")
+        index = choice.get("index")
         candidates.append(
             {
                 "content": {"role": "model", "parts": parts},
-                "finishReason": finish,
-                "index": choice.get("index", position),
+                "finishReason": _finish(choice.get("finish_reason")),
+                "index": index if isinstance(index, int) else position,
             }
         )
     out: dict[str, Any] = {"candidates": candidates}
@@ -198,5 +205,11 @@ def gemini_from_completion(payload: dict[str, Any], model: str) -> dict[str, Any
     if isinstance(usage, dict):
         out["usageMetadata"] = usage_metadata(usage)
     out["modelVersion"] = model
-    out["responseId"] = str(payload.get("id") or new_completion_id())
+    response_id = payload.get("id")
+    out["responseId"] = response_id if isinstance(response_id, str) else new_completion_id()
     return out
+
+
+def _finish(reason: object) -> str:
+    """The Gemini ``finishReason`` for an OpenAI ``finish_reason`` (``STOP`` by default)."""
+    return GEMINI_FINISH.get(reason, "STOP") if isinstance(reason, str) else "STOP"

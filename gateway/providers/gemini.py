@@ -32,7 +32,7 @@ import orjson
 from ..config import GeminiModel
 from ..dialects.gemini_request import gemini_from_chat
 from ..dialects.gemini_upstream import ChunksFromGemini, completion_from_gemini
-from ..errors import GatewayError, UpstreamError
+from ..errors import GatewayError, UpstreamError, UpstreamProtocolError
 from .base import Dialect, UpstreamChunk
 from .gemini_vertex import VertexTokens, vertex_base_url
 from .http import EventStream, UpstreamSessions, json_object, post, read_json
@@ -58,6 +58,18 @@ def gemini_error(error: object) -> GatewayError:
     return UpstreamError(f"The upstream provider failed mid-stream{said}", detail=detail)
 
 
+MALFORMED = (AttributeError, TypeError, KeyError, ValueError, IndexError)
+"""What the translation raises on an upstream value of the wrong shape
+(it checks types as it reads; this is the net under it)."""
+
+
+def unreadable(exc: Exception, data: bytes) -> UpstreamProtocolError:
+    return UpstreamProtocolError(
+        "The upstream sent an event the gateway cannot read",
+        detail=f"{type(exc).__name__}: {exc}; event {data[:200]!r}",
+    )
+
+
 class GeminiStream(EventStream):
     """Gemini events of one response, yielded as ``chat.completion.chunk``
     objects (``data`` is the chunk serialized once, for the passthrough
@@ -76,15 +88,17 @@ class GeminiStream(EventStream):
         payload = json_object(event.data)
         if "error" in payload:
             raise gemini_error(payload["error"])
-        chunks, ended = self._chunks.chunks(payload)
+        try:
+            chunks, ended = self._chunks.chunks(payload)
+            encoded = [UpstreamChunk(orjson.dumps(c), c) for c in chunks]
+        except MALFORMED as exc:  # orjson.JSONEncodeError (nesting) is a TypeError
+            raise unreadable(exc, event.data) from None
         if ended:
             self.finished = True
-        if not chunks:
+        if not encoded:
             return None
-        for chunk in chunks[:-1]:
-            self._pending.append(UpstreamChunk(orjson.dumps(chunk), chunk))
-        last = chunks[-1]
-        return UpstreamChunk(orjson.dumps(last), last)
+        self._pending.extend(encoded[:-1])
+        return encoded[-1]
 
 
 class GeminiProvider:
@@ -139,7 +153,10 @@ class GeminiProvider:
         payload = await read_json(response, self._model.max_response_bytes)
         if "error" in payload:
             raise gemini_error(payload["error"])
-        return completion_from_gemini(payload, self._model.target_model)
+        try:
+            return completion_from_gemini(payload, self._model.target_model)
+        except MALFORMED as exc:
+            raise unreadable(exc, b"") from None
 
     async def aclose(self) -> None:
         return None  # the sessions belong to UpstreamSessions
