@@ -402,8 +402,8 @@ def default_settings() -> Settings:
 _PROVIDERS: dict[str, type[BaseModel]] = {
     "openai": OpenAIModel,
     "anthropic": AnthropicModel,
-    "sim": SimModel,
     "gemini": GeminiModel,
+    "sim": SimModel,
 }
 """``provider`` values, in the order error messages list them."""
 

@@ -80,8 +80,8 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
     ("text", "error"),
     [
         ('[[models]]\nname="s"\nprovider="ollama"',
-         "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, sim"
-         ' (use provider = "openai" with base_url for Ollama, vLLM and other OpenAI-compatible'
+         "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, gemini,"
+         ' sim (use provider = "openai" with base_url for Ollama, vLLM and other OpenAI-compatible'
          " servers)"),
         ('[[models]]\nname="s"\nprovider="sim"\nitl_msx=5',
          "models[0].itl_msx: unknown key; did you mean 'itl_ms'?"),
@@ -93,7 +93,7 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
         ('[[models]]\nname="s"\nprovder="sim"',
          "models[0].provder: unknown key; did you mean 'provider'?"),
         ('[[models]]\nname="s"', "models[0].provider: required; expected one of: openai, "
-         "anthropic, sim"),
+         "anthropic, gemini, sim"),
         ('[[models]]\nname="a"\nprovider="sim"\n[[models]]\nname="b"\nprovider="sim"\n'
          '[[models]]\nname="a"\nprovider="sim"',
          "models[2].name: duplicate model name 'a' (models[0] has it too)"),
