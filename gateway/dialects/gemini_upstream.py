@@ -57,6 +57,25 @@ def chat_usage_of(metadata: object) -> dict[str, Any] | None:
     return usage
 
 
+def _only_text(candidates: object) -> str | None:
+    """The text of an event whose one candidate (index 0, no finish reason)
+    has one plain text part; None for any other event."""
+    if type(candidates) is not list or len(candidates) != 1:
+        return None
+    candidate = candidates[0]
+    if type(candidate) is not dict or "finishReason" in candidate or candidate.get("index", 0):
+        return None
+    content = candidate.get("content")
+    parts = content.get("parts") if type(content) is dict else None
+    if type(parts) is not list or len(parts) != 1:
+        return None
+    part = parts[0]
+    if type(part) is not dict or len(part) != 1:
+        return None
+    text = part.get("text")
+    return text if type(text) is str else None
+
+
 def _call_id(call: dict[str, Any]) -> str:
     given = call.get("id")
     return given if isinstance(given, str) and given else f"call_{uuid.uuid4().hex[:24]}"
@@ -91,9 +110,14 @@ class ChunksFromGemini:
     def chunks(self, payload: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
         """(chunk objects, whether this event ended the stream: a finish
         reason, or a blocked prompt)."""
+        candidates = payload.get("candidates")
+        text = _only_text(candidates)
+        if text is not None and 0 in self._started:  # the common event: one piece of text
+            choice = {"index": 0, "delta": {"content": text}, "logprobs": None,
+                      "finish_reason": None}  # fmt: skip
+            return [self._chunk([choice])], False
         choices: list[dict[str, Any]] = []
         ended = False
-        candidates = payload.get("candidates")
         for position, candidate in enumerate(candidates if isinstance(candidates, list) else ()):
             if not isinstance(candidate, dict):
                 continue
