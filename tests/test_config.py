@@ -80,9 +80,9 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
     ("text", "error"),
     [
         ('[[models]]\nname="s"\nprovider="ollama"',
-         "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, gemini,"
-         ' sim (use provider = "openai" with base_url for Ollama, vLLM and other OpenAI-compatible'
-         " servers)"),
+         "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic,"
+         ' gemini, sim (use provider = "openai" with base_url for Ollama, vLLM and other'
+         " OpenAI-compatible servers)"),
         ('[[models]]\nname="s"\nprovider="sim"\nitl_msx=5',
          "models[0].itl_msx: unknown key; did you mean 'itl_ms'?"),
         ('[[models]]\nname="s"\nprovider="sim"\n[models.stream]\nttft_timout_s=3',

@@ -113,9 +113,9 @@ class ChunksFromGemini:
         candidates = payload.get("candidates")
         text = _only_text(candidates)
         if text is not None and 0 in self._started:  # the common event: one piece of text
-            choice = {"index": 0, "delta": {"content": text}, "logprobs": None,
-                      "finish_reason": None}  # fmt: skip
-            return [self._chunk([choice])], False
+            only: dict[str, Any] = {"index": 0, "delta": {"content": text}, "logprobs": None,
+                                    "finish_reason": None}  # fmt: skip
+            return [self._chunk([only])], False
         choices: list[dict[str, Any]] = []
         ended = False
         for position, candidate in enumerate(candidates if isinstance(candidates, list) else ()):
