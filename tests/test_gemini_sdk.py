@@ -248,3 +248,27 @@ async def test_route_takes_client_keys_from_goog_header_or_query(
         with pytest.raises(genai_errors.ClientError) as info:
             await _stream(sdk, "sim")
     assert info.value.code == 401 and info.value.status == "UNAUTHENTICATED"
+
+
+async def test_thought_signature_round_trip_through_the_route(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    """google-genai -> Sluice (Chat Completions inside) -> Gemini: the
+    signature of a call reaches the client and, sent back, the upstream."""
+    part = {**call("get_weather", ARGS), "thoughtSignature": "c2lnbmF0dXJl+/8="}
+    fake_gemini.script = Script(events=wire([response([part], "STOP", USAGE)]))
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    async with genai_client(root_of(client)) as sdk:
+        chunks = await _stream(sdk, "gem", tools=[WEATHER])
+        parts = [p for c in chunks for p in c.candidates[0].content.parts or () if p.function_call]
+        assert parts[0].thought_signature == b"signature\xfb\xff"
+        history = [
+            types.Content(role="user", parts=[types.Part(text="hi")]),
+            types.Content(role="model", parts=parts),
+            types.Content(role="user", parts=[types.Part(function_response=types.FunctionResponse(
+                name="get_weather", response={"temp": 3}))]),
+        ]  # fmt: skip
+        await sdk.aio.models.generate_content(model="gem", contents=history)
+    sent = fake_gemini.records[1].body["contents"][1]["parts"][0]
+    assert sent["thoughtSignature"] == "c2lnbmF0dXJl+/8="
+    assert sent["functionCall"]["name"] == "get_weather"

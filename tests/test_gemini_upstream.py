@@ -269,3 +269,41 @@ async def test_non_streaming_chat_and_error_status(
                                                                          "bad schema"))  # fmt: skip
         with pytest.raises(openai.BadRequestError, match="bad schema"):
             await oc.chat.completions.create(model="gem", messages=MESSAGES)
+
+
+SIGNATURE = "c2lnbmF0dXJl+/8="
+"""A Gemini ``thoughtSignature`` (base64 with ``+``, ``/`` and padding)."""
+
+
+async def test_thought_signature_survives_a_tool_turn(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    """Gemini asks for a call's ``thoughtSignature`` back with the call; it
+    rides in the tool call's id, which every client sends back unchanged."""
+    part = {**call("get_weather", ARGS), "thoughtSignature": SIGNATURE}
+    fake_gemini.script = Script(events=wire([response([part], "STOP", USAGE)]))
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    async with sdk(client) as oc:
+        stream = await oc.chat.completions.create(
+            model="gem", messages=MESSAGES, tools=TOOLS, stream=True
+        )
+        calls = [
+            tc async for c in stream if c.choices for tc in c.choices[0].delta.tool_calls or ()
+        ]
+        call_id = calls[0].id
+        assert call_id is not None and set(call_id) <= set(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+        )
+        history: Any = [
+            *MESSAGES,
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": call_id, "type": "function",
+                 "function": {"name": "get_weather", "arguments": orjson.dumps(ARGS).decode()}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": "sunny"},
+        ]  # fmt: skip
+        await oc.chat.completions.create(model="gem", messages=history, tools=TOOLS)
+    model_turn, answer = fake_gemini.records[1].body["contents"][1:]
+    assert model_turn["parts"][0]["thoughtSignature"] == SIGNATURE
+    sent_id = model_turn["parts"][0]["functionCall"]["id"]
+    assert answer["parts"][0]["functionResponse"]["id"] == sent_id
+    assert answer["parts"][0]["functionResponse"]["response"] == {"content": "sunny"}

@@ -29,7 +29,7 @@ import orjson
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk
 from .frames import Frame, Relayed, Usage
-from .gemini_common import GEMINI_FINISH, google_status
+from .gemini_common import GEMINI_FINISH, google_status, split_signature
 from .openai import chat_usage, usage_of
 from .translate_common import new_completion_id
 
@@ -65,17 +65,22 @@ def usage_metadata(usage: dict[str, Any]) -> dict[str, Any]:
 
 def _function_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     """A whole ``functionCall`` part; arguments that are not a JSON object
-    (a truncated call) are kept as text under ``arguments``."""
+    (a truncated call) are kept as text under ``arguments``; a
+    ``thoughtSignature`` carried in the id goes back on the part."""
     try:
         args = orjson.loads(arguments or "{}")
     except orjson.JSONDecodeError:
         args = None
     if not isinstance(args, dict):
         args = {"arguments": arguments}
+    base, signature = split_signature(call_id)
     call: dict[str, Any] = {"name": name, "args": args}
-    if call_id:
-        call["id"] = call_id
-    return {"functionCall": call}
+    if base:
+        call["id"] = base
+    part: dict[str, Any] = {"functionCall": call}
+    if signature:
+        part["thoughtSignature"] = signature
+    return part
 
 
 class GeminiFromOpenAI:

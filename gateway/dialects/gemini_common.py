@@ -82,3 +82,30 @@ def openai_finish(reason: object, called: bool) -> str:
 def google_status(status: int) -> str:
     """The ``google.rpc.Code`` name for an HTTP status (``UNKNOWN`` otherwise)."""
     return GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "UNKNOWN")
+
+
+SIGNATURE_MARK = "__ts__"
+"""Between a tool call's id and the Gemini ``thoughtSignature`` it carries."""
+
+
+def id_with_signature(call_id: str, signature: object) -> str:
+    """A tool-call id that carries the ``thoughtSignature`` of its
+    ``functionCall`` part (https://ai.google.dev/gemini-api/docs/thought-signatures):
+    Gemini asks for it back with the call in the next turn, and Chat
+    Completions, Responses and Messages have no field for it, but every
+    client sends a call's id back unchanged. The signature (base64) is
+    written URL-safe without padding, so the id stays within
+    ``[A-Za-z0-9_-]`` (what Anthropic accepts for ``tool_use`` ids)."""
+    if not isinstance(signature, str) or not signature:
+        return call_id
+    safe = signature.replace("+", "-").replace("/", "_").rstrip("=")
+    return f"{call_id}{SIGNATURE_MARK}{safe}"
+
+
+def split_signature(call_id: str) -> tuple[str, str | None]:
+    """``(id, thoughtSignature or None)`` of an id from :func:`id_with_signature`."""
+    base, mark, safe = call_id.partition(SIGNATURE_MARK)
+    if not mark or not safe:
+        return call_id, None
+    signature = safe.replace("-", "+").replace("_", "/")
+    return base, signature + "=" * (-len(signature) % 4)

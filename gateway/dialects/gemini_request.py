@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest
-from .gemini_common import field
+from .gemini_common import field, id_with_signature, split_signature
 
 # -- Chat Completions -> Gemini (the upstream's body) -------------------------------
 
@@ -30,9 +30,10 @@ def gemini_from_chat(body: dict[str, Any]) -> dict[str, Any]:
     """A Chat Completions body as a ``GenerateContentRequest``: ``system`` and
     ``developer`` messages -> ``systemInstruction``; ``assistant`` ->
     ``model`` contents (``tool_calls`` -> ``functionCall`` parts, arguments
-    parsed); ``tool`` messages -> ``functionResponse`` parts of one ``user``
-    turn; ``tools`` -> ``functionDeclarations`` (``parametersJsonSchema``:
-    the schema as sent); ``tool_choice`` -> ``toolConfig``; ``max_tokens`` /
+    parsed, a ``thoughtSignature`` carried in the id given back); ``tool``
+    messages -> ``functionResponse`` parts of one ``user`` turn; ``tools`` ->
+    ``functionDeclarations`` (``parametersJsonSchema``: the schema as sent);
+    ``tool_choice`` -> ``toolConfig``; ``max_tokens`` /
     ``max_completion_tokens`` -> ``maxOutputTokens``, ``stop`` ->
     ``stopSequences``, sampling fields -> ``generationConfig``."""
     system: list[dict[str, Any]] = []
@@ -49,14 +50,18 @@ def gemini_from_chat(body: dict[str, Any]) -> dict[str, Any]:
             for call in message.get("tool_calls") or ():
                 function = call.get("function") or {}
                 name = function.get("name") or ""
-                names[str(call.get("id"))] = name
+                call_id, signature = split_signature(str(call.get("id") or ""))
+                names[call_id] = name
                 part: dict[str, Any] = {"name": name, "args": _arguments(function, i)}
-                if call.get("id"):
-                    part["id"] = call["id"]
-                parts.append({"functionCall": part})
+                if call_id:
+                    part["id"] = call_id
+                wrapped: dict[str, Any] = {"functionCall": part}
+                if signature:
+                    wrapped["thoughtSignature"] = signature
+                parts.append(wrapped)
             _append(contents, "model", parts)
         elif role in ("tool", "function"):
-            call_id = str(message.get("tool_call_id") or "")
+            call_id = split_signature(str(message.get("tool_call_id") or ""))[0]
             name = names.get(call_id) or message.get("name") or ""
             response = {"name": name, "response": _tool_result(message.get("content"))}
             if call_id:
@@ -215,7 +220,8 @@ def chat_from_gemini(body: dict[str, Any], model: str, stream: bool) -> dict[str
     ``inlineData`` / ``fileData`` -> ``image_url`` parts); ``tools`` ->
     function tools; ``toolConfig`` -> ``tool_choice``; ``generationConfig`` ->
     ``max_tokens``, ``stop``, sampling fields. A call without an ``id`` gets
-    ``call_<n>`` and its response is matched by name, in order.
+    ``call_<n>`` and its response is matched by name, in order; a call's
+    ``thoughtSignature`` rides in its id (:func:`~.gemini_common.id_with_signature`).
 
     Raises :class:`InvalidRequest` for a body that is not a
     ``GenerateContentRequest`` (no ``contents``, parts that are not objects).
@@ -291,7 +297,10 @@ def _assistant(
         call = field(part, "functionCall", "function_call")
         if isinstance(call, dict):
             name = str(call.get("name") or "")
-            call_id = str(call.get("id") or f"call_{counter}")
+            call_id = id_with_signature(
+                str(call.get("id") or f"call_{counter}"),
+                field(part, "thoughtSignature", "thought_signature"),
+            )
             counter += 1
             pending.append((name, call_id))
             arguments = orjson.dumps(call.get("args") or {}).decode()
@@ -309,10 +318,12 @@ def _tool_message(answer: object, pending: list[tuple[str, str]]) -> dict[str, A
     if not isinstance(answer, dict):
         raise InvalidRequest("A functionResponse must be an object", param="contents")
     name = str(answer.get("name") or "")
-    call_id = answer.get("id")
-    if not call_id:
-        match = next((p for p in pending if p[0] == name), None)
-        call_id = match[1] if match else f"call_{name}"
+    given = answer.get("id")
+    match = next(
+        (p for p in pending if (split_signature(p[1])[0] == given if given else p[0] == name)),
+        None,
+    )
+    call_id = match[1] if match else str(given or f"call_{name}")
     pending[:] = [p for p in pending if p[1] != call_id]
     response = answer.get("response")
     return {"role": "tool", "tool_call_id": str(call_id),

@@ -11,7 +11,8 @@ dialect is served through the existing OpenAI bridge:
 - a ``functionCall`` part (Gemini sends each call whole) -> one complete
   tool-call delta (``id``, ``type``, ``function.name`` and all of
   ``function.arguments`` at once; ``id`` is Gemini's when it sends one,
-  ``call_<hex>`` otherwise);
+  ``call_<hex>`` otherwise, and carries the part's ``thoughtSignature``:
+  :func:`~.gemini_common.id_with_signature`);
 - ``finishReason`` -> ``finish_reason`` (:data:`~.gemini_common.FINISH_REASON`;
   a candidate that called functions ends with ``tool_calls``); a prompt
   blocked (``promptFeedback.blockReason``, no candidates) ends with
@@ -29,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from .gemini_common import field, openai_finish
+from .gemini_common import field, id_with_signature, openai_finish
 from .translate_common import new_completion_id, now
 
 
@@ -158,7 +159,8 @@ class ChunksFromGemini:
             if isinstance(call, dict):
                 n = self._calls.get(index, 0)
                 self._calls[index] = n + 1
-                calls.append(_tool_call(n, call))
+                signature = field(part, "thoughtSignature", "thought_signature")
+                calls.append(_tool_call(n, call, signature))
             elif isinstance(part.get("text"), str):
                 (thoughts if part.get("thought") else text).append(part["text"])
         if text:
@@ -174,11 +176,11 @@ class ChunksFromGemini:
         return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
 
 
-def _tool_call(n: int, call: dict[str, Any]) -> dict[str, Any]:
+def _tool_call(n: int, call: dict[str, Any], signature: object) -> dict[str, Any]:
     arguments = orjson.dumps(call.get("args") or {}).decode()
     return {
         "index": n,
-        "id": _call_id(call),
+        "id": id_with_signature(_call_id(call), signature),
         "type": "function",
         "function": {"name": str(call.get("name") or ""), "arguments": arguments},
     }
