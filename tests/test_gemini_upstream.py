@@ -307,3 +307,22 @@ async def test_thought_signature_survives_a_tool_turn(
     sent_id = model_turn["parts"][0]["functionCall"]["id"]
     assert answer["parts"][0]["functionResponse"]["id"] == sent_id
     assert answer["parts"][0]["functionResponse"]["response"] == {"content": "sunny"}
+
+
+async def test_fields_gemini_cannot_take_are_reported(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    body = {"model": "gem", "messages": MESSAGES, "user": "u-1", "logprobs": True, "seed": 7}
+    resp = await client.post("/v1/chat/completions", json=body)
+    assert resp.status == 200 and resp.headers["Sluice-Dropped-Params"] == "user, logprobs"
+    assert fake_gemini.records[0].body["generationConfig"] == {"seed": 7}
+    gemini_body = {
+        "contents": [{"parts": [{"text": "hi"}]}],
+        "generationConfig": {"topK": 3, "temperature": 0.5},
+        "safetySettings": [],
+    }
+    resp = await client.post("/v1beta/models/gem:generateContent", json=gemini_body)
+    assert resp.status == 200
+    assert resp.headers["Sluice-Dropped-Params"] == "generationConfig.topK, safetySettings"
+    assert fake_gemini.records[1].body["generationConfig"] == {"temperature": 0.5}

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidRequest
+from . import dropped
 from .gemini_common import field, id_with_signature, split_signature
 
 # -- Chat Completions -> Gemini (the upstream's body) -------------------------------
@@ -79,7 +80,17 @@ def gemini_from_chat(body: dict[str, Any]) -> dict[str, Any]:
     config = _generation_config(body)
     if config:
         out["generationConfig"] = config
+    dropped.drop(*(name for name in body if name not in _CHAT_SENT))
     return out
+
+
+_CHAT_SENT = frozenset(
+    {"model", "stream", "stream_options", "messages", "tools", "tool_choice", "max_tokens",
+     "max_completion_tokens", "stop", "temperature", "top_p", "n", "seed", "presence_penalty",
+     "frequency_penalty", "response_format"}
+)  # fmt: skip
+"""Chat Completions fields :func:`gemini_from_chat` sends on (or that the
+provider sets); any other is dropped and reported (``Sluice-Dropped-Params``)."""
 
 
 def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any]]) -> None:
@@ -274,7 +285,16 @@ def chat_from_gemini(body: dict[str, Any], model: str, stream: bool) -> dict[str
     if choice is not None and tools:
         out["tool_choice"] = choice
     out.update(_chat_config(field(body, "generationConfig", "generation_config")))
+    dropped.drop(*(name for name in body if name not in _GEMINI_READ))
     return out
+
+
+_GEMINI_READ = frozenset(
+    {"contents", "systemInstruction", "system_instruction", "tools", "toolConfig", "tool_config",
+     "generationConfig", "generation_config", "model"}
+)  # fmt: skip
+"""``GenerateContentRequest`` fields :func:`chat_from_gemini` reads; any
+other (``safetySettings``, ``cachedContent``, ``labels``) is dropped and reported."""
 
 
 def _text_of(content: object) -> str:
@@ -420,9 +440,20 @@ _CHAT_SAMPLING = (
 )
 
 
+_CONFIG_READ = frozenset(
+    {"maxOutputTokens", "max_output_tokens", "stopSequences", "stop_sequences",
+     "responseMimeType", "response_mime_type", "responseJsonSchema", "response_json_schema",
+     "responseSchema", "response_schema",
+     *(name for camel, snake, _ in _CHAT_SAMPLING for name in (camel, snake))}
+)  # fmt: skip
+"""``generationConfig`` fields :func:`chat_from_gemini` reads; any other
+(``topK``, ``thinkingConfig``, ``responseModalities``) is dropped and reported."""
+
+
 def _chat_config(config: object) -> dict[str, Any]:
     if not isinstance(config, dict):
         return {}
+    dropped.drop(*(f"generationConfig.{n}" for n in config if n not in _CONFIG_READ))
     out: dict[str, Any] = {}
     cap = field(config, "maxOutputTokens", "max_output_tokens")
     if cap is not None:
