@@ -186,6 +186,16 @@ async def test_finish_reasons(
     async with anthropic_sdk(client) as ac:
         message = await ac.messages.create(model="gem", max_tokens=8, messages=MESSAGES)
     assert message.stop_reason == anthropic_reason
+    fake_gemini.script = Script(events=wire(text_events(["partial"], finish)))
+    async with sdk(client) as oc:
+        whole = await oc.responses.create(model="gem", input="hi")
+        events = [e async for e in await oc.responses.create(model="gem", input="hi", stream=True)]
+        assert events[-1].type == "response.incomplete"
+        streamed = events[-1].response
+    reason = "content_filter" if openai_reason == "content_filter" else "max_output_tokens"
+    for result in (whole, streamed):
+        assert result.status == "incomplete" and result.incomplete_details is not None
+        assert result.incomplete_details.reason == reason
 
 
 async def test_blocked_prompt_is_content_filter(

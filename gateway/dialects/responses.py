@@ -413,7 +413,9 @@ def response_from_completion(
                 str(function.get("arguments") or ""),
             )
         )
-    incomplete = "max_output_tokens" if choice.get("finish_reason") == "length" else None
+    incomplete = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(
+        str(choice.get("finish_reason"))
+    )
     return response_object(
         body,
         response_id=response_id or new_response_id(),

@@ -12,7 +12,8 @@ item in order, ``response.output_text.done`` + ``response.content_part.done``
 or ``response.function_call_arguments.done``, then
 ``response.output_item.done``; last ``response.completed`` (with ``usage``),
 ``response.incomplete`` (``finish_reason: "length"`` ->
-``incomplete_details.reason: "max_output_tokens"``) or, when the stream
+``incomplete_details.reason: "max_output_tokens"``, ``"content_filter"`` ->
+``"content_filter"``) or, when the stream
 fails, ``response.failed`` with an ``error`` object: never a completion.
 
 ``reasoning_content`` deltas, logprobs and refusals are not translated.
@@ -259,10 +260,9 @@ class ResponsesFromChat:
         # An upstream that sent no usage: the estimate (never a null usage).
         complete = self._relayed.complete
         usage = response_usage(self._usage if complete else chat_usage(self.usage()))
-        if self._finish == "length":
-            response = self._response(
-                "incomplete", usage=usage, incomplete_reason="max_output_tokens"
-            )
+        if self._finish in ("length", "content_filter"):
+            reason = "max_output_tokens" if self._finish == "length" else "content_filter"
+            response = self._response("incomplete", usage=usage, incomplete_reason=reason)
             out.append(self._event("response.incomplete", response=response))
         else:
             out.append(
