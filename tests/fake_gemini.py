@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from tests.fakes import FakeOpenAI, Record, Script
 
@@ -157,6 +158,14 @@ class FakeGemini(FakeOpenAI):
             record.closed_at = time.perf_counter()
             raise
         return resp
+
+
+async def start_fake_gemini(aiohttp_server: Any) -> FakeGemini:
+    """A :class:`FakeGemini` serving on loopback, ``base_url`` set (``.../v1beta``)."""
+    fake = FakeGemini()
+    server: TestServer = await aiohttp_server(fake.app)
+    fake.base_url = str(server.make_url("/v1beta"))
+    return fake
 
 
 def gemini_model(fake: FakeGemini, **extra: Any) -> dict[str, Any]:

@@ -173,9 +173,10 @@ def test_shipped_example_loads_and_is_the_readmes() -> None:
     assert keys == {
         "gpt-4o-mini": ("openai", None),
         "claude-sonnet-4-5": ("anthropic", None),
+        "gemini-2.5-flash": ("gemini", None),
         "llama3.2": ("openai", None),
         "sim": ("sim", None),
-    }  # the test environment sets both key variables
+    }  # the test environment sets the key variables
     local = settings.model("llama3.2")
     assert isinstance(local, OpenAIModel)
     assert (local.base_url, local.key_env, local.api_key()) == ("http://127.0.0.1:11434/v1", "", "")
@@ -192,6 +193,7 @@ def test_key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert missing == {
         "gpt-4o-mini": "OPENAI_API_KEY",
         "claude-sonnet-4-5": "ANTHROPIC_API_KEY",
+        "gemini-2.5-flash": None,
         "llama3.2": None,
         "sim": None,
     }

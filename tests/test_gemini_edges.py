@@ -20,13 +20,7 @@ from tests.fake_gemini import FakeGemini, gemini_model, gevent, response, text
 from tests.fakes import Script
 from tests.helpers import GatewayFactory, sdk
 from tests.rawclient import RawSSEClient
-from tests.test_gemini_upstream import MESSAGES, start_fake_gemini
-
-
-@pytest.fixture
-async def fake_gemini(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> FakeGemini:
-    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-key")
-    return await start_fake_gemini(aiohttp_server)
+from tests.test_gemini_upstream import MESSAGES
 
 
 async def _plateau(fake: FakeGemini, *, quiet_polls: int = 5, interval: float = 0.1) -> int:

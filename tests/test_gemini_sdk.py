@@ -33,7 +33,7 @@ from tests.fake_gemini import (
 from tests.fakes import FakeOpenAI, Script, chunk, sse
 from tests.helpers import SIM_FAST, GatewayFactory, openai_model
 from tests.keyhelp import make_key
-from tests.test_gemini_upstream import ARGS, start_fake_gemini
+from tests.test_gemini_upstream import ARGS
 
 WEATHER = types.Tool(
     function_declarations=[
@@ -63,12 +63,6 @@ async def genai_client(base_url: str, api_key: str = "client-key") -> AsyncItera
 
 def root_of(client: TestClient[Any, Any]) -> str:
     return str(client.make_url("/"))
-
-
-@pytest.fixture
-async def fake_gemini(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> FakeGemini:
-    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-key")
-    return await start_fake_gemini(aiohttp_server)
 
 
 async def _stream(client: genai.Client, model: str, **config: Any) -> list[Any]:

@@ -11,7 +11,6 @@ from typing import Any
 import openai
 import orjson
 import pytest
-from aiohttp.test_utils import TestServer
 
 from tests.fake_anthropic import anthropic_sdk
 from tests.fake_gemini import (
@@ -41,20 +40,6 @@ TOOLS: list[Any] = [
         },
     }
 ]
-
-
-async def start_fake_gemini(aiohttp_server: Any) -> FakeGemini:
-    """A :class:`FakeGemini` on loopback, ``base_url`` set (``.../v1beta``)."""
-    fake = FakeGemini()
-    server: TestServer = await aiohttp_server(fake.app)
-    fake.base_url = str(server.make_url("/v1beta"))
-    return fake
-
-
-@pytest.fixture
-async def fake_gemini(aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch) -> FakeGemini:
-    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-key")
-    return await start_fake_gemini(aiohttp_server)
 
 
 async def test_chat_stream_text_usage_and_request(
