@@ -16,6 +16,7 @@ from gateway.providers import gemini_vertex
 from gateway.providers.gemini import GeminiProvider
 from gateway.providers.gemini_vertex import VertexTokens, vertex_base_url
 from gateway.providers.http import UpstreamSessions
+from gateway.state import ADMISSION
 from tests.fake_gemini import FakeGemini, gemini_model, gevent, response, text
 from tests.fakes import Script
 from tests.helpers import GatewayFactory, sdk
@@ -134,3 +135,27 @@ async def test_vertex_stream_carries_the_bearer_token(
     headers = fake_gemini.headers[0]
     assert headers["authorization"] == "Bearer ya29.token-1"
     assert "x-goog-api-key" not in headers
+
+
+async def test_a_client_that_leaves_before_the_first_token_closes_the_upstream(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    fake_gemini.script = Script(events=[], then="hang")
+    client = await gateway(models=[gemini_model(fake_gemini)])
+    body = {"contents": [{"parts": [{"text": "hi"}]}]}
+    request = asyncio.ensure_future(
+        client.post("/v1beta/models/gem:streamGenerateContent?alt=sse", json=body)
+    )
+    for _ in range(200):  # the upstream request is open
+        if fake_gemini.records:
+            break
+        await asyncio.sleep(0.02)
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    for _ in range(200):
+        if fake_gemini.records[0].closed_at is not None and not client.app[ADMISSION].open_streams:
+            break
+        await asyncio.sleep(0.02)
+    assert fake_gemini.records[0].closed_at is not None
+    assert client.app[ADMISSION].open_streams == 0

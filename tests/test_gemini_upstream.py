@@ -12,6 +12,7 @@ import openai
 import orjson
 import pytest
 
+from gateway.metrics import Metrics
 from tests.fake_anthropic import anthropic_sdk
 from tests.fake_gemini import (
     USAGE,
@@ -43,7 +44,7 @@ TOOLS: list[Any] = [
 
 
 async def test_chat_stream_text_usage_and_request(
-    gateway: GatewayFactory, fake_gemini: FakeGemini
+    gateway: GatewayFactory, fake_gemini: FakeGemini, metrics: Metrics
 ) -> None:
     fake_gemini.script = Script(events=wire(text_events(["Hel", "lo", " wörld 🌍"])))
     client = await gateway(models=[gemini_model(fake_gemini)])
@@ -74,6 +75,14 @@ async def test_chat_stream_text_usage_and_request(
     assert fake_gemini.queries[0] == {"alt": "sse"}
     assert fake_gemini.headers[0]["x-goog-api-key"] == "test-gemini-key"
     assert "authorization" not in fake_gemini.headers[0]
+    labels = {"model": "gem", "provider": "gemini"}
+    assert (
+        metrics.registry.get_sample_value(
+            "sluice_stream_terminations_total", {**labels, "reason": "completed"}
+        )
+        == 1
+    )
+    assert metrics.registry.get_sample_value("sluice_output_tokens_total", labels) == 4
 
 
 async def test_tool_call_reaches_every_dialect_whole(
