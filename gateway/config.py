@@ -289,8 +289,10 @@ class GeminiModel(_RemoteModel):
     vertex_location: str = Field(default="us-central1", pattern=r"^[a-z0-9-]+$")
     """Vertex AI region (``global`` for the global endpoint)."""
 
-    def missing_key_env(self) -> str | None:
-        return None if self.vertex_project else super().missing_key_env()
+    @property
+    def key_env(self) -> str:
+        """``""`` on Vertex AI (no key is read or sent), else as for any model."""
+        return "" if self.vertex_project else super().key_env
 
 
 ModelSettings = Annotated[

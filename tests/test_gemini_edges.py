@@ -12,6 +12,7 @@ import pytest
 
 from gateway.config import GeminiModel
 from gateway.errors import UpstreamAuthError
+from gateway.key_exposure import key_exposures
 from gateway.providers import gemini_vertex
 from gateway.providers.gemini import GeminiProvider
 from gateway.providers.gemini_vertex import VertexTokens, vertex_base_url
@@ -19,7 +20,7 @@ from gateway.providers.http import UpstreamSessions
 from gateway.state import ADMISSION
 from tests.fake_gemini import FakeGemini, gemini_model, gevent, response, text
 from tests.fakes import Script
-from tests.helpers import GatewayFactory, sdk
+from tests.helpers import GatewayFactory, sdk, settings_from
 from tests.rawclient import RawSSEClient
 from tests.test_gemini_upstream import MESSAGES
 
@@ -105,7 +106,9 @@ async def test_vertex_urls() -> None:
         "/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     )
     assert provider.url.endswith("/models/gemini-2.5-flash:generateContent")
-    assert model.missing_key_env() is None  # no key: Google credentials
+    assert model.missing_key_env() is None and model.key_env == ""  # Google credentials
+    with_host = model.model_copy(update={"base_url": "https://vertex-proxy.example/v1"})
+    assert key_exposures(settings_from(models=[with_host.model_dump()])) == []
 
 
 async def test_vertex_token_source_refreshes_once_and_maps_failures() -> None:
