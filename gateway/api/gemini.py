@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..dialects.gemini_request import chat_from_gemini
+from ..dialects.gemini_client_request import chat_from_gemini
 from ..dialects.openai import parse_chat_request
 from ..errors import InvalidRequest
 from ..state import SETTINGS
