@@ -330,3 +330,20 @@ async def test_fields_gemini_cannot_take_are_reported(
     assert resp.status == 200
     assert resp.headers["Sluice-Dropped-Params"] == "generationConfig.topK, safetySettings"
     assert fake_gemini.records[1].body["generationConfig"] == {"temperature": 0.5}
+
+
+async def test_retry_delay_of_a_429_is_the_retry_after(
+    gateway: GatewayFactory, fake_gemini: FakeGemini
+) -> None:
+    """Gemini says when to retry in the body (``google.rpc.RetryInfo``), not
+    in a header: it is the Retry-After retries honour and clients are told."""
+    body = gemini_error(429, "RESOURCE_EXHAUSTED", "quota")
+    body["error"]["details"] = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"},
+    ]
+    fake_gemini.script = Script(status=429, error_body=body)
+    client = await gateway(models=[gemini_model(fake_gemini, retries=2)])
+    resp = await client.post("/v1/chat/completions", json={"model": "gem", "messages": MESSAGES})
+    assert resp.status == 429 and resp.headers["Retry-After"] == "37"
+    assert len(fake_gemini.records) == 1  # 37 s is past retry_max_backoff_s: no retry
