@@ -6,6 +6,7 @@ Google account is reachable from here) and a stream authenticated with it."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -162,3 +163,31 @@ async def test_a_client_that_leaves_before_the_first_token_closes_the_upstream(
         await asyncio.sleep(0.02)
     assert fake_gemini.records[0].closed_at is not None
     assert client.app[ADMISSION].open_streams == 0
+
+
+async def test_a_caller_cancelled_during_a_refresh_leaves_it_to_the_next() -> None:
+    credentials = SlowCredentials()
+    tokens = VertexTokens(credentials)
+    first = asyncio.ensure_future(tokens.token())
+    await asyncio.to_thread(credentials.started.wait, 5)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    second = asyncio.ensure_future(tokens.token())
+    for _ in range(10):  # the second caller gets as far as it can (without a refresh of
+        await asyncio.sleep(0)  # its own, it waits for the running one)
+    credentials.go.set()
+    assert await second == "ya29.token-1" and credentials.refreshes == 1
+
+
+class SlowCredentials(FakeCredentials):
+    """A refresh that waits for the test (in google-auth's worker thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.go = threading.Event(), threading.Event()
+
+    def refresh(self, request: Any) -> None:
+        self.started.set()
+        self.go.wait(5)
+        super().refresh(request)

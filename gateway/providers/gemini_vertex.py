@@ -64,33 +64,47 @@ class VertexTokens:
 
     :meth:`token` raises :class:`~gateway.errors.UpstreamAuthError` when no
     credentials are found or a refresh fails (the client cannot fix that;
-    the reason is in ``detail``).
+    the reason is in ``detail``). One refresh runs at a time, in a task of
+    its own: a caller cancelled while it runs (its client left) leaves it
+    to finish for the next caller, and no thread is started twice.
     """
 
     def __init__(self, credentials: Credentials | None = None) -> None:
         self._credentials = credentials
-        self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[str] | None = None
 
     async def token(self) -> str:
         """A valid access token (refreshed first when expired or absent)."""
         credentials = self._credentials
         if credentials is not None and credentials.valid and credentials.token:
             return credentials.token
-        async with self._lock:
-            try:
-                if self._credentials is None:
-                    self._credentials = await asyncio.to_thread(_default_credentials)
-                credentials = self._credentials
-                if not credentials.valid or not credentials.token:
-                    await asyncio.to_thread(credentials.refresh, _transport_request())
-            except Exception as exc:  # google.auth.exceptions.*, OSError from a transport
-                raise UpstreamAuthError(
-                    "The gateway could not obtain Google credentials for Vertex AI",
-                    detail=f"{type(exc).__name__}: {exc}",
-                ) from exc
-            if not credentials.token:
-                raise UpstreamAuthError(
-                    "The gateway could not obtain Google credentials for Vertex AI",
-                    detail="the credentials have no token after a refresh",
-                )
-            return credentials.token
+        task = self._refresh
+        if task is None or task.done():
+            task = self._refresh = asyncio.ensure_future(self._fetch())
+            task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    async def _fetch(self) -> str:
+        try:
+            if self._credentials is None:
+                self._credentials = await asyncio.to_thread(_default_credentials)
+            credentials = self._credentials
+            if not credentials.valid or not credentials.token:
+                await asyncio.to_thread(credentials.refresh, _transport_request())
+        except Exception as exc:  # google.auth.exceptions.*, OSError from a transport
+            raise UpstreamAuthError(
+                "The gateway could not obtain Google credentials for Vertex AI",
+                detail=f"{type(exc).__name__}: {exc}",
+            ) from exc
+        if not credentials.token:
+            raise UpstreamAuthError(
+                "The gateway could not obtain Google credentials for Vertex AI",
+                detail="the credentials have no token after a refresh",
+            )
+        return credentials.token
+
+
+def _retrieve(task: asyncio.Task[str]) -> None:
+    """A refresh whose every caller left: its failure is not logged as unretrieved."""
+    if not task.cancelled():
+        task.exception()
