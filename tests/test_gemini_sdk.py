@@ -271,3 +271,19 @@ async def test_thought_signature_round_trip_through_the_route(
     sent = fake_gemini.records[1].body["contents"][1]["parts"][0]
     assert sent["thoughtSignature"] == "c2lnbmF0dXJl+/8="
     assert sent["functionCall"]["name"] == "get_weather"
+
+
+async def test_models_list_and_get(gateway: GatewayFactory) -> None:
+    secret, key = make_key("team", models=["sim"])
+    client = await gateway(models=[SIM_FAST, {**SIM_FAST, "name": "other"}], auth={"keys": [key]})
+    async with genai_client(root_of(client), api_key=secret) as sdk:
+        listed = [m async for m in await sdk.aio.models.list()]
+        got = await sdk.aio.models.get(model="sim")
+        with pytest.raises(genai_errors.ClientError) as info:
+            await sdk.aio.models.get(model="other")  # not this key's
+    assert [m.name for m in listed] == ["models/sim"]
+    assert got.name == "models/sim" and got.supported_actions == [
+        "generateContent",
+        "streamGenerateContent",
+    ]
+    assert info.value.code == 404
