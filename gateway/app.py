@@ -20,6 +20,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from . import __version__, hangup
 from .admission import Admission
 from .api import anthropic as anthropic_api
+from .api import gemini as gemini_api
 from .api import key as key_api
 from .api import models as models_api
 from .api import openai as openai_api
@@ -375,6 +376,7 @@ def create_app(
     responses_api.add_routes(app)
     streams_api.add_routes(app)
     key_api.add_routes(app)
+    gemini_api.add_routes(app)
     # The browser client (an ES module); and the playground page built on it.
     app.router.add_get("/sluice.js", static_file("sluice.js", "text/javascript"))
     if settings.server.playground_on(listen_host):

@@ -24,6 +24,7 @@ headers, the quota store's lifecycle and the key reload on SIGHUP.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -63,7 +64,8 @@ from .state import (
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger("gateway.auth")
 
-API_PREFIX = "/v1/"
+API_PREFIX = ("/v1/", "/v1beta/")
+"""Paths that take client keys (``/v1beta/``: the Gemini-format routes)."""
 _HOW = "send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
 
 
@@ -81,7 +83,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     ring = request.app[IDENTITY].ring
     if not ring.enabled:
         return await handler(request)
-    digest = presented_digest(request.headers)
+    digest = presented_digest(request.headers) or gemini_digest(request)
     if digest is None:
         if ring.anonymous:
             return await handler(request)
@@ -104,6 +106,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise
     await _peek(request, key)
     return response
+
+
+def gemini_digest(request: web.Request) -> bytes | None:
+    """Gemini-format routes: SHA-256 of the key in ``x-goog-api-key`` (what
+    ``google-genai`` sends) or the ``key`` query parameter
+    (https://ai.google.dev/api#authentication); None elsewhere or without one."""
+    if not request.path.startswith("/v1beta/"):
+        return None
+    secret = (request.headers.get("x-goog-api-key") or request.query.get("key") or "").strip()
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest() if secret else None
 
 
 async def _peek(request: web.Request, key: ApiKeySettings) -> None:

@@ -4,7 +4,7 @@ Shape (every key optional except each model's ``name`` and ``provider``)::
 
     [server]   host, port, max_body_bytes
     [stream]   downstream_buffer_bytes, send_timeout_s
-    [[models]] name, provider = "sim" | "openai" | "anthropic" | "azure" | "bedrock", ...
+    [[models]] name, provider = "sim" | "openai" | "anthropic" | "azure" | "bedrock" | "gemini", ...
 
 Unknown keys are errors, so a typo never silently falls back to a default.
 Without a file, :func:`default_settings` serves one simulator model, ``sim``.
@@ -502,12 +502,33 @@ class BedrockModel(_RemoteModel):
         return super().missing_key_env() if self.auth == "bearer" else None
 
 
-RemoteModel = OpenAIModel | AnthropicModel | BedrockModel
+class GeminiModel(_RemoteModel):
+    """Google Gemini: the Gemini API with a key (``x-goog-api-key``), or
+    Vertex AI with Google credentials when ``vertex_project`` is set
+    (:mod:`gateway.providers.gemini`). ``base_url`` is everything before
+    ``/models/{model}:streamGenerateContent``."""
+
+    provider: Literal["gemini"]
+    default_key_env: ClassVar[str] = "GEMINI_API_KEY"
+    vertex_project: str | None = Field(default=None, min_length=1)
+    """Serve through Vertex AI in this Google Cloud project, authenticated
+    with application default credentials (``google-auth``); no key is read.
+    Unset: the Gemini API (``generativelanguage.googleapis.com``) with a key."""
+    vertex_location: str = Field(default="us-central1", pattern=r"^[a-z0-9-]+$")
+    """Vertex AI region (``global`` for the global endpoint)."""
+
+    @property
+    def key_env(self) -> str:
+        """``""`` on Vertex AI (no key is read or sent), else as for any model."""
+        return "" if self.vertex_project else super().key_env
+
+
+RemoteModel = OpenAIModel | AnthropicModel | BedrockModel | GeminiModel
 """Any model on a remote upstream (every provider but the simulator; Azure's
 is an OpenAIModel)."""
 
 ModelSettings = Annotated[
-    SimModel | OpenAIModel | AnthropicModel | AzureModel | BedrockModel,
+    SimModel | OpenAIModel | AnthropicModel | AzureModel | BedrockModel | GeminiModel,
     Field(discriminator="provider"),
 ]
 
@@ -656,6 +677,7 @@ _PROVIDERS: dict[str, type[BaseModel]] = {
     "anthropic": AnthropicModel,
     "azure": AzureModel,
     "bedrock": BedrockModel,
+    "gemini": GeminiModel,
     "sim": SimModel,
 }
 """``provider`` values, in the order error messages list them."""

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from .api.models import wants_anthropic
 from .dialects import dropped
+from .dialects.gemini_client import gemini_error_body
 from .errors import (
     GatewayError,
     InvalidRequest,
@@ -52,6 +53,8 @@ log = structlog.get_logger("gateway.http")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 ANTHROPIC_PREFIX = "/v1/messages"
+GEMINI_PREFIX = "/v1beta/"
+"""Gemini-format routes (:mod:`gateway.api.gemini`): Google's error object."""
 MODELS_PREFIX = "/v1/models"
 
 
@@ -77,7 +80,12 @@ def error_response(request: web.Request, err: GatewayError) -> web.Response:
     """``err`` as a JSON response in the dialect of ``request``'s route; the
     message ends with ``(request id <id>)``, the key to the log line that has
     the error's ``detail``. Records the error in ``request[SUMMARY]``."""
-    body = err.anthropic_body() if is_anthropic(request) else err.openai_body()
+    if is_anthropic(request):
+        body = err.anthropic_body()
+    elif request.path.startswith(GEMINI_PREFIX):
+        body = gemini_error_body(err)
+    else:
+        body = err.openai_body()
     request_id = request.get(REQUEST_ID)
     if request_id:
         body["error"]["message"] = f"{err.message} (request id {request_id})"

@@ -21,6 +21,7 @@ from gateway.log import configure_logging
 from gateway.metrics import Metrics
 from tests.fake_anthropic import FakeAnthropic
 from tests.fake_azure import FakeAzure
+from tests.fake_gemini import FakeGemini, start_fake_gemini
 from tests.fakes import FakeOpenAI
 from tests.helpers import SIM_FAST, GatewayFactory, settings_from
 
@@ -92,12 +93,19 @@ async def fake_anthropic(aiohttp_server: Any) -> FakeAnthropic:
     return fake
 
 
+@pytest.fixture
+async def fake_gemini(aiohttp_server: Any) -> FakeGemini:
+    """A fake Gemini API upstream on loopback (tests/fake_gemini.py)."""
+    return await start_fake_gemini(aiohttp_server)
+
+
 @pytest.fixture(autouse=True)
 def upstream_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Remote models need their key variable set (or 503 upstream_not_configured);
     the fakes accept any key."""
     monkeypatch.setenv("OPENAI_API_KEY", "test-openai-key")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-anthropic-key")
+    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-key")
 
 
 LogLines = Callable[[], list[dict[str, Any]]]

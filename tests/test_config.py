@@ -81,7 +81,7 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
     [
         ('[[models]]\nname="s"\nprovider="ollama"',
          "models[0].provider: unknown provider 'ollama'; expected one of: openai, anthropic, "
-         "azure, bedrock, sim"
+         "azure, bedrock, gemini, sim"
          ' (use provider = "openai" with base_url for Ollama, vLLM and other OpenAI-compatible'
          " servers)"),
         ('[[models]]\nname="s"\nprovider="sim"\nitl_msx=5',
@@ -94,7 +94,7 @@ def test_errors_name_the_bad_key(tmp_path: Path, text: str, named: str) -> None:
         ('[[models]]\nname="s"\nprovder="sim"',
          "models[0].provder: unknown key; did you mean 'provider'?"),
         ('[[models]]\nname="s"', "models[0].provider: required; expected one of: openai, "
-         "anthropic, azure, bedrock, sim"),
+         "anthropic, azure, bedrock, gemini, sim"),
         ('[[models]]\nname="a"\nprovider="sim"\n[[models]]\nname="b"\nprovider="sim"\n'
          '[[models]]\nname="a"\nprovider="sim"',
          "models[2].name: duplicate model name 'a' (models[0] has it too)"),
@@ -176,10 +176,11 @@ def test_shipped_example_loads_and_is_the_readmes(monkeypatch: pytest.MonkeyPatc
         "gpt-4o-mini": ("openai", None),
         "claude-sonnet-4-5": ("anthropic", None),
         "claude-haiku-bedrock": ("bedrock", None),
+        "gemini-2.5-flash": ("gemini", None),
         "llama3.2": ("openai", None),
         "gpt-4o-azure": ("azure", "AZURE_OPENAI_ENDPOINT"),
         "sim": ("sim", None),
-    }  # the test environment sets both key variables (not Azure's)
+    }  # the test environment sets the key variables (not Azure's)
     local = settings.model("llama3.2")
     assert isinstance(local, OpenAIModel)
     assert (local.base_url, local.key_env, local.api_key()) == ("http://127.0.0.1:11434/v1", "", "")
@@ -199,6 +200,7 @@ def test_key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         "gpt-4o-mini": "OPENAI_API_KEY",
         "claude-sonnet-4-5": "ANTHROPIC_API_KEY",
         "claude-haiku-bedrock": None,  # SigV4: the AWS chain, checked at start-up
+        "gemini-2.5-flash": None,
         "llama3.2": None,
         "gpt-4o-azure": "AZURE_OPENAI_API_KEY",
         "sim": None,

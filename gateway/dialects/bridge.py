@@ -15,6 +15,7 @@ from typing import Any, Literal
 from ..providers.base import Dialect
 from .anthropic import AnthropicPassthrough
 from .frames import StreamEncoder
+from .gemini_client import GeminiFromOpenAI, gemini_from_completion
 from .openai import OpenAIPassthrough
 from .responses import chat_from_responses, response_from_completion
 from .translate_request import anthropic_from_openai, openai_from_anthropic
@@ -27,9 +28,11 @@ from .translate_responses import (
 )
 from .translate_stream import AnthropicFromOpenAI, OpenAIFromAnthropic
 
-ClientDialect = Literal["openai", "anthropic", "responses"]
+ClientDialect = Literal["openai", "anthropic", "responses", "gemini"]
 """What a client speaks: a provider dialect, or OpenAI's Responses API (served
-through the Chat Completions dialect)."""
+through the Chat Completions dialect), or Gemini's ``generateContent``
+(its route translates the body to Chat Completions first:
+:mod:`gateway.api.gemini`)."""
 
 
 def upstream_body(client: ClientDialect, upstream: Dialect, body: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +41,8 @@ def upstream_body(client: ClientDialect, upstream: Dialect, body: dict[str, Any]
     Raises :class:`~gateway.errors.InvalidRequest` for content the upstream's
     dialect cannot express.
     """
+    if client == "gemini":  # the body is already Chat Completions
+        return body if upstream == "openai" else anthropic_from_openai(body)
     if client == "responses":
         if upstream == "responses":
             return body  # a native Responses upstream: the client's body as is
@@ -65,6 +70,11 @@ def stream_encoder(
     encoder estimates input tokens from it when the upstream reports none),
     ``response_id`` the Response's id and ``max_output_bytes`` how much output
     a translated Responses stream may hold (the model's ``max_response_bytes``)."""
+    if client == "gemini":
+        gemini = GeminiFromOpenAI(model=model, body=body)
+        if upstream == "openai":
+            return gemini
+        return Chained(OpenAIFromAnthropic(model=model, include_usage=True, body=body), gemini)
     if client == "responses":
         if upstream == "responses":
             return ResponsesPassthrough(body)
@@ -96,6 +106,10 @@ def response_body(
     Raises :class:`~gateway.errors.UpstreamProtocolError` for a response that
     cannot be expressed in the client's dialect.
     """
+    if client == "gemini":
+        if upstream == "anthropic":
+            payload = openai_from_anthropic_message(payload, model=model)
+        return gemini_from_completion(payload, model)
     if client == "responses":
         if upstream == "responses":
             return payload

@@ -12,7 +12,8 @@ item in order, ``response.output_text.done`` + ``response.content_part.done``
 or ``response.function_call_arguments.done``, then
 ``response.output_item.done``; last ``response.completed`` (with ``usage``),
 ``response.incomplete`` (``finish_reason: "length"`` ->
-``incomplete_details.reason: "max_output_tokens"``) or, when the stream
+``incomplete_details.reason: "max_output_tokens"``, ``"content_filter"`` ->
+``"content_filter"``) or, when the stream
 fails, ``response.failed`` with an ``error`` object: never a completion.
 
 ``reasoning_content`` deltas, logprobs and refusals are not translated.

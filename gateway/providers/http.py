@@ -304,12 +304,31 @@ async def error_for_response(response: aiohttp.ClientResponse) -> GatewayError:
     return error_for_status(
         response.status,
         message,
-        response.headers.get("Retry-After"),
+        response.headers.get("Retry-After") or google_retry_delay(body),
         kind=kind,
         # Where it came from (the query left out: some upstreams take a key there).
         detail=f"upstream {response.status} from {response.method} "
         f"{response.url.with_query(None)}: {body[:2000]!r}",
     )
+
+
+def google_retry_delay(body: bytes) -> str | None:
+    """Seconds from a Google API error's ``google.rpc.RetryInfo`` detail
+    (``{"error": {"details": [{"@type": ".../google.rpc.RetryInfo",
+    "retryDelay": "26s"}]}}``: how Gemini says when to retry a 429,
+    https://ai.google.dev/gemini-api/docs/rate-limits), as a ``Retry-After``
+    value; None for any other body."""
+    if b"RetryInfo" not in body:
+        return None
+    try:
+        error = orjson.loads(body).get("error")
+        for detail in error.get("details") or ():
+            delay = detail.get("retryDelay")
+            if str(detail.get("@type", "")).endswith("RetryInfo") and isinstance(delay, str):
+                return delay.removesuffix("s")
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return None
+    return None
 
 
 def _error_message(body: bytes) -> tuple[str | None, str | None]:

@@ -6,6 +6,7 @@ from ..config import (
     AnthropicModel,
     AzureModel,
     BedrockModel,
+    GeminiModel,
     ModelSettings,
     OpenAIModel,
     SimModel,
@@ -14,6 +15,7 @@ from .anthropic import AnthropicProvider
 from .azure import AzureProvider, AzureResponsesProvider
 from .base import Provider
 from .bedrock import BedrockProvider
+from .gemini import GeminiProvider
 from .http import UpstreamSessions
 from .openai import OpenAIProvider, OpenAIResponsesProvider
 from .sim import SimProvider
@@ -34,6 +36,8 @@ def build_provider(
         return AnthropicProvider(model, sessions, connect_timeout_s)
     if isinstance(model, BedrockModel):
         return BedrockProvider(model, sessions, connect_timeout_s)
+    if isinstance(model, GeminiModel):
+        return GeminiProvider(model, sessions, connect_timeout_s)
     raise ValueError(f"provider {model.provider!r} is not available in this build")
 
 
