@@ -35,6 +35,11 @@ SSE_HEADERS = {
     "Connection": "keep-alive",
 }
 HEARTBEAT = b": ping\n\n"
+BLANK_HEARTBEAT = b"\n"
+"""A heartbeat for clients that read every non-empty line as JSON (Google's
+``google-genai`` SDK): an empty line ends no event when none is pending
+(WHATWG HTML, "dispatch the event": an empty data buffer dispatches
+nothing), and still moves bytes through every proxy."""
 
 KERNEL_PROBE_EVERY = 16
 """Read the kernel send queue (``TIOCOUTQ``) on every this-many-th event, and
@@ -65,6 +70,7 @@ class SSEResponse:
     __slots__ = (
         "_buffer_bytes",
         "_fd",
+        "_heartbeat",
         "_kernel",
         "_probe_in",
         "_protocol",
@@ -81,8 +87,16 @@ class SSEResponse:
         "pings",
     )
 
-    def __init__(self, request: web.Request, *, buffer_bytes: int, send_timeout_s: float) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        *,
+        buffer_bytes: int,
+        send_timeout_s: float,
+        heartbeat: bytes = HEARTBEAT,
+    ) -> None:
         self._request = request
+        self._heartbeat = heartbeat
         self._send_timeout = send_timeout_s
         self._response = web.StreamResponse(status=200, headers=SSE_HEADERS)
         self._fd = -1
@@ -157,7 +171,7 @@ class SSEResponse:
         writer = self._writer
         assert writer is not None
         if not self._protocol.writing_paused:
-            await writer.write(HEARTBEAT, drain=False)
+            await writer.write(self._heartbeat, drain=False)
             self.pings += 1
         self.last_write = time.perf_counter()
 

@@ -171,6 +171,19 @@ async def test_route_from_anthropic_and_sim(
     assert sim[-1].candidates[0].finish_reason == types.FinishReason.STOP
 
 
+async def test_heartbeats_do_not_break_the_sdk(gateway: GatewayFactory, log_lines: Any) -> None:
+    """``google-genai`` parses every non-empty line as JSON, so a Gemini
+    client's heartbeat is an empty line, not ``: ping`` (which failed it)."""
+    slow = {**SIM_FAST, "ttft_ms": 400, "stream": {"heartbeat_interval_s": 0.05}}
+    client = await gateway(models=[slow])
+    async with genai_client(root_of(client)) as sdk:
+        chunks = await _stream(sdk, "sim")
+    assert "".join(c.text or "" for c in chunks)
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+    line = next(li for li in log_lines() if li["event"] == "request")
+    assert line["heartbeats"] >= 1
+
+
 async def test_route_non_streaming_and_history(
     gateway: GatewayFactory, fake_gemini: FakeGemini
 ) -> None:

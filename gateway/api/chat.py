@@ -34,7 +34,7 @@ from ..recorder import Recorder, make_recorder
 from ..routing.build import ROUTERS, missing_key_env
 from ..routing.route import Route, affinity_key
 from ..routing.router import Deployment, ModelRouter
-from ..sse import SSEResponse
+from ..sse import BLANK_HEARTBEAT, HEARTBEAT, SSEResponse
 from ..state import (
     ADMISSION,
     ARRIVAL,
@@ -173,6 +173,7 @@ async def serve(request: web.Request, call: ChatCall) -> web.StreamResponse:
             request,
             buffer_bytes=primary.settings.downstream_buffer_bytes,
             send_timeout_s=primary.settings.send_timeout_s,
+            heartbeat=BLANK_HEARTBEAT if call.client == "gemini" else HEARTBEAT,
         )
         downstream = sse if call.keep is None else TeeDownstream(sse, call.keep)
         clock = StreamClock(request.get(ARRIVAL, time.perf_counter()))
