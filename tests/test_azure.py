@@ -77,6 +77,24 @@ async def test_chat_stream_relays_azure_chunks(
     assert [(line["provider"], line["outcome"]) for line in summary] == [("azure", "completed")]
 
 
+async def test_the_estimated_usage_chunk_names_the_completion_not_the_prompt_filter(
+    gateway: GatewayFactory, fake_azure: FakeAzure
+) -> None:
+    """An Azure stream without usage, to a client that asked for it: Sluice's
+    usage chunk takes ``id`` and ``model`` from the first real chunk, not from
+    the prompt-filter chunk (empty ``id`` and ``model``)."""
+    fake_azure.script = Script(events=text_stream(["Hel", "lo"], usage=False))
+    client = await gateway(models=[azure_model(fake_azure)])
+    async with sdk(client) as oa:
+        stream = await oa.chat.completions.create(
+            model="az", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [c async for c in stream]
+    last = chunks[-1]
+    assert last.usage is not None and last.usage.completion_tokens > 0
+    assert (last.id, last.model) == (chunks[1].id, chunks[1].model) and last.id
+
+
 async def test_chat_completion_with_a_tool_call(
     gateway: GatewayFactory, fake_azure: FakeAzure
 ) -> None:

@@ -175,8 +175,8 @@ class OpenAIPassthrough:
 
     def encode(self, chunk: UpstreamChunk) -> Frame:
         payload = chunk.payload
-        if self._first is None:
-            self._first = payload
+        if self._first is None and payload.get("id"):
+            self._first = payload  # not Azure's prompt-filter chunk (empty id and model)
         choices = payload.get("choices") or []
         usage = usage_of(payload) if payload.get("usage") else None
         if usage is not None:
