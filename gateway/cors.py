@@ -38,6 +38,7 @@ ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = (
     "Authorization, Content-Type, x-api-key, anthropic-version, Last-Event-ID, "
     "Sluice-Resumable, X-Request-Id, "
+    "x-goog-api-key, "  # a Gemini-format client's key (gateway/api/gemini.py)
     "Sluice-Session"  # the affinity routing key's default header (gateway/routing)
 )
 EXPOSE_HEADERS = (

@@ -19,7 +19,13 @@ async def test_a_listed_origin_gets_preflight_and_headers(gateway: GatewayFactor
     assert pre.status == 204
     assert pre.headers["Access-Control-Allow-Origin"] == APP
     allowed = pre.headers["Access-Control-Allow-Headers"].lower()
-    assert {"authorization", "content-type", "sluice-resumable", "last-event-id"} <= {
+    assert {
+        "authorization",
+        "content-type",
+        "sluice-resumable",
+        "last-event-id",
+        "x-goog-api-key",
+    } <= {  # fmt: skip
         h.strip() for h in allowed.split(",")
     }
     resp = await client.post(
