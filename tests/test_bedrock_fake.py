@@ -52,14 +52,19 @@ def _boto(fake: FakeBedrock) -> Any:
 
 
 def _read_stream(fake: FakeBedrock) -> list[dict[str, Any]]:
-    """boto3's ``converse_stream``, read whole (the client closed after: its
-    connection pool would otherwise be a ResourceWarning when collected)."""
+    """boto3's ``converse_stream``, read whole (the stream and the client
+    closed after, also when reading raised: an unclosed connection is a
+    ResourceWarning when collected, failing whichever test runs then)."""
     client = _boto(fake)
     try:
         response = client.converse_stream(
             modelId=UPSTREAM_MODEL, messages=[{"role": "user", "content": [{"text": "hi"}]}]
         )
-        return list(response["stream"])
+        stream = response["stream"]
+        try:
+            return list(stream)
+        finally:
+            stream.close()
     finally:
         client.close()
 
