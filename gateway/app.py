@@ -26,6 +26,7 @@ from .api import openai as openai_api
 from .api import responses as responses_api
 from .api import streams as streams_api
 from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
+from .body_budget import BODY_BUDGET, BodyBudget
 from .config import OpenAIModel, Settings
 from .cors import add_cors_headers, cors_middleware
 from .detached import Detached
@@ -347,6 +348,9 @@ def create_app(
         settings.server.max_streams, settings.server.max_queued_bytes, metrics
     )
     app[DETACHED] = Detached(metrics)
+    app[BODY_BUDGET] = BodyBudget(
+        settings.server.max_body_bytes_in_flight, settings.server.body_budget_wait_s, metrics
+    )
     app[IDENTITY] = Identity(settings.auth)
     app.on_response_prepare.append(add_request_id)
     app.on_response_prepare.append(add_dropped_params)

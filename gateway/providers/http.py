@@ -119,17 +119,19 @@ def _socket_factory(rcvbuf: int) -> aiohttp.connector.SocketFactoryType:
 
 
 async def post(
-    session: aiohttp.ClientSession, url: str, body: Mapping[str, Any], headers: Mapping[str, str]
+    session: aiohttp.ClientSession,
+    url: str,
+    body: Mapping[str, Any] | bytes,
+    headers: Mapping[str, str],
 ) -> aiohttp.ClientResponse:
-    """POST ``body`` as JSON; returns the response once its headers arrived
-    with a 2xx status and an identity body. Raises the mapped
+    """POST ``body`` as JSON (``bytes``: already encoded); returns the
+    response once its headers arrived with a 2xx status and an identity body. Raises the mapped
     ``GatewayError`` otherwise (the response is then closed): a redirect is
     :class:`UpstreamRedirected` (never followed), a ``Content-Encoding``
     other than identity :class:`UpstreamProtocolError`."""
     try:
-        response = await session.post(
-            url, data=orjson.dumps(body), headers=headers, allow_redirects=False
-        )
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        response = await session.post(url, data=data, headers=headers, allow_redirects=False)
     except aiohttp.ClientError as exc:
         raise error_for_exception(exc) from exc
     if response.status >= 300:

@@ -1,0 +1,123 @@
+"""A large JSON request body split at its top level: the few small fields the
+gateway reads, decoded; the bulk (``messages``, ``tools``, ``system``, ...)
+kept as the client's own bytes.
+
+Why: a 32 MB agent request parsed into Python objects (``orjson.loads``,
+~1-2 ms/MB), validated and serialised again (``orjson.dumps``, ~0.5-0.8
+ms/MB) holds the event loop for ~100 ms, and every other stream waits
+(issue 26; figures in docs/architecture.md). ``msgspec`` decodes the top
+level into ``dict[str, msgspec.Raw]``: it checks the whole document's JSON
+syntax while skipping the values (~0.3-0.45 ms/MB, no object built for
+them), and each ``Raw`` is a slice of the client's bytes. Sending upstream
+is then one join of those slices behind the edited small fields
+(:meth:`SplitBody.encode`, a copy: ~0.1 ms/MB).
+
+:class:`SplitBody` is a ``dict`` of the small fields (so code that reads
+``model`` or ``stream_options`` reads it as before) that also holds the
+bulk; :meth:`SplitBody.get` decodes a bulk field on first use (the usage
+estimate reads ``messages`` only when an upstream reports no usage). A
+provider that sends it must declare ``takes_split_body = True``
+(:mod:`gateway.providers.base`); every other path gets the whole body
+decoded (:meth:`SplitBody.whole`).
+
+JSON: RFC 8259. Invalid UTF-8 is refused by the reader before the split
+(``msgspec`` does not check it inside skipped strings).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+import orjson
+
+from .errors import InvalidRequest
+
+BULK_BYTES: Final = 16384
+"""A top-level value at least this long stays raw bytes (the bulk)."""
+
+_DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_WS: Final = b" \t\r\n"
+
+
+def _decode(raw: msgspec.Raw) -> Any:
+    return orjson.loads(memoryview(raw))
+
+
+class SplitBody(dict[str, Any]):
+    """The small top-level fields, decoded (the dict's items), and the bulk
+    (``bulk``: name -> the client's bytes of its value)."""
+
+    __slots__ = ("_whole", "bulk", "size")
+
+    def __init__(self, small: dict[str, Any], bulk: dict[str, msgspec.Raw], size: int) -> None:
+        super().__init__(small)
+        self.bulk = bulk
+        self.size = size
+        """Bytes of the whole body."""
+        self._whole: dict[str, Any] | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field, a bulk one decoded on first use (then kept decoded)."""
+        if key in self.bulk and not dict.__contains__(self, key):
+            self[key] = _decode(self.bulk[key])
+        return dict.get(self, key, default)
+
+    def whole(self) -> dict[str, Any]:
+        """Every field decoded: a plain dict, for translation (the slow path;
+        decoded once, then shared: callers must not change it)."""
+        if self._whole is None:
+            bulk = {k: _decode(v) for k, v in self.bulk.items() if k not in self}
+            self._whole = {**self, **bulk}
+        return self._whole
+
+    def first_byte(self, key: str) -> int | None:
+        """The first byte of a bulk value (``[``, ``{``, ``"``, ...), None if absent."""
+        raw = self.bulk.get(key)
+        if raw is None:
+            return None
+        view = memoryview(raw)
+        return next((b for b in view[:64] if b not in _WS), None)
+
+    def encode(self, small: dict[str, Any]) -> bytes:
+        """The body to send: ``small`` (these fields, edited by the provider)
+        then every bulk field it does not override, as the client sent it.
+        Raises ``orjson.JSONEncodeError`` as ``orjson.dumps`` would."""
+        head = orjson.dumps(small)
+        rest = [(k, v) for k, v in self.bulk.items() if k not in small]
+        if not rest:
+            return head
+        parts: list[bytes | memoryview] = [head[:-1]]
+        sep = b"," if len(head) > 2 else b""
+        for key, raw in rest:
+            parts += (sep, orjson.dumps(key), b":", memoryview(raw))
+            sep = b","
+        parts.append(b"}")
+        return b"".join(parts)
+
+
+def split(raw: bytes | bytearray) -> SplitBody:
+    """``raw`` (a whole JSON object) split at its top level. Raises
+    :class:`InvalidRequest` for invalid JSON or a body that is not an object."""
+    try:
+        fields = _DECODER.decode(raw)
+    except msgspec.ValidationError:
+        raise InvalidRequest("Request body must be a JSON object") from None
+    except msgspec.DecodeError as err:
+        raise InvalidRequest(f"Request body is not valid JSON: {err}") from None
+    small: dict[str, Any] = {}
+    bulk: dict[str, msgspec.Raw] = {}
+    for key, value in fields.items():
+        if len(value) >= BULK_BYTES:
+            bulk[key] = value
+        else:
+            try:
+                small[key] = _decode(value)
+            except orjson.JSONDecodeError as err:  # e.g. nesting orjson refuses
+                raise InvalidRequest(f"Request body is not valid JSON: {err}") from None
+    return SplitBody(small, bulk, len(raw))
+
+
+def whole(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with every field decoded (a :class:`SplitBody` made whole)."""
+    return body.whole() if isinstance(body, SplitBody) else body
