@@ -31,6 +31,7 @@ is one ``orjson.dumps`` and one ``ClientSession.post``; the body is read with
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 from collections import deque
 from collections.abc import Mapping
@@ -60,6 +61,8 @@ ERROR_BODY_TIMEOUT_S = 5.0
 REQUEST_HEADERS = {"Accept-Encoding": "identity"}
 """Sent on every upstream request: bodies are never decompressed (aiohttp
 would otherwise advertise ``gzip, deflate``)."""
+LARGE_BODY_BYTES = 1 << 20
+"""Request bodies over this are sent from a BytesIO, piece by piece."""
 RELEASE_WAIT_S = 5.0
 """How long a completed stream's connection may take to end its body."""
 
@@ -131,7 +134,10 @@ async def post(
     other than identity :class:`UpstreamProtocolError`."""
     try:
         data = body if isinstance(body, bytes) else orjson.dumps(body)
-        response = await session.post(url, data=data, headers=headers, allow_redirects=False)
+        # Over 1 MiB, written in 256 KiB pieces with the loop let run between
+        # them (aiohttp's BytesIOPayload) rather than handed over at once.
+        payload = io.BytesIO(data) if len(data) > LARGE_BODY_BYTES else data
+        response = await session.post(url, data=payload, headers=headers, allow_redirects=False)
     except aiohttp.ClientError as exc:
         raise error_for_exception(exc) from exc
     if response.status >= 300:
