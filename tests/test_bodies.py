@@ -117,7 +117,10 @@ def test_split_body_encodes_edits_before_the_clients_bytes() -> None:
     assert isinstance(body, SplitBody)
     assert dict(body) == {"model": "m", "stream": False, "max_tokens": 3}
     assert list(body.bulk) == ["messages"] and body.first_byte("messages") == ord("[")
-    out = orjson.loads(body.encode({**body, "model": "up", "stream": True}))
+    encoded = body.encode({**body, "model": "up", "stream": True})
+    assert encoded.size == len(encoded.join())
+    assert isinstance(encoded.parts[-2], memoryview)  # the client's bytes, not a copy
+    out = orjson.loads(encoded.join())
     assert out == {"model": "up", "stream": True, "max_tokens": 3, "messages": big}
     assert body.get("messages") == big  # decoded on first use
 

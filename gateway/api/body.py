@@ -78,17 +78,25 @@ async def _read(request: web.Request, server: ServerSettings, grow: Any) -> byte
     to cover it; UTF-8 checked per chunk for bodies that will be split)."""
     max_bytes, timeout_s = server.max_body_bytes, server.body_timeout_s
     length = request.content_length
-    buf = bytearray()
+    # A known length: one buffer of that size, filled in place (no regrowth).
+    buf = bytearray(length or 0)
+    view = memoryview(buf)
+    at = 0
     utf8 = codecs.getincrementaldecoder("utf-8")()
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.content.iter_any():
-                size = len(buf) + len(chunk)
+                size = at + len(chunk)
                 if size > max_bytes:
                     raise _too_large(max_bytes)
                 if length is None:
                     await grow(size)
-                buf += chunk
+                    view.release()
+                    buf += chunk
+                    view = memoryview(buf)
+                else:
+                    view[at:size] = chunk
+                at = size
                 if length is None or length >= SPLIT_BYTES:
                     utf8.decode(chunk)
             utf8.decode(b"", final=True)
@@ -96,6 +104,10 @@ async def _read(request: web.Request, server: ServerSettings, grow: Any) -> byte
         raise RequestTimeout(f"Request body not received within {timeout_s:g} s") from None
     except UnicodeDecodeError:
         raise InvalidRequest("Request body is not valid UTF-8") from None
+    finally:
+        view.release()
+    if at != len(buf):
+        raise InvalidRequest(f"Request body ended after {at} of {len(buf)} bytes")
     return buf
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import AnthropicModel
-from ..split_body import SplitBody
+from ..split_body import Encoded, SplitBody
 from .base import Dialect, UpstreamChunk
 from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
 from .sse_decoder import SSEEvent
@@ -77,7 +77,7 @@ class AnthropicProvider:
     """A :class:`~gateway.split_body.SplitBody` is sent as the client's bytes
     behind ``model`` and ``stream`` (issue 26)."""
 
-    def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any] | bytes:
+    def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any] | Encoded:
         out = {**body, "model": self._model.target_model, "stream": stream}
         return body.encode(out) if isinstance(body, SplitBody) else out
 

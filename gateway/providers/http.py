@@ -49,6 +49,7 @@ from ..errors import (
     UpstreamResponseTooLarge,
     UpstreamTimeout,
 )
+from ..split_body import Encoded
 from .base import UpstreamChunk
 from .sse_decoder import SSEDecoder, SSEEvent
 from .status import error_for_status
@@ -124,19 +125,23 @@ def _socket_factory(rcvbuf: int) -> aiohttp.connector.SocketFactoryType:
 async def post(
     session: aiohttp.ClientSession,
     url: str,
-    body: Mapping[str, Any] | bytes,
+    body: Mapping[str, Any] | bytes | Encoded,
     headers: Mapping[str, str],
 ) -> aiohttp.ClientResponse:
-    """POST ``body`` as JSON (``bytes``: already encoded); returns the
+    """POST ``body`` as JSON (``bytes`` or :class:`Encoded`: already encoded); returns the
     response once its headers arrived with a 2xx status and an identity body. Raises the mapped
     ``GatewayError`` otherwise (the response is then closed): a redirect is
     :class:`UpstreamRedirected` (never followed), a ``Content-Encoding``
     other than identity :class:`UpstreamProtocolError`."""
     try:
-        data = body if isinstance(body, bytes) else orjson.dumps(body)
-        # Over 1 MiB, written in 256 KiB pieces with the loop let run between
-        # them (aiohttp's BytesIOPayload) rather than handed over at once.
-        payload = io.BytesIO(data) if len(data) > LARGE_BODY_BYTES else data
+        payload: Any
+        if isinstance(body, Encoded):  # a split body: its pieces, never joined
+            payload, headers = body.stream(), {**headers, "Content-Length": str(body.size)}
+        else:
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
+            # Over 1 MiB, written in 256 KiB pieces with the loop let run between
+            # them (aiohttp's BytesIOPayload) rather than handed over at once.
+            payload = io.BytesIO(data) if len(data) > LARGE_BODY_BYTES else data
         response = await session.post(url, data=payload, headers=headers, allow_redirects=False)
     except aiohttp.ClientError as exc:
         raise error_for_exception(exc) from exc

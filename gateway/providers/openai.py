@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from ..config import OpenAIModel
 from ..dialects.translate_request import with_length_field
 from ..errors import UpstreamError
-from ..split_body import SplitBody
+from ..split_body import Encoded, SplitBody
 from .base import Dialect, UpstreamChunk
 from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
 from .sse_decoder import SSEEvent
@@ -78,7 +78,7 @@ class _OpenAIEndpoint:
     def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
         return {**body, "model": self._model.target_model, "stream": stream}
 
-    def _encoded(self, body: dict[str, Any], stream: bool) -> dict[str, Any] | bytes:
+    def _encoded(self, body: dict[str, Any], stream: bool) -> dict[str, Any] | Encoded:
         out = self._body(body, stream)
         return body.encode(out) if isinstance(body, SplitBody) else out
 
