@@ -13,6 +13,7 @@ report, with procs starting the processes and relays the comparison relays)::
     python -m loadtest.auth_overhead    auth_overhead.py what keys, quotas and Redis cost
     python -m loadtest.state_burst      state_burst.py   a burst of limited requests on Redis quotas
     python -m loadtest.setup_cost       setup_cost.py    gateway CPU per request, GC, loop lag
+    python -m loadtest.headofline       headofline.py    large prompts vs running streams, floor too
 
     mock/     scenario.py (what a stream does: pace, length, fault), frames.py
               (OpenAI / Anthropic SSE frames), upstream.py (the server,

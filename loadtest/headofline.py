@@ -47,6 +47,7 @@ from typing import Any, Final
 import aiohttp
 import numpy as np
 import orjson
+import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
 from loadtest import procs
@@ -77,8 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     a("--budget-mib", type=int, default=128, help="Sluice's max_body_bytes_in_flight (0: unset)")
     a("--gateway-src", type=Path, default=None, help="another build's gateway package")
     a("--out", type=Path, default=None, help="results directory")
-    a("--serve-upstream", type=int, default=None, help=argparse.SUPPRESS)
-    a("--serve-floor", nargs=2, default=None, help=argparse.SUPPRESS)
+    a("--stages", action="store_true", help="only the in-process cost per stage, µs/MB")
+    a(
+        "--serve-upstream",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="internal: serve this module's upstream on PORT",
+    )
+    a(
+        "--serve-floor",
+        nargs=2,
+        default=None,
+        metavar=("PORT", "UPSTREAM"),
+        help="internal: serve the floor relay (64 MiB bodies) on PORT in front of UPSTREAM",
+    )
     return p
 
 
@@ -137,7 +151,7 @@ def serve_floor(port: int, upstream: str) -> None:
 
 def agent_prompt(mb: float) -> bytes:
     """An agent-like Chat Completions request of about ``mb`` MB."""
-    turn = "def handler(request):\n    return respond(request, 'ok')  # \"quoted\" text\n" * 40
+    turn = "def handler(request):\n    return respond(request, 'ok')  # \"quoted\" text\n" * 160
     messages = [{"role": "system", "content": "You are a coding agent."}]
     size = 0
     while size < mb * 1e6:
@@ -302,11 +316,15 @@ async def run(args: argparse.Namespace) -> Path:
         for m in (upstream, floor, gw):
             await procs.wait_ready(m, "/healthz", timeout_s=60)
         relays = {"floor": floor.url, "sluice": gw.url}
+        pids = {"floor": floor.pid, "sluice": gw.pid}
         for mb in [0.0, *args.sizes_mb]:
             prompt = agent_prompt(mb) if mb else None
             for name, base in relays.items():
                 say(f"headofline: {name}, {mb:g} MB prompts, {args.phase_s:g}s")
+                proc = psutil.Process(pids[name])
+                cpu0 = sum(proc.cpu_times()[:2])
                 ph = await run_phase(base, prompt, args)
+                cpu_s = sum(proc.cpu_times()[:2]) - cpu0
                 result["phases"].append({
                     "relay": name, "prompt_mb": mb,
                     "prompt_bytes": len(prompt) if prompt else 0,
@@ -314,6 +332,7 @@ async def run(args: argparse.Namespace) -> Path:
                     "gap_max_ms": max(ph.gaps) * 1000 if ph.gaps else None,
                     "events": len(ph.gaps), "prompts": ph.prompts,
                     "prompt_errors": ph.prompt_errors, "stream_errors": ph.stream_errors,
+                    "relay_cpu_s": cpu_s,
                 })  # fmt: skip
         say(f"headofline: burst of {args.burst} x 32 MB prompts at Sluice")
         result["burst"] = await burst(gw.url, gw.pid, args)
@@ -337,7 +356,11 @@ TARGETS_MS: Final = {1.0: 2.0, 32.0: 10.0}
 
 def _verdicts(result: dict[str, Any]) -> None:
     base = {p["relay"]: p["gap_p99_ms"] for p in result["phases"] if p["prompt_mb"] == 0}
+    idle = {p["relay"]: p for p in result["phases"] if p["prompt_mb"] == 0}
     for p in result["phases"]:
+        if p["prompts"] and p["relay"] in idle:
+            extra = p["relay_cpu_s"] - idle[p["relay"]]["relay_cpu_s"]
+            p["cpu_ms_per_mb"] = extra * 1000 / (p["prompts"] * p["prompt_bytes"] / 1e6)
         if p["prompt_mb"] and p["gap_p99_ms"] is not None and base.get(p["relay"]) is not None:
             p["added_p99_ms"] = p["gap_p99_ms"] - base[p["relay"]]
             target = TARGETS_MS.get(p["prompt_mb"])
@@ -350,8 +373,9 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         "# Head-of-line: large prompts vs the streams already running",
         "",
-        "| prompt | relay | p99 gap ms | added ms | target | verdict | prompts sent | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| prompt | relay | p99 gap ms | added ms | target | verdict | prompts sent "
+        "| relay CPU ms per prompt MB | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in result["phases"]:
         errors = dict(p["prompt_errors"])
@@ -360,7 +384,8 @@ def report(result: dict[str, Any]) -> str:
         lines.append(
             f"| {p['prompt_mb']:g} MB | {p['relay']} | {_f(p['gap_p99_ms'])} | "
             f"{_f(p.get('added_p99_ms'))} | {_f(p.get('target_ms'), '< ')} | "
-            f"{p.get('verdict', '')} | {p['prompts']} | {errors or ''} |"
+            f"{p.get('verdict', '')} | {p['prompts']} | {_f(p.get('cpu_ms_per_mb'))} "
+            f"| {errors or ''} |"
         )
     b = result.get("burst")
     if b:
@@ -379,6 +404,43 @@ def _f(v: float | None, prefix: str = "") -> str:
     return "" if v is None else f"{prefix}{v:.1f}"
 
 
+def stages(sizes_mb: list[float], repeat: int = 3) -> list[dict[str, Any]]:
+    """In-process cost of each stage a large body goes through, µs per MB
+    (best of ``repeat``): the whole-decode path (translation's, and every
+    body's before issue 26) and the split path (same dialect)."""
+    from gateway.dialects.openai import parse_chat_request
+    from gateway.dialects.translate_request import anthropic_from_openai
+    from gateway.split_body import split
+
+    def best(fn: Any, *args: Any) -> float:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn(*args)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    rows = []
+    for mb in sizes_mb:
+        raw = agent_prompt(mb)
+        whole = orjson.loads(raw)
+        parted = split(raw)
+        per_mb = 1e6 / (len(raw) / 1e6)
+        row = {
+            "prompt_mb": mb,
+            "orjson_loads": best(orjson.loads, raw),
+            "pydantic_validate": best(parse_chat_request, whole),
+            "translate_to_messages": best(anthropic_from_openai, whole),
+            "orjson_dumps": best(orjson.dumps, {**whole, "model": "up"}),
+            "msgspec_split": best(split, raw),
+            "validate_small_fields": best(parse_chat_request, parted),
+            "encode_pieces": best(parted.encode, {**parted, "model": "up"}),
+            "utf8_check": best(raw.decode),
+        }
+        rows.append({k: (v if k == "prompt_mb" else round(v * per_mb)) for k, v in row.items()})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.serve_upstream is not None:
@@ -387,6 +449,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.serve_floor is not None:
         serve_floor(int(args.serve_floor[0]), args.serve_floor[1])
+        return
+    if args.stages:
+        for row in stages(args.sizes_mb):
+            print(json.dumps(row), flush=True)
         return
     procs.raise_nofile(4096)
     path = asyncio.run(run(args))
