@@ -55,6 +55,12 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "sluice_stream_replayed_events_total": ("counter", _ROUTE),
     "sluice_detached_streams_active": ("gauge", frozenset()),
     "sluice_detached_stream_terminations_total": ("counter", frozenset({"reason"})),
+    # request bodies (issue 26)
+    "sluice_request_body_bytes_in_flight": ("gauge", frozenset()),
+    "sluice_request_bodies_in_flight": ("gauge", frozenset()),
+    "sluice_request_body_budget_bytes": ("gauge", frozenset()),
+    "sluice_request_body_budget_waits_total": ("counter", frozenset()),
+    "sluice_request_body_budget_rejections_total": ("counter", frozenset()),
     "sluice_build_info": ("gauge", frozenset({"version"})),
     "up": ("gauge", frozenset()),
 }

@@ -16,6 +16,7 @@ ROWS = [
     "Admission",
     "Keys",
     "Resumable and background streams",
+    "Request bodies",
 ]
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap"}
 # Grafana unit ids used by this dashboard family; anything else is likely a typo
