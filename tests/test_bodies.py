@@ -85,7 +85,10 @@ async def test_body_over_1_mib_is_forwarded_as_sent(
              for i in range(1000)]  # fmt: skip
     tools = [{"type": "function", "function": {"name": "t", "parameters": {"type": "object"}}}]
     body = {"model": "up", "messages": turns, "stream": True, "tools": tools, "x_new": [1, "é"]}
-    raw = orjson.dumps(body)
+    # A vendor field orjson cannot decode (a 100-bit integer) shows the bytes
+    # went upstream as sent, never through Python objects.
+    vendor = b'[1267650600228229401496703205377,"' + b"p" * 20_000 + b'"]'
+    raw = orjson.dumps(body)[:-1] + b',"x_vendor":' + vendor + b"}"
     assert len(raw) > 1_200_000
     resp = await _post(client, CHAT, raw)
     assert resp.status == 200, await resp.text()
@@ -93,6 +96,7 @@ async def test_body_over_1_mib_is_forwarded_as_sent(
     sent = fake_openai.records[-1].body
     assert sent["model"] == "up-model" and sent["stream"] is True
     assert sent["messages"] == turns and sent["tools"] == tools and sent["x_new"] == [1, "é"]
+    assert sent["x_vendor"][0] == 2**100 + 1
     assert client.server.app[BODY_BUDGET].in_flight == 0
 
 
@@ -334,3 +338,21 @@ async def test_responses_file_id_image_is_400(gateway: GatewayFactory) -> None:
     resp = await client.post("/v1/responses", json=body)
     assert resp.status == 400
     assert (await resp.json())["error"]["param"] == "input[0].content[0]"
+
+
+def test_usage_estimate_skips_images_and_samples_long_prompts(image_b64: str) -> None:
+    """The input estimate (upstreams that report no usage) ran at ~1 s per MB
+    on the event loop: image data is not text, and a long prompt is sampled."""
+    from gateway.usage_estimate import estimate_input_tokens, estimate_tokens
+
+    text = {"model": "m", "messages": [{"role": "user", "content": "What is in these?"}]}
+    with_image = _chat_image_body("m", f"data:image/png;base64,{image_b64}")
+    with_image["messages"][0]["content"] = [
+        {"type": "text", "text": "What is in these?"},
+        *with_image["messages"][0]["content"][1:],
+    ]
+    assert estimate_input_tokens(with_image) == estimate_input_tokens(text)
+    prose = "The gateway relays every event as it arrives, and waits for the client. " * 3000
+    full = estimate_tokens(prose)
+    sampled = estimate_input_tokens({"messages": [{"role": "user", "content": prose}]})
+    assert abs(sampled - full) < 0.05 * full
