@@ -94,8 +94,9 @@ class ServerSettings(_Section):
     metrics_host: str | None = None
     """Address of the metrics listener; unset: the API's listen address."""
     max_body_bytes_in_flight: int = Field(default=256 << 20, ge=1024)
-    """Request-body bytes held at once by all requests (read, parsed, kept for
-    retries until the request ends); beyond it a new body waits, then 503."""
+    """Request-body bytes held at once by all requests of this process (read,
+    parsed, kept for retries until the request ends); beyond it a new body
+    waits ``body_budget_wait_s``, then 503. Each of ``--workers N`` has its own."""
     body_budget_wait_s: float = Field(default=2.0, ge=0)
     """How long a body waits for room in ``max_body_bytes_in_flight``."""
     metrics_token_env: str | None = Field(default=None, min_length=1)

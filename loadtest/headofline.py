@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 import io
 import json
 import os
@@ -404,7 +405,15 @@ def _f(v: float | None, prefix: str = "") -> str:
     return "" if v is None else f"{prefix}{v:.1f}"
 
 
-def stages(sizes_mb: list[float], repeat: int = 3) -> list[dict[str, Any]]:
+def _utf8_chunks(raw: bytes, size: int = 65536) -> None:
+    """The reader's UTF-8 check: an incremental decode, chunk by chunk."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for at in range(0, len(raw), size):
+        decoder.decode(raw[at : at + size])
+    decoder.decode(b"", final=True)
+
+
+def stages(sizes_mb: list[float], repeat: int = 5) -> list[dict[str, Any]]:
     """In-process cost of each stage a large body goes through, µs per MB
     (best of ``repeat``): the whole-decode path (translation's, and every
     body's before issue 26) and the split path (same dialect)."""
@@ -435,7 +444,7 @@ def stages(sizes_mb: list[float], repeat: int = 3) -> list[dict[str, Any]]:
             "msgspec_split": best(split, raw),
             "validate_small_fields": best(parse_chat_request, parted),
             "encode_pieces": best(parted.encode, {**parted, "model": "up"}),
-            "utf8_check": best(raw.decode),
+            "utf8_check_per_chunk": best(_utf8_chunks, raw),
         }
         rows.append({k: (v if k == "prompt_mb" else round(v * per_mb)) for k, v in row.items()})
     return rows
