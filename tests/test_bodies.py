@@ -356,3 +356,28 @@ def test_usage_estimate_skips_images_and_samples_long_prompts(image_b64: str) ->
     full = estimate_tokens(prose)
     sampled = estimate_input_tokens({"messages": [{"role": "user", "content": prose}]})
     assert abs(sampled - full) < 0.05 * full
+
+
+async def test_large_non_streaming_request_and_a_chunked_body(
+    gateway: GatewayFactory, fake_anthropic: FakeAnthropic
+) -> None:
+    """The split path without ``stream``, and a body without a Content-Length
+    (chunked): its lease grows as it arrives, and is given back after."""
+    client = await gateway(models=[anthropic_model(fake_anthropic)])
+    document = "word " * 300_000
+    body = {"model": "claude", "max_tokens": 5, "system": document,
+            "messages": [{"role": "user", "content": "summarise"}]}  # fmt: skip
+    raw = orjson.dumps(body)
+
+    async def pieces() -> Any:
+        for at in range(0, len(raw), 100_000):
+            yield raw[at : at + 100_000]
+
+    for data in (io.BytesIO(raw), pieces()):
+        resp = await client.post(MESSAGES, data=data, headers={"Content-Type": "application/json"})
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["type"] == "message"
+        sent = fake_anthropic.records[-1].body
+        assert sent["system"] == document and sent["stream"] is False
+        assert sent["model"] == "claude-up"
+    assert client.server.app[BODY_BUDGET].in_flight == 0
