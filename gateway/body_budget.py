@@ -50,18 +50,20 @@ class BodyBudget:
         if metrics is not None:
             metrics.body_budget.set(limit_bytes)
 
-    def _fits(self, more: int) -> bool:
-        return self.in_flight + more <= self.limit_bytes or self.in_flight == 0
+    def _fits(self, more: int, held: int) -> bool:
+        """Room for ``more`` bytes, or nobody else holds any (``held``: the
+        asking body's own bytes)."""
+        return self.in_flight + more <= self.limit_bytes or self.in_flight == held
 
     def _changed(self) -> None:
         if self._metrics is not None:
             self._metrics.body_in_flight.set(self.in_flight)
             self._metrics.bodies_in_flight.set(self.leases)
 
-    async def _take(self, more: int) -> None:
+    async def _take(self, more: int, held: int = 0) -> None:
         """Reserve ``more`` bytes: now, or after a wait of at most ``wait_s``.
         Raises :class:`BodyBudgetExhausted` when the wait ends without room."""
-        if not self._waiters and self._fits(more):
+        if not self._waiters and self._fits(more, held):
             self.in_flight += more
             self._changed()
             return
@@ -71,7 +73,7 @@ class BodyBudget:
         self._waiters.append(turn)
         try:
             async with asyncio.timeout(self.wait_s):
-                while not (self._waiters[0] is turn and self._fits(more)):
+                while not (self._waiters[0] is turn and self._fits(more, held)):
                     turn.clear()
                     await turn.wait()
         except TimeoutError:
@@ -128,7 +130,7 @@ class BodyLease:
         more = total - self.bytes
         if more <= 0:
             return
-        await self._budget._take(more)
+        await self._budget._take(more, self.bytes)
         self.bytes = total
 
     def release(self) -> None:

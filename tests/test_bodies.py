@@ -238,7 +238,12 @@ async def test_budget_given_back_when_a_waiter_or_holder_is_cancelled() -> None:
     holder.cancel()
     await asyncio.gather(holder, return_exceptions=True)
     assert budget.in_flight == 0 and budget.leases == 0
-    # One body larger than the whole budget is admitted alone, never refused.
+    # One body larger than the whole budget is admitted alone, never refused,
+    # whether it announced its length or grows as it arrives (chunked).
+    async with budget.lease() as lease:
+        for total in (600, 1200, 5000):
+            await lease.grow(total)
+        assert lease.bytes == 5000 == budget.in_flight
     async with budget.lease(5000) as lease:
         assert lease.bytes == 5000
         with pytest.raises(BodyBudgetExhausted):
