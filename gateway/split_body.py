@@ -44,17 +44,27 @@ _DECODER: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _WS: Final = b" \t\r\n"
 
 
-def _decode(raw: msgspec.Raw) -> Any:
+Piece = bytes | memoryview | msgspec.Raw
+"""A buffer holding part of a body's bytes."""
+
+
+def _decode(raw: Piece) -> Any:
     return orjson.loads(memoryview(raw))
+
+
+def _decode_bulk(parts: tuple[Piece, ...]) -> Any:
+    return _decode(parts[0]) if len(parts) == 1 else orjson.loads(b"".join(parts))
 
 
 class SplitBody(dict[str, Any]):
     """The small top-level fields, decoded (the dict's items), and the bulk
-    (``bulk``: name -> the client's bytes of its value)."""
+    (``bulk``: name -> the client's bytes of its value, in one or more pieces)."""
 
     __slots__ = ("_whole", "bulk", "size")
 
-    def __init__(self, small: dict[str, Any], bulk: dict[str, msgspec.Raw], size: int) -> None:
+    def __init__(
+        self, small: dict[str, Any], bulk: dict[str, tuple[Piece, ...]], size: int
+    ) -> None:
         super().__init__(small)
         self.bulk = bulk
         self.size = size
@@ -64,23 +74,23 @@ class SplitBody(dict[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         """A field, a bulk one decoded on first use (then kept decoded)."""
         if key in self.bulk and not dict.__contains__(self, key):
-            self[key] = _decode(self.bulk[key])
+            self[key] = _decode_bulk(self.bulk[key])
         return dict.get(self, key, default)
 
     def whole(self) -> dict[str, Any]:
         """Every field decoded: a plain dict, for translation (the slow path;
         decoded once, then shared: callers must not change it)."""
         if self._whole is None:
-            bulk = {k: _decode(v) for k, v in self.bulk.items() if k not in self}
+            bulk = {k: _decode_bulk(v) for k, v in self.bulk.items() if k not in self}
             self._whole = {**self, **bulk}
         return self._whole
 
     def first_byte(self, key: str) -> int | None:
         """The first byte of a bulk value (``[``, ``{``, ``"``, ...), None if absent."""
-        raw = self.bulk.get(key)
-        if raw is None:
+        parts = self.bulk.get(key)
+        if parts is None:
             return None
-        view = memoryview(raw)
+        view = memoryview(parts[0])
         return next((b for b in view[:64] if b not in _WS), None)
 
     def encode(self, small: dict[str, Any]) -> Encoded:
@@ -94,8 +104,8 @@ class SplitBody(dict[str, Any]):
             return Encoded((head,), len(head))
         parts: list[bytes | memoryview] = [head[:-1]]
         sep = b"," if len(head) > 2 else b""
-        for key, raw in rest:
-            parts += (sep + orjson.dumps(key) + b":", memoryview(raw))
+        for key, pieces in rest:
+            parts += (sep + orjson.dumps(key) + b":", *(memoryview(p) for p in pieces))
             sep = b","
         parts.append(b"}")
         return Encoded(tuple(parts), sum(len(p) for p in parts))
@@ -131,10 +141,10 @@ def split(raw: bytes | bytearray) -> SplitBody:
     except msgspec.DecodeError as err:
         raise InvalidRequest(f"Request body is not valid JSON: {err}") from None
     small: dict[str, Any] = {}
-    bulk: dict[str, msgspec.Raw] = {}
+    bulk: dict[str, tuple[Piece, ...]] = {}
     for key, value in fields.items():
         if len(value) >= BULK_BYTES:
-            bulk[key] = value
+            bulk[key] = (value,)
         else:
             try:
                 small[key] = _decode(value)
