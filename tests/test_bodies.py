@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import random
 import struct
 import zlib
@@ -21,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from gateway.body_budget import BODY_BUDGET, BodyBudget
 from gateway.config import ServerSettings
 from gateway.errors import BodyBudgetExhausted, InvalidRequest
-from gateway.split_body import BULK_BYTES, SplitBody, split
+from gateway.split_body import BULK_BYTES, Segmenter, SplitBody, split, split_segmented
 from tests.fake_anthropic import FakeAnthropic, anthropic_model
 from tests.fakes import FakeOpenAI
 from tests.helpers import GatewayFactory, openai_model
@@ -386,3 +387,83 @@ async def test_large_non_streaming_request_and_a_chunked_body(
         assert sent["system"] == document and sent["stream"] is False
         assert sent["model"] == "claude-up"
     assert client.server.app[BODY_BUDGET].in_flight == 0
+
+
+def _segmented(raw: bytes, step: int) -> SplitBody:
+    """The reader's path for a large body of known length: chunk by chunk."""
+    buf = bytearray(raw)
+    seg = Segmenter(buf)
+    for end in range(step, len(buf) + step, step):
+        seg.feed(min(end, len(buf)))
+    return split_segmented(buf, seg)
+
+
+def _agent(n: int = 40, **extra: Any) -> dict[str, Any]:
+    turns = [{"role": "user" if i % 2 else "assistant", "content": f"turn {i} " + "x = 1\n" * 99}
+             for i in range(n)]  # fmt: skip
+    return {"model": "m", "stream": True, "messages": turns, **extra}
+
+
+@pytest.mark.parametrize("step", [7, 4096, 65536])
+def test_segmented_split_agrees_with_a_whole_decode(step: int) -> None:
+    """Messages checked as they arrive: the body as a whole decode reads it,
+    or InvalidRequest exactly when a whole decode refuses it."""
+    tools = [{"type": "function", "function": {"name": "t", "parameters": {}}}]
+    nested = _agent(tools=tools)
+    nested["messages"][5]["content"] = [{"role": "x"}, {"role": "y"}]  # a nested element
+    valid = [
+        orjson.dumps(_agent(tools=tools)),
+        json.dumps(_agent(tools=tools)).encode(),  # ", " and ": " (Python's json, httpx)
+        orjson.dumps(nested),
+        orjson.dumps(_agent(n=3)),
+        orjson.dumps({**_agent(), "text": 'a "},{"role": b'}),
+    ]
+    good = valid[0]
+    cut = good.index(b'{"role"', len(good) // 2)
+    invalid = [
+        good[: cut + 3] + good[cut + 4 :],  # a quote gone mid-way
+        good[:-1],  # truncated
+        good + b"]",  # trailing bytes
+        good.replace(b'"model":"m"', b'"model":"m",', 1),  # the prefix broken
+        good[:cut] + b"{}," + good[cut:],  # an element that is valid JSON, in a valid place
+        good[:cut] + b"{," + good[cut:],  # and one that is not
+    ]
+    for raw in valid + invalid:
+        try:
+            expected: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            expected = None
+        try:
+            body = _segmented(raw, step)
+        except InvalidRequest:
+            assert expected is None, raw[:80]
+            continue
+        assert expected is not None, raw[:80]
+        assert body.whole() == expected
+        assert orjson.loads(body.encode(dict(body)).join()) == expected
+
+
+def test_agent_body_keeps_its_checked_messages_as_a_view() -> None:
+    raw = orjson.dumps(_agent(n=400))
+    body = _segmented(raw, 65536)
+    pieces = body.bulk["messages"]
+    assert len(pieces) == 3 and isinstance(pieces[1], memoryview)
+    assert len(pieces[1]) > 0.9 * len(raw)
+
+
+async def test_large_agent_body_through_the_segmented_reader(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI
+) -> None:
+    client = await gateway(models=[openai_model(fake_openai)])
+    body = _agent(n=3500)
+    body["model"] = "up"
+    raw = orjson.dumps(body)
+    assert len(raw) > 2 << 20
+    resp = await _post(client, CHAT, raw)
+    assert resp.status == 200, await resp.text()
+    await resp.read()
+    assert fake_openai.records[-1].body["messages"] == body["messages"]
+    mid = raw.index(b'{"role"', len(raw) // 2)
+    resp = await _post(client, CHAT, raw[: mid + 1] + raw[mid + 2 :])  # a quote gone
+    assert resp.status == 400
+    assert "not valid JSON" in (await resp.json())["error"]["message"]
