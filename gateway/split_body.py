@@ -182,12 +182,11 @@ class Segmenter:
     the one decode left at the end (:func:`split_segmented`) is small.
 
     Each :meth:`feed` looks at the new bytes for elements (:data:`ELEMENT`
-    after a ``,``) and checks every element it now holds whole as exactly
-    one JSON value followed by a ``,`` (``msgspec``, ~0.3 ms/MB, a chunk's
-    worth at a time). ``ok`` turns False at the first element that is not:
-    then the body is split whole as usual (a nested ``{"role"`` is not an
-    error, only a reason for the slow path).
-    """
+    after a ``,``) and checks the elements it now holds whole as JSON
+    values each followed by a ``,`` (one ``msgspec`` decode of them as an
+    array, ~0.4 ms/MB, a chunk's worth at a time). ``ok`` turns False at
+    the first run that is not: then the body is split whole as usual (a
+    nested ``{"role"`` is not an error, only a reason for the slow path)."""
 
     __slots__ = ("_buf", "_checked", "_scan", "bounds", "ok")
 
@@ -211,23 +210,24 @@ class Segmenter:
                 bounds.append(at)
             at = buf.find(ELEMENT, at + 1, end)
         self._scan = max(self._scan, end - len(ELEMENT) + 1)
-        while self.ok and self._checked + 1 < len(bounds):
-            start, stop = bounds[self._checked], bounds[self._checked + 1]
-            self.ok = _value_then_comma(buf, start, stop)
-            self._checked += 1
+        last = len(bounds) - 1
+        if self.ok and self._checked < last:
+            self.ok = _values_then_comma(buf, bounds[self._checked], bounds[last])
+            self._checked = last
 
 
-def _value_then_comma(buf: bytearray, start: int, stop: int) -> bool:
+def _values_then_comma(buf: bytearray, start: int, stop: int) -> bool:
+    """Whether ``buf[start:stop]`` is JSON values, each followed by a ``,``:
+    one decode of them as an array (a copy of the region; ~0.1 ms/MB)."""
     end = stop - 1
     while end > start and buf[end] in _WS:
         end -= 1
     if buf[end] != 0x2C:  # ","
         return False
-    with memoryview(buf) as view:
-        try:
-            _VALUE.decode(view[start:end])
-        except msgspec.DecodeError:
-            return False
+    try:
+        _VALUE.decode(b"[" + buf[start:end] + b"]")
+    except msgspec.DecodeError:
+        return False
     return True
 
 

@@ -413,10 +413,27 @@ def _utf8_chunks(raw: bytes, size: int = 65536) -> None:
     decoder.decode(b"", final=True)
 
 
+def _segmented(raw: bytes, chunk: int = 65536) -> tuple[list[float], float]:
+    """The reader's segmented path: each 64 KiB chunk's check, then the final split (s)."""
+    from gateway.split_body import Segmenter, split_segmented
+
+    buf = bytearray(raw)
+    seg = Segmenter(buf)
+    feeds = []
+    for end in range(chunk, len(buf) + chunk, chunk):
+        t0 = time.perf_counter()
+        seg.feed(min(end, len(buf)))
+        feeds.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    split_segmented(buf, seg)
+    return feeds, time.perf_counter() - t0
+
+
 def stages(sizes_mb: list[float], repeat: int = 5) -> list[dict[str, Any]]:
     """In-process cost of each stage a large body goes through, µs per MB
     (best of ``repeat``): the whole-decode path (translation's, and every
-    body's before issue 26) and the split path (same dialect)."""
+    body's before issue 26), the split path and the segmented reader (same
+    dialect); and the longest stretch of each path on the loop, ms."""
     from gateway.dialects.openai import parse_chat_request
     from gateway.dialects.translate_request import anthropic_from_openai
     from gateway.split_body import split
@@ -446,7 +463,15 @@ def stages(sizes_mb: list[float], repeat: int = 5) -> list[dict[str, Any]]:
             "encode_pieces": best(parted.encode, {**parted, "model": "up"}),
             "utf8_check_per_chunk": best(_utf8_chunks, raw),
         }
-        rows.append({k: (v if k == "prompt_mb" else round(v * per_mb)) for k, v in row.items()})
+        out = {k: (v if k == "prompt_mb" else round(v * per_mb)) for k, v in row.items()}
+        feeds, final = _segmented(raw)
+        out["segment_feeds"] = round(sum(feeds) * per_mb)
+        out["longest_stretch_ms_before"] = round(
+            (row["orjson_loads"] + row["pydantic_validate"]) * 1000, 2
+        )
+        out["longest_stretch_ms_split"] = round(row["msgspec_split"] * 1000, 2)
+        out["longest_stretch_ms_segmented"] = round(max(*feeds, final) * 1000, 2)
+        rows.append(out)
     return rows
 
 
