@@ -27,6 +27,7 @@ from .api import openai as openai_api
 from .api import responses as responses_api
 from .api import streams as streams_api
 from .auth import add_rate_limit_headers, auth_middleware, quotas_ctx
+from .body_budget import BODY_BUDGET, BodyBudget
 from .config import Settings
 from .cors import add_cors_headers, cors_middleware
 from .cost.prices import PriceBook
@@ -356,6 +357,9 @@ def create_app(
         settings.server.max_streams, settings.server.max_queued_bytes, metrics
     )
     app[DETACHED] = Detached(metrics)
+    app[BODY_BUDGET] = BodyBudget(
+        settings.server.max_body_bytes_in_flight, settings.server.body_budget_wait_s, metrics
+    )
     app[IDENTITY] = Identity(settings.auth)
     app[PRICES] = PriceBook.resolve(settings.models)
     app[SPEND_METER] = SpendMeter(metrics)

@@ -55,8 +55,10 @@ class ServerSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    max_body_bytes: int = Field(default=1 << 20, ge=1024)
-    """Largest accepted request body, bytes; larger bodies get 413."""
+    max_body_bytes: int = Field(default=32 << 20, ge=1024)
+    """Largest accepted request body, bytes; larger bodies get 413. 32 MiB:
+    Anthropic's Messages API limit, what a coding agent's whole context with
+    a few screenshots needs."""
     metrics_enabled: bool = True
     """Record per-stream metrics. Turn off only to measure what they cost."""
     max_streams: int = Field(default=1024, ge=1)
@@ -93,6 +95,12 @@ class ServerSettings(_Section):
     (``SO_REUSEPORT``); any one's ``/metrics`` aggregates them all."""
     metrics_host: str | None = None
     """Address of the metrics listener; unset: the API's listen address."""
+    max_body_bytes_in_flight: int = Field(default=256 << 20, ge=1024)
+    """Request-body bytes held at once by all requests of this process (read,
+    parsed, kept for retries until the request ends); beyond it a new body
+    waits ``body_budget_wait_s``, then 503. Each of ``--workers N`` has its own."""
+    body_budget_wait_s: float = Field(default=2.0, ge=0)
+    """How long a body waits for room in ``max_body_bytes_in_flight``."""
     metrics_token_env: str | None = Field(default=None, min_length=1)
     """Name of an environment variable holding a bearer token: ``/metrics``
     then answers 401 without ``Authorization: Bearer <token>``, and

@@ -224,6 +224,14 @@ class ShuttingDown(Unavailable):
     code, reason = "shutting_down", Termination.SHUTDOWN
 
 
+# Request bodies (issue 26: gateway/body_budget.py)
+class BodyBudgetExhausted(Unavailable):
+    """The request bodies in flight filled ``[server] max_body_bytes_in_flight``
+    for ``body_budget_wait_s``: 503 ``body_budget_exhausted`` with ``Retry-After``."""
+
+    code, anthropic_type = "body_budget_exhausted", "overloaded_error"
+
+
 class DeadlineExceeded(GatewayError):
     status, type, anthropic_type = 504, "deadline_exceeded", "timeout_error"
     code, reason = "deadline_exceeded", Termination.DEADLINE

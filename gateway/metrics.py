@@ -164,6 +164,12 @@ class Metrics:
     spend: Counter
     estimated_spend: Counter
     deployments: DeploymentFamilies
+    # request bodies in flight (issue 26: gateway/body_budget.py)
+    body_in_flight: Gauge
+    bodies_in_flight: Gauge
+    body_budget: Gauge
+    body_budget_waits: Counter
+    body_budget_rejections: Counter
     _by_model: dict[tuple[str, str], ModelChildren] = field(default_factory=dict)
     _by_route: dict[str, RouteChildren] = field(default_factory=dict)
 
@@ -387,6 +393,32 @@ class Metrics:
                 ["key", "model"], namespace=ns, registry=reg,
             ),
             deployments=DeploymentFamilies.create(ns, reg),
+            body_in_flight=Gauge(
+                "request_body_bytes_in_flight",
+                "Request-body bytes held now (being read, or kept until their request ends).",
+                namespace=ns, registry=reg, multiprocess_mode="livesum",
+            ),
+            bodies_in_flight=Gauge(
+                "request_bodies_in_flight",
+                "Request bodies holding part of the budget now.",
+                namespace=ns, registry=reg, multiprocess_mode="livesum",
+            ),
+            body_budget=Gauge(
+                "request_body_budget_bytes",
+                "Configured bound on request-body bytes in flight (max_body_bytes_in_flight), "
+                "per process.",
+                namespace=ns, registry=reg, multiprocess_mode="livesum",
+            ),
+            body_budget_waits=Counter(
+                "request_body_budget_waits",
+                "Request bodies that waited for room in the budget.",
+                namespace=ns, registry=reg,
+            ),
+            body_budget_rejections=Counter(
+                "request_body_budget_rejections",
+                "Requests refused (503) because the body budget stayed full.",
+                namespace=ns, registry=reg,
+            ),
         )  # fmt: skip
         metrics.build_info.labels(version=__version__).set(1)
         return metrics

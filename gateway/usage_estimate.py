@@ -49,7 +49,9 @@ _PIECES = re.compile(
     r"|\s+(?!\S)|\s+"  # whitespace runs (a newline and its indentation: one)
 )
 
-_SKIP_KEYS = frozenset({"role", "type", "id", "call_id", "status", "cache_control", "model"})
+_SKIP_KEYS = frozenset({"role", "type", "id", "call_id", "status", "cache_control", "model",
+                        # image and file data (base64 or URLs), not text (issue 26)
+                        "image_url", "source", "file_data", "input_audio"})  # fmt: skip
 """Keys of a request's message items that name structure, not text the model reads."""
 _TEXT_KEYS = ("system", "instructions", "messages", "input", "tools", "functions")
 """Request fields whose strings are the prompt (chat, Responses and Messages)."""
@@ -105,8 +107,35 @@ def estimate_input_tokens(body: Mapping[str, Any]) -> int:
         if key in ("system", "instructions") or (key == "input" and isinstance(value, str)):
             counted = 1
         messages += counted
-    tokens = sum(estimate_tokens(text) for text in texts)
+    tokens = _estimate_texts(texts)
     return tokens + MESSAGE_TOKENS * messages + REPLY_TOKENS
+
+
+SAMPLE_CHARS = 8192
+"""Over this many characters, a request's text is estimated from evenly
+spaced windows of this many characters in all, scaled to its length: the
+word-piece scan costs ~1 µs a character, so a 32 MB prompt read whole would
+hold the event loop for half a minute (issue 26)."""
+_WINDOW = 1024
+
+
+def _estimate_texts(texts: list[str]) -> int:
+    total = sum(map(len, texts))
+    if total <= SAMPLE_CHARS:
+        return sum(estimate_tokens(text) for text in texts)
+    stride = total / (SAMPLE_CHARS // _WINDOW)
+    sampled = chars = 0
+    start = offset = 0.0
+    for text in texts:
+        end = offset + len(text)
+        while start < end:
+            at = int(start - offset)
+            window = text[at : at + _WINDOW]
+            sampled += estimate_tokens(window)
+            chars += len(window)
+            start += stride
+        offset = end
+    return round(sampled * total / max(chars, 1))
 
 
 def estimate_output_tokens(pieces: Iterable[str], events: int) -> int:

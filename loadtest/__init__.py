@@ -16,6 +16,7 @@ relays the comparison relays)::
     python -m loadtest.setup_cost       setup_cost.py    gateway CPU per request, GC, loop lag
     python -m loadtest.event_cost       event_cost.py    us per event of the relay's Python steps
     python -m loadtest.cancel_trace     cancel_trace.py  where a disconnect's time goes, per step
+    python -m loadtest.headofline       headofline.py    large prompts vs running streams, floor too
 
     mock/     scenario.py (what a stream does: pace, length, fault), frames.py
               (OpenAI / Anthropic SSE frames), upstream.py (the server,

@@ -37,7 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from loadtest import procs, routing
+from loadtest import headofline, procs, routing
 from loadtest.client.driver import LoadSpec, run_phase
 from loadtest.client.profiles import Profile, Target
 from loadtest.client.sampler import ProcessSampler
@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     t0 = time.monotonic()
     path = asyncio.run(run(args))
+    headofline.main(["--out", str(path.parent / "headofline")])  # issue 26: large bodies
     say(f"bench done in {time.monotonic() - t0:.0f}s")
     print(f"bench report: {path}", flush=True)
 

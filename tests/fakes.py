@@ -76,7 +76,7 @@ class FakeOpenAI:
         """Scripts for the next requests, in order; then ``script`` for the rest."""
         self.records: list[Record] = []
         self.base_url = ""
-        self.app = web.Application()
+        self.app = web.Application(client_max_size=64 << 20)  # agent-sized bodies (issue 26)
         self.app.router.add_post("/v1/chat/completions", self._handle)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -25,7 +25,7 @@ async def test_a_listed_origin_gets_preflight_and_headers(gateway: GatewayFactor
         "sluice-resumable",
         "last-event-id",
         "x-goog-api-key",
-    } <= {  # fmt: skip
+    } <= {
         h.strip() for h in allowed.split(",")
     }
     resp = await client.post(

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ..dialects.anthropic import parse_messages_request
 from ..state import SETTINGS
-from .body import read_json_object
+from .body import request_body
 from .chat import ChatCall, serve
 
 MESSAGES_ROUTE = "/v1/messages"
@@ -29,17 +29,17 @@ MESSAGES_ROUTE = "/v1/messages"
 async def create_message(request: web.Request) -> web.StreamResponse:
     """Create a message, streamed (SSE) or as one JSON object."""
     settings = request.app[SETTINGS]
-    body = await read_json_object(request, settings.server)
-    parsed = parse_messages_request(body)
-    call = ChatCall(
-        client="anthropic",
-        route=MESSAGES_ROUTE,
-        model=parsed.model,
-        stream=parsed.stream,
-        include_usage=True,
-        body=body,
-    )
-    return await serve(request, call)
+    async with request_body(request, settings.server) as body:
+        parsed = parse_messages_request(body)
+        call = ChatCall(
+            client="anthropic",
+            route=MESSAGES_ROUTE,
+            model=parsed.model,
+            stream=parsed.stream,
+            include_usage=True,
+            body=body,
+        )
+        return await serve(request, call)
 
 
 def add_routes(app: web.Application) -> None:

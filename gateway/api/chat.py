@@ -17,7 +17,9 @@ from ..attempts import Target, with_fallbacks
 from ..config import ModelSettings, Settings, SimModel
 from ..cost.estimate import answer_usage
 from ..dialects import bridge
+from ..dialects.anthropic import parse_messages_request
 from ..dialects.anthropic import usage_of as anthropic_usage_of
+from ..dialects.openai import parse_chat_request
 from ..dialects.openai import usage_of as openai_usage_of
 from ..dialects.translate_responses import DEFAULT_MAX_OUTPUT_BYTES
 from ..downstream import StoreDownstream, StoreWriter, TeeDownstream
@@ -34,6 +36,7 @@ from ..recorder import Recorder, make_recorder
 from ..routing.build import ROUTERS, missing_key_env
 from ..routing.route import Route, affinity_key
 from ..routing.router import Deployment, ModelRouter
+from ..split_body import SplitBody
 from ..sse import BLANK_HEARTBEAT, HEARTBEAT, SSEResponse
 from ..state import (
     ADMISSION,
@@ -75,7 +78,7 @@ def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: 
     return Target(
         model=model.name,
         provider=provider,
-        body=bridge.upstream_body(call.client, provider.dialect, call.body),
+        body=_upstream_body(call, provider),
         encoder=bridge.stream_encoder(
             call.client,
             provider.dialect,
@@ -90,6 +93,21 @@ def _target(call: ChatCall, settings: Settings, model: ModelSettings, provider: 
         backoff_s=model.retry_backoff_s,
         max_backoff_s=model.retry_max_backoff_s,
     )
+
+
+def _upstream_body(call: ChatCall, provider: Provider) -> dict[str, Any]:
+    """The body for ``provider``: a large body (:class:`SplitBody`) goes as the
+    client's bytes when nothing but the provider's own fields must change
+    (same dialect, a provider that declares ``takes_split_body``); otherwise
+    it is decoded whole and bridged."""
+    body = call.body
+    if isinstance(body, SplitBody):
+        if call.client == provider.dialect and getattr(provider, "takes_split_body", False):
+            return body
+        body = body.whole()
+        # Decoded whole, it is validated whole (the gateway works per message now).
+        (parse_messages_request if call.client == "anthropic" else parse_chat_request)(body)
+    return bridge.upstream_body(call.client, provider.dialect, body)
 
 
 def _targets(request: web.Request, call: ChatCall) -> tuple[Target, ...]:

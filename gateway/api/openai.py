@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..dialects.openai import parse_chat_request
 from ..state import SETTINGS
-from .body import read_json_object
+from .body import request_body
 from .chat import ChatCall, serve
 from .streams import serve_resumable, wants_resume
 
@@ -22,19 +22,19 @@ CHAT_ROUTE = "/v1/chat/completions"
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """Create a chat completion, streamed (SSE) or as one JSON object."""
     settings = request.app[SETTINGS]
-    body = await read_json_object(request, settings.server)
-    chat = parse_chat_request(body)
-    call = ChatCall(
-        client="openai",
-        route=CHAT_ROUTE,
-        model=chat.model,
-        stream=chat.stream,
-        include_usage=chat.include_usage,
-        body=body,
-    )
-    if chat.stream and wants_resume(request, chat.model):
-        return await serve_resumable(request, call)
-    return await serve(request, call)
+    async with request_body(request, settings.server) as body:
+        chat = parse_chat_request(body)
+        call = ChatCall(
+            client="openai",
+            route=CHAT_ROUTE,
+            model=chat.model,
+            stream=chat.stream,
+            include_usage=chat.include_usage,
+            body=body,
+        )
+        if chat.stream and wants_resume(request, chat.model):
+            return await serve_resumable(request, call)
+        return await serve(request, call)
 
 
 def add_routes(app: web.Application) -> None:

@@ -41,10 +41,11 @@ from ..dialects.responses import (
 from ..dialects.translate_responses import failed_event
 from ..downstream import StoreWriter
 from ..errors import GatewayError, InvalidRequest, StoredNotFound
+from ..split_body import whole
 from ..state import DETACHED, NATIVE_RESPONSES, SETTINGS, STREAM_STORE, SUMMARY
 from ..store.base import StoredStatus, StoredStream, StreamStore
 from ..stored_upstream import READ_WAIT_S
-from .body import read_json_object
+from .body import request_body
 from .chat import ChatCall, detach, serve
 from .follow import event_number, owned, owned_or_404, owner_of, read_stored
 
@@ -56,7 +57,11 @@ CANCEL_WAIT_S = 5.0
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     """Create a model response: streamed (SSE), one Response object, or in the background."""
-    body = await read_json_object(request, request.app[SETTINGS].server)
+    async with request_body(request, request.app[SETTINGS].server) as body:
+        return await _create_response(request, whole(body))
+
+
+async def _create_response(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     if _native(request, body.get("model")):
         # Relayed as is: storage, background and previous_response_id are the
         # upstream's (its response ids are its own).

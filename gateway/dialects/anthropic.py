@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk, tuple_new
+from ..split_body import SplitBody
 from .frames import EMPTY, Frame, Relayed, Usage, data_lines
-from .openai import MAX_MESSAGES, MAX_TOKENS_LIMIT, invalid_from
+from .openai import MAX_MESSAGES, MAX_TOKENS_LIMIT, check_bulk, invalid_from
 
 _Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT, strict=True)]
 _Unit = Annotated[float, Field(ge=0, le=1, strict=False)]
@@ -57,10 +58,28 @@ class MessagesRequest(_Loose):
     metadata: dict[str, Any] | None = None
 
 
+class MessagesHead(MessagesRequest):
+    """A large request's small fields (:class:`~gateway.split_body.SplitBody`):
+    its bulk fields are checked by their JSON type only and validated by the
+    upstream."""
+
+    messages: Any = None
+    system: Any = None
+    tools: Any = None
+
+
 def parse_messages_request(body: dict[str, Any]) -> MessagesRequest:
-    """Validate ``body``. Raises :class:`~gateway.errors.InvalidRequest` (400)."""
+    """Validate ``body``. Raises :class:`~gateway.errors.InvalidRequest` (400).
+
+    A :class:`~gateway.split_body.SplitBody` with bulk fields is validated
+    without decoding them (:class:`MessagesHead`)."""
+    model = MessagesRequest
+    if isinstance(body, SplitBody) and body.bulk:
+        check_bulk(body, ("messages",), ("messages", "tools"))
+        body = dict(body)  # the small fields
+        model = MessagesHead if "messages" not in body else model
     try:
-        return MessagesRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as err:
         raise invalid_from(err) from None
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import GatewayError, InvalidRequest
 from ..providers.base import UpstreamChunk, tuple_new
+from ..split_body import SplitBody
 from .frames import EMPTY, Frame, Relayed, Usage, data_lines
 
 MAX_MESSAGES = 10_000
@@ -81,10 +82,39 @@ def invalid_from(err: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"Invalid value for {where}: {first['msg']}", param=param)
 
 
+class ChatCompletionHead(ChatCompletionRequest):
+    """A large request's small fields (:class:`~gateway.split_body.SplitBody`):
+    its bulk fields are checked by their JSON type only (their first byte)
+    and validated by the upstream."""
+
+    messages: Any = None
+    tools: Any = None
+
+
+def check_bulk(body: SplitBody, required: tuple[str, ...], arrays: tuple[str, ...]) -> None:
+    """The bulk fields of a split body: ``required`` ones present, ``arrays``
+    JSON arrays. Raises :class:`~gateway.errors.InvalidRequest` naming the field."""
+    for key in required:
+        if key not in body and key not in body.bulk:
+            raise InvalidRequest(f"Missing required parameter: '{key}'", param=key)
+    for key in arrays:
+        first = body.first_byte(key)
+        if first is not None and first != ord("["):
+            raise InvalidRequest(f"Invalid value for '{key}': expected an array", param=key)
+
+
 def parse_chat_request(body: dict[str, Any]) -> ChatCompletionRequest:
-    """Validate ``body``. Raises :class:`~gateway.errors.InvalidRequest`."""
+    """Validate ``body``. Raises :class:`~gateway.errors.InvalidRequest`.
+
+    A :class:`~gateway.split_body.SplitBody` with bulk fields is validated
+    without decoding them (:class:`ChatCompletionHead`)."""
+    model = ChatCompletionRequest
+    if isinstance(body, SplitBody) and body.bulk:
+        check_bulk(body, ("messages",), ("messages", "tools"))
+        body = dict(body)  # the small fields
+        model = ChatCompletionHead if "messages" not in body else model
     try:
-        chat = ChatCompletionRequest.model_validate(body)
+        chat = model.model_validate(body)
     except ValidationError as err:
         raise invalid_from(err) from None
     if chat.stream_options is not None and not chat.stream:  # OpenAI's message, and its 400

@@ -162,6 +162,48 @@ def _text_of(content: object, where: str) -> str:
     raise InvalidRequest("Message content must be a string or a list of parts", param=where)
 
 
+def _has_image(content: list[Any]) -> bool:
+    return any(isinstance(part, dict) and part.get("type") == "input_image" for part in content)
+
+
+def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """A Responses ``input_image`` part as a Chat Completions ``image_url`` part.
+
+    ``image_url`` is a URL or a ``data:`` URL with base64 content
+    (https://platform.openai.com/docs/api-reference/responses/create,
+    ``input_image``); ``detail`` is kept. An image given by ``file_id`` has
+    no Chat Completions counterpart: 400."""
+    url = part.get("image_url")
+    if not isinstance(url, str) or not url:
+        raise InvalidRequest(
+            "Only input_image parts with an image_url (a URL or a data: URL) can be "
+            "translated; file_id images are not supported",
+            param=where,
+        )
+    image: dict[str, Any] = {"url": url}
+    if isinstance(part.get("detail"), str):
+        image["detail"] = part["detail"]
+    return {"type": "image_url", "image_url": image}
+
+
+def _user_parts(content: list[Any], where: str) -> list[dict[str, Any]]:
+    """User content with images: Chat Completions content parts (text and
+    ``image_url``, in order)."""
+    parts: list[dict[str, Any]] = []
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        at = f"{where}.content[{i}]"
+        if kind == "input_image":
+            parts.append(_image_part(part, at))
+        elif kind in ("input_text", "text") and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        else:
+            raise InvalidRequest(
+                f"Only text and image content is supported; got {kind!r}", param=at
+            )
+    return parts
+
+
 def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     if request.instructions:
@@ -176,7 +218,11 @@ def _messages(request: ResponsesRequest) -> list[dict[str, Any]]:
             role = item.get("role")
             if role not in ROLES:
                 raise InvalidRequest(f"Unknown role {role!r}", param=f"{where}.role")
-            text = _text_of(item.get("content"), f"{where}.content")
+            content = item.get("content")
+            if role == "user" and isinstance(content, list) and _has_image(content):
+                messages.append({"role": role, "content": _user_parts(content, where)})
+                continue
+            text = _text_of(content, f"{where}.content")
             messages.append({"role": role, "content": text})
         elif kind == "function_call":
             call = {

@@ -98,6 +98,9 @@ def _image_block(part: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("image_url part without a url", param="messages")
     if url.startswith("data:"):
         header, _, data = url.partition(",")
+        if not header.endswith(";base64"):
+            # Messages image sources are base64 or a URL only.
+            raise InvalidRequest("a data: image URL must be base64 (';base64')", param="messages")
         media_type = header[5:].split(";")[0]
         source = {"type": "base64", "media_type": media_type, "data": data}
     else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import AnthropicModel
+from ..split_body import Encoded, SplitBody
 from .base import Dialect, UpstreamChunk, tuple_new
 from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
 from .query import with_query
@@ -74,8 +75,13 @@ class AnthropicProvider:
         self._headers.update(model.upstream_headers())
         self._json_headers = {**self._headers, "Accept": "application/json"}
 
-    def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
-        return {**body, "model": self._model.target_model, "stream": stream}
+    takes_split_body = True
+    """A :class:`~gateway.split_body.SplitBody` is sent as the client's bytes
+    behind ``model`` and ``stream`` (issue 26)."""
+
+    def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any] | Encoded:
+        out = {**body, "model": self._model.target_model, "stream": stream}
+        return body.encode(out) if isinstance(body, SplitBody) else out
 
     async def open_stream(self, body: dict[str, Any]) -> AnthropicStream:
         response = await post(self._session, self._url, self._body(body, True), self._headers)

@@ -73,6 +73,12 @@ class Provider(Protocol):
 
         ``body`` is in the provider's dialect; the provider sets ``model`` and
         ``stream``. Raises ``GatewayError`` if the upstream refuses or fails.
+
+        Optional: a provider with a class attribute ``takes_split_body = True``
+        may be given a :class:`gateway.split_body.SplitBody` (a large body in
+        its own dialect: a dict of the small fields plus the client's raw
+        bytes of the rest; send ``body.encode(edited_small_fields)``).
+        Providers without it always get a whole ``dict``.
         """
         ...
 

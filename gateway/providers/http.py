@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import socket
 from collections import deque
 from collections.abc import Mapping
@@ -50,6 +51,7 @@ from ..errors import (
     UpstreamTimeout,
 )
 from ..otel.hooks import upstream_headers
+from ..split_body import Encoded
 from .base import UpstreamChunk
 from .sse_decoder import SSEDecoder, SSEEvent
 from .status import error_for_status
@@ -62,6 +64,8 @@ ERROR_BODY_TIMEOUT_S = 5.0
 REQUEST_HEADERS = {"Accept-Encoding": "identity"}
 """Sent on every upstream request: bodies are never decompressed (aiohttp
 would otherwise advertise ``gzip, deflate``)."""
+LARGE_BODY_BYTES = 1 << 20
+"""Request bodies over this are sent from a BytesIO, piece by piece."""
 RELEASE_WAIT_S = 5.0
 """How long a completed stream's connection may take to end its body."""
 
@@ -145,16 +149,27 @@ def _socket_factory(rcvbuf: int) -> aiohttp.connector.SocketFactoryType:
 
 
 async def post(
-    session: aiohttp.ClientSession, url: str, body: Mapping[str, Any], headers: Mapping[str, str]
+    session: aiohttp.ClientSession,
+    url: str,
+    body: Mapping[str, Any] | bytes | Encoded,
+    headers: Mapping[str, str],
 ) -> aiohttp.ClientResponse:
-    """POST ``body`` as JSON; returns the response once its headers arrived
-    with a 2xx status and an identity body. Raises the mapped
+    """POST ``body`` as JSON (``bytes`` or :class:`Encoded`: already encoded); returns the
+    response once its headers arrived with a 2xx status and an identity body. Raises the mapped
     ``GatewayError`` otherwise (the response is then closed): a redirect is
     :class:`UpstreamRedirected` (never followed), a ``Content-Encoding``
     other than identity :class:`UpstreamProtocolError`."""
     try:
+        payload: Any
+        if isinstance(body, Encoded):  # a split body: its pieces, never joined
+            payload, headers = body.stream(), {**headers, "Content-Length": str(body.size)}
+        else:
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
+            # Over 1 MiB, written in 256 KiB pieces with the loop let run between
+            # them (aiohttp's BytesIOPayload) rather than handed over at once.
+            payload = io.BytesIO(data) if len(data) > LARGE_BODY_BYTES else data
         response = await session.post(
-            url, data=orjson.dumps(body), headers=upstream_headers(headers), allow_redirects=False
+            url, data=payload, headers=upstream_headers(headers), allow_redirects=False
         )
     except aiohttp.ClientError as exc:
         raise error_for_exception(exc) from exc

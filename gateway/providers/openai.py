@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from ..config import OpenAIModel
 from ..dialects.translate_request import with_length_field
 from ..errors import UpstreamError
+from ..split_body import Encoded, SplitBody
 from .base import Dialect, UpstreamChunk, tuple_new
 from .http import EventStream, UpstreamSessions, json_object, payload_type, post, read_json
 from .query import with_query
@@ -83,15 +84,24 @@ class _OpenAIEndpoint:
         key = model.api_key("OPENAI_API_KEY")
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    takes_split_body = True
+    """A :class:`~gateway.split_body.SplitBody` is sent as the client's bytes
+    behind the fields :meth:`_body` sets (issue 26)."""
+
     def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
         return {**body, "model": self._model.target_model, "stream": stream}
 
+    def _encoded(self, body: dict[str, Any], stream: bool) -> dict[str, Any] | Encoded:
+        out = self._body(body, stream)
+        return body.encode(out) if isinstance(body, SplitBody) else out
+
     async def open_stream(self, body: dict[str, Any]) -> EventStream:
-        response = await post(self._session, self._url, self._body(body, True), self._headers)
+        response = await post(self._session, self._url, self._encoded(body, True), self._headers)
         return self.stream_class(response)
 
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await post(self._session, self._url, self._body(body, False), self._json_headers)
+        data = self._encoded(body, False)
+        response = await post(self._session, self._url, data, self._json_headers)
         return await read_json(response, self._model.max_response_bytes)
 
     async def aclose(self) -> None:

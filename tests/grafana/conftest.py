@@ -58,6 +58,12 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "sluice_detached_stream_terminations_total": ("counter", frozenset({"reason"})),
     "sluice_spend_usd_total": ("counter", frozenset({"key", "model"})),
     "sluice_estimated_spend_usd_total": ("counter", frozenset({"key", "model"})),
+    # request bodies (issue 26)
+    "sluice_request_body_bytes_in_flight": ("gauge", frozenset()),
+    "sluice_request_bodies_in_flight": ("gauge", frozenset()),
+    "sluice_request_body_budget_bytes": ("gauge", frozenset()),
+    "sluice_request_body_budget_waits_total": ("counter", frozenset()),
+    "sluice_request_body_budget_rejections_total": ("counter", frozenset()),
     "sluice_build_info": ("gauge", frozenset({"version"})),
     # deployments (gateway/routing)
     "sluice_deployment_streams_open": ("gauge", _DEPLOYMENT),

@@ -18,6 +18,7 @@ ROWS = [
     "Resumable and background streams",
     "Spend",
     "Deployments",
+    "Request bodies",
 ]
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "heatmap"}
 # Grafana unit ids used by this dashboard family; anything else is likely a typo
