@@ -25,9 +25,7 @@ async def test_a_listed_origin_gets_preflight_and_headers(gateway: GatewayFactor
         "sluice-resumable",
         "last-event-id",
         "x-goog-api-key",
-    } <= {
-        h.strip() for h in allowed.split(",")
-    }
+    } <= {h.strip() for h in allowed.split(",")}
     resp = await client.post(
         "/v1/chat/completions", json=BODY, headers={"Origin": APP, "Sluice-Resumable": "true"}
     )
