@@ -40,7 +40,7 @@ import orjson
 from yarl import URL
 
 from ..config import BedrockModel
-from ..errors import GatewayError, UpstreamProtocolError, UpstreamRedirected
+from ..errors import GatewayError, UpstreamProtocolError
 from .base import Dialect, UpstreamChunk
 from .bedrock_auth import BearerAuth, SigV4
 from .bedrock_request import converse_body
@@ -53,6 +53,7 @@ from .http import (
     RELEASE_WAIT_S,
     UpstreamSessions,
     error_for_exception,
+    post,
     read_json,
 )
 from .status import error_for_status
@@ -160,7 +161,10 @@ class BedrockProvider:
         url = self._base + action
         data = orjson.dumps(converse_body(body))
         headers = await self._auth.headers(url, data, JSON_HEADERS)
-        return await post_signed(self._session, url, data, headers)
+        # Sent exactly as signed: the URL is not re-quoted.
+        return await post(
+            self._session, URL(url, encoded=True), data, headers, errors=error_for_response
+        )
 
     async def open_stream(self, body: dict[str, Any]) -> BedrockStream:
         response = await self._post("converse-stream", body)
@@ -174,40 +178,6 @@ class BedrockProvider:
 
     async def aclose(self) -> None:
         self._auth.close()  # the sessions belong to UpstreamSessions
-
-
-async def post_signed(
-    session: aiohttp.ClientSession, url: str, data: bytes, headers: dict[str, str]
-) -> aiohttp.ClientResponse:
-    """POST ``data`` to ``url`` exactly as signed (the URL is not re-quoted);
-    returns a 2xx response with an identity body, raises the mapped
-    GatewayError otherwise (as :func:`gateway.providers.http.post`, with
-    Bedrock's error body: ``{"message"}`` and ``x-amzn-ErrorType``)."""
-    try:
-        response = await session.post(
-            URL(url, encoded=True), data=data, headers=headers, allow_redirects=False
-        )
-    except aiohttp.ClientError as exc:
-        raise error_for_exception(exc) from exc
-    if response.status >= 300:
-        try:
-            if response.status < 400:
-                raise UpstreamRedirected(
-                    f"The upstream provider answered with a redirect (HTTP {response.status})",
-                    detail=f"upstream {response.status} to "
-                    f"{response.headers.get('Location', '')[:2000]!r} (not followed)",
-                )
-            raise await error_for_response(response)
-        finally:
-            response.close()
-    encoding = response.headers.get("Content-Encoding")
-    if encoding is not None and encoding.strip().lower() != "identity":
-        response.close()
-        raise UpstreamProtocolError(
-            "The upstream sent a compressed response the gateway did not ask for",
-            detail=f"Content-Encoding: {encoding[:200]!r}",
-        )
-    return response
 
 
 async def error_for_response(response: aiohttp.ClientResponse) -> GatewayError:

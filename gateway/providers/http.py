@@ -35,12 +35,13 @@ import contextlib
 import io
 import socket
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from ..errors import (
     GatewayError,
@@ -150,15 +151,19 @@ def _socket_factory(rcvbuf: int) -> aiohttp.connector.SocketFactoryType:
 
 async def post(
     session: aiohttp.ClientSession,
-    url: str,
+    url: str | URL,
     body: Mapping[str, Any] | bytes | Encoded,
     headers: Mapping[str, str],
+    errors: Callable[[aiohttp.ClientResponse], Awaitable[GatewayError]] | None = None,
 ) -> aiohttp.ClientResponse:
     """POST ``body`` as JSON (``bytes`` or :class:`Encoded`: already encoded); returns the
     response once its headers arrived with a 2xx status and an identity body. Raises the mapped
     ``GatewayError`` otherwise (the response is then closed): a redirect is
     :class:`UpstreamRedirected` (never followed), a ``Content-Encoding``
-    other than identity :class:`UpstreamProtocolError`."""
+    other than identity :class:`UpstreamProtocolError`, any other non-2xx
+    what ``errors`` makes of it (default :func:`error_for_response`; a
+    provider whose error bodies have their own shape passes its own). A
+    ``URL`` built with ``encoded=True`` is sent as is (a signed request's)."""
     try:
         payload: Any
         if isinstance(body, Encoded):  # a split body: its pieces, never joined
@@ -181,7 +186,7 @@ async def post(
                     detail=f"upstream {response.status} to "
                     f"{response.headers.get('Location', '')[:2000]!r} (not followed)",
                 )
-            raise await error_for_response(response)
+            raise await (errors or error_for_response)(response)
         finally:
             response.close()
     encoding = response.headers.get("Content-Encoding")
