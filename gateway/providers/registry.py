@@ -14,7 +14,6 @@ from ..config import (
 from .anthropic import AnthropicProvider
 from .azure import AzureProvider, AzureResponsesProvider
 from .base import Provider
-from .bedrock import BedrockProvider
 from .gemini import GeminiProvider
 from .http import UpstreamSessions
 from .openai import OpenAIProvider, OpenAIResponsesProvider
@@ -35,6 +34,10 @@ def build_provider(
     if isinstance(model, AnthropicModel):
         return AnthropicProvider(model, sessions, connect_timeout_s)
     if isinstance(model, BedrockModel):
+        # Imported here: botocore costs ~0.4 s and ~10 MiB at start-up, paid
+        # only by a gateway that has a Bedrock model.
+        from .bedrock import BedrockProvider
+
         return BedrockProvider(model, sessions, connect_timeout_s)
     if isinstance(model, GeminiModel):
         return GeminiProvider(model, sessions, connect_timeout_s)
