@@ -21,12 +21,16 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from gateway.metrics import Metrics
+from gateway.routing.build import ROUTERS
 from gateway.state import ADMISSION, QUOTAS, SETTINGS, STREAM_STORE
 from tests.helpers import GatewayFactory
 from tests.keyhelp import make_key
 from tests.latency_proxy import LatencyProxy
 
 LATE = {"name": "sim", "provider": "sim", "ttft_ms": 300, "itl_ms": 5, "output_tokens": 10}
+ROUTED = {**LATE, "name": "sim-routed", "max_concurrent_streams": 1}
+"""One deployment (the model itself) with one stream slot: a request holds a
+routing lease, which must come back like the rest."""
 MSGS = [{"role": "user", "content": "hi"}]
 
 KINDS: dict[str, tuple[str, str, dict[str, Any], dict[str, str]]] = {
@@ -46,6 +50,10 @@ KINDS: dict[str, tuple[str, str, dict[str, Any], dict[str, str]]] = {
     "resumable": ("POST", "/v1/chat/completions",
                   {"model": "sim", "stream": True, "messages": MSGS},
                   {"Sluice-Resumable": "true"}),
+    "gemini stream": ("POST", "/v1beta/models/sim:streamGenerateContent?alt=sse",
+                      {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}, {}),
+    "routed stream": ("POST", "/v1/chat/completions",
+                      {"model": "sim-routed", "stream": True, "messages": MSGS}, {}),
 }  # fmt: skip
 
 POINTS = ("admission", "before headers", "after first event")
@@ -68,7 +76,7 @@ async def _gateway(
     gateway: GatewayFactory, state: tuple[str, LatencyProxy | None]
 ) -> tuple[TestClient[Any, Any], dict[str, str]]:
     secret, entry = make_key("team", max_concurrent_streams=2, requests_per_minute=10_000)
-    sections: dict[str, Any] = {"models": [LATE], "auth": {"keys": [entry]}}
+    sections: dict[str, Any] = {"models": [LATE, ROUTED], "auth": {"keys": [entry]}}
     url, _ = state
     if url != "memory":
         sections["state"] = {"redis_url": url, "timeout_s": 5}
@@ -99,6 +107,8 @@ async def _nothing_held(client: TestClient[Any, Any], metrics: Metrics, baseline
         view = await app[QUOTAS].view(key)
         held.update(
             admission=app[ADMISSION].open_streams,
+            routed=sum(d.open_streams for r in app[ROUTERS].values() for d in r.deployments)
+            + sum(len(r.queue) for r in app[ROUTERS].values()),
             active=_active(metrics),
             leases=view.usage.open_requests if view is not None else 0,
             running=await _running(app[STREAM_STORE]),
@@ -106,6 +116,7 @@ async def _nothing_held(client: TestClient[Any, Any], metrics: Metrics, baseline
         )
         return (
             held["admission"] == 0
+            and held["routed"] == 0
             and held["active"] == 0
             and held["leases"] == 0
             and held["running"] == []
