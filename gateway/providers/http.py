@@ -149,6 +149,20 @@ def _socket_factory(rcvbuf: int) -> aiohttp.connector.SocketFactoryType:
     return make
 
 
+def _unsent(exc: aiohttp.ClientError) -> bool:
+    """Whether ``exc`` says the request body could not be written: the pooled
+    connection it was given was already closing (its peer closed it as it was
+    handed out: the keep-alive race). The upstream never received a whole
+    request, so sending it again on a new connection cannot repeat work.
+    Raised by aiohttp's ``ClientRequest.write_bytes`` as a ``ClientOSError``
+    (not a ``ClientConnectorError``: that is a failed connect)."""
+    return (
+        isinstance(exc, aiohttp.ClientOSError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)
+        and (exc.strerror or "").startswith("Can not write request body")
+    )
+
+
 async def post(
     session: aiohttp.ClientSession,
     url: str | URL,
@@ -163,21 +177,35 @@ async def post(
     other than identity :class:`UpstreamProtocolError`, any other non-2xx
     what ``errors`` makes of it (default :func:`error_for_response`; a
     provider whose error bodies have their own shape passes its own). A
-    ``URL`` built with ``encoded=True`` is sent as is (a signed request's)."""
-    try:
+    ``URL`` built with ``encoded=True`` is sent as is (a signed request's).
+    A body that could not be written at all (:func:`_unsent`) is sent once
+    more on a fresh connection before that counts as a failure."""
+    data = (
+        None
+        if isinstance(body, Encoded)
+        else (body if isinstance(body, bytes) else orjson.dumps(body))
+    )
+    sent_headers = upstream_headers(headers)
+    if isinstance(body, Encoded):
+        sent_headers = {**sent_headers, "Content-Length": str(body.size)}
+    for attempt in range(2):
         payload: Any
         if isinstance(body, Encoded):  # a split body: its pieces, never joined
-            payload, headers = body.stream(), {**headers, "Content-Length": str(body.size)}
+            payload = body.stream()
         else:
-            data = body if isinstance(body, bytes) else orjson.dumps(body)
+            assert data is not None
             # Over 1 MiB, written in 256 KiB pieces with the loop let run between
             # them (aiohttp's BytesIOPayload) rather than handed over at once.
             payload = io.BytesIO(data) if len(data) > LARGE_BODY_BYTES else data
-        response = await session.post(
-            url, data=payload, headers=upstream_headers(headers), allow_redirects=False
-        )
-    except aiohttp.ClientError as exc:
-        raise error_for_exception(exc) from exc
+        try:
+            response = await session.post(
+                url, data=payload, headers=sent_headers, allow_redirects=False
+            )
+            break
+        except aiohttp.ClientError as exc:
+            if attempt == 0 and _unsent(exc):
+                continue  # the upstream never had the request: once more
+            raise error_for_exception(exc) from exc
     if response.status >= 300:
         try:
             if response.status < 400:
