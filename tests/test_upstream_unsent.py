@@ -14,6 +14,7 @@ from aioresponses import aioresponses
 
 from gateway.errors import GatewayError
 from gateway.providers.http import post
+from tests.conftest import LogLines
 
 URL = "http://upstream.invalid/v1/chat/completions"
 UNSENT = aiohttp.ClientOSError(None, f"Can not write request body for {URL}")
@@ -21,7 +22,7 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.mark.usefixtures("aioresponses_shim")
-async def test_an_unsent_body_is_sent_once_more() -> None:
+async def test_an_unsent_body_is_sent_once_more(log_lines: LogLines) -> None:
     with aioresponses() as mocked:
         mocked.post(URL, exception=UNSENT)
         mocked.post(URL, status=200, payload={"ok": True})
@@ -31,6 +32,8 @@ async def test_an_unsent_body_is_sent_once_more() -> None:
             response.release()
         calls = [c for key, c in mocked.requests.items() if key[0] == "POST"]
         assert len(calls[0]) == 2
+    resent = [li for li in log_lines() if li["event"] == "upstream_body_resent"]
+    assert [li["host"] for li in resent] == ["upstream.invalid"]
 
 
 @pytest.mark.usefixtures("aioresponses_shim")

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+import structlog
 from yarl import URL
 
 from ..errors import (
@@ -56,6 +57,8 @@ from ..split_body import Encoded
 from .base import UpstreamChunk
 from .sse_decoder import SSEDecoder, SSEEvent
 from .status import error_for_status
+
+log = structlog.get_logger("gateway.providers.http")
 
 READ_BUFSIZE = 16384
 """aiohttp's read buffer for upstream bodies (it pauses the socket at ~2x)."""
@@ -204,7 +207,10 @@ async def post(
             break
         except aiohttp.ClientError as exc:
             if attempt == 0 and _unsent(exc):
-                continue  # the upstream never had the request: once more
+                # The upstream never had the request: once more, and say so
+                # (a closing pooled connection should be rare; many are a bug).
+                log.warning("upstream_body_resent", host=URL(url).host)
+                continue
             raise error_for_exception(exc) from exc
     if response.status >= 300:
         try:
