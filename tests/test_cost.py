@@ -199,6 +199,21 @@ async def test_streamed_cached_input_is_priced_at_its_rate(
     assert [li["spend_usd"] for li in lines] == [expected, expected]
 
 
+async def test_negative_upstream_counts_are_no_counts(
+    gateway: GatewayFactory, aiohttp_server: Any, metrics: Metrics, log_lines: LogLines
+) -> None:
+    """An upstream's ``-5`` tokens are treated as missing (then estimated):
+    they would refund the key's budget, and Prometheus counters raise on
+    them (a 500, found by the Gemini fuzz test's ``promptTokenCount: -1``)."""
+    fake = await _answering(aiohttp_server, {"prompt_tokens": -5, "completion_tokens": -1})
+    client = await gateway(models=[openai_model(fake, price=PRICE)])
+    resp = await client.post("/v1/chat/completions", json={"model": "up", "messages": MSGS})
+    assert resp.status == 200, await resp.text()
+    line = next(li for li in log_lines() if li["event"] == "request")
+    assert line["spend_estimated"] is True and line["spend_usd"] > 0
+    assert _spend(metrics, "(anonymous)", "up") == pytest.approx(line["spend_usd"])
+
+
 async def test_a_non_streamed_answer_without_usage_is_estimated_and_charged(
     gateway: GatewayFactory, aiohttp_server: Any, metrics: Metrics, log_lines: LogLines
 ) -> None:

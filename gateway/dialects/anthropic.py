@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk, tuple_new
 from ..split_body import SplitBody
-from .frames import EMPTY, Frame, Relayed, Usage, data_lines
+from .frames import EMPTY, Frame, Relayed, Usage, data_lines, token_count
 from .openai import MAX_MESSAGES, MAX_TOKENS_LIMIT, check_bulk, invalid_from
 
 _Tokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT, strict=True)]
@@ -85,7 +85,7 @@ def parse_messages_request(body: dict[str, Any]) -> MessagesRequest:
 
 
 def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return token_count(value)
 
 
 def input_tokens_of(usage: dict[str, Any]) -> int | None:

@@ -10,6 +10,13 @@ from ..providers.base import UpstreamChunk
 from ..usage_estimate import estimate_input_tokens, estimate_output_tokens
 
 
+def token_count(value: object) -> int | None:
+    """An upstream's token count, or None when it is not a non-negative
+    integer: a hostile or broken upstream's ``-1`` (or ``true``) must not
+    refund a key's budget or reach a Prometheus counter (which raises)."""
+    return value if type(value) is int and value >= 0 else None
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token counts reported by the upstream (``estimated``: some filled in by

@@ -30,12 +30,13 @@ from typing import Any
 
 import orjson
 
+from .frames import token_count
 from .gemini_common import field, id_with_signature, openai_finish
 from .translate_common import new_completion_id, now
 
 
 def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return token_count(value) or 0
 
 
 def chat_usage_of(metadata: object) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import GatewayError, InvalidRequest
 from ..providers.base import UpstreamChunk, tuple_new
 from ..split_body import SplitBody
-from .frames import EMPTY, Frame, Relayed, Usage, data_lines
+from .frames import EMPTY, Frame, Relayed, Usage, data_lines, token_count
 
 MAX_MESSAGES = 10_000
 MAX_TOKENS_LIMIT = 1_000_000
@@ -171,9 +171,9 @@ def usage_of(payload: dict[str, Any]) -> Usage | None:
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Usage(
-        input_tokens=prompt if isinstance(prompt, int) else None,
-        output_tokens=completion if isinstance(completion, int) else None,
-        cached_input_tokens=cached if type(cached) is int and cached > 0 else 0,
+        input_tokens=token_count(prompt),
+        output_tokens=token_count(completion),
+        cached_input_tokens=token_count(cached) or 0,
     )
 
 

@@ -35,7 +35,7 @@ import orjson
 
 from ..errors import GatewayError, UpstreamResponseTooLarge
 from ..providers.base import UpstreamChunk
-from .frames import EMPTY, Frame, Relayed, StreamEncoder, Usage, data_lines
+from .frames import EMPTY, Frame, Relayed, StreamEncoder, Usage, data_lines, token_count
 from .openai import chat_usage, usage_of
 from .responses import (
     function_call_item,
@@ -394,7 +394,7 @@ def response_usage_of(usage: object) -> Usage | None:
     details = usage.get("input_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return Usage(
-        input_tokens=inp if isinstance(inp, int) else None,
-        output_tokens=out if isinstance(out, int) else None,
-        cached_input_tokens=cached if type(cached) is int and cached > 0 else 0,
+        input_tokens=token_count(inp),
+        output_tokens=token_count(out),
+        cached_input_tokens=token_count(cached) or 0,
     )

@@ -24,7 +24,7 @@ import orjson
 from ..errors import GatewayError
 from ..providers.base import UpstreamChunk
 from .anthropic import cache_read_of, error_event, event_bytes, input_tokens_of
-from .frames import EMPTY, Frame, Relayed, Usage
+from .frames import EMPTY, Frame, Relayed, Usage, token_count
 from .openai import chat_usage, usage_of
 from .openai import error_event as openai_error_event
 from .translate_common import (
@@ -39,7 +39,7 @@ from .translate_common import (
 
 
 def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return token_count(value)
 
 
 class OpenAIFromAnthropic:
