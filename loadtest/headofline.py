@@ -184,6 +184,10 @@ async def _small(session: aiohttp.ClientSession, url: str, phase: Phase, stop: f
     while time.monotonic() < stop:
         try:
             async with session.post(url, data=SMALL, headers=_JSON) as resp:
+                if resp.status != 200:  # no events: no gaps, so it must count
+                    phase.stream_errors += 1
+                    await resp.read()
+                    continue
                 last = None
                 buf = b""
                 async for data in resp.content.iter_any():
@@ -367,7 +371,19 @@ def _verdicts(result: dict[str, Any]) -> None:
             target = TARGETS_MS.get(p["prompt_mb"])
             if p["relay"] == "sluice" and target is not None:
                 p["target_ms"] = target
-                p["verdict"] = "met" if p["added_p99_ms"] < target else "missed"
+                # A prompt that failed stressed nothing, and a small stream that
+                # failed measured nothing: either makes the figure meaningless.
+                failed = _failed(p) + _failed(idle[p["relay"]])
+                if failed or not p["prompts"]:
+                    served = p["prompts"]
+                    p["verdict"] = f"missed ({failed} requests failed, {served} prompts served)"
+                else:
+                    p["verdict"] = "met" if p["added_p99_ms"] < target else "missed"
+
+
+def _failed(phase: dict[str, Any]) -> int:
+    """Requests of a phase that did not complete: prompts and small streams."""
+    return sum(phase["prompt_errors"].values()) + phase["stream_errors"]
 
 
 def report(result: dict[str, Any]) -> str:

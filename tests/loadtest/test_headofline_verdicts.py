@@ -1,0 +1,38 @@
+"""The head-of-line verdict cannot be "met" when requests failed: a prompt
+that was refused stressed nothing, a small stream that failed measured no
+gap (a burst of 503s gave a quiet loop and a "met" before)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtest.headofline import _verdicts
+
+
+def _phase(mb: float, gap: float, prompts: int = 3, **errors: Any) -> dict[str, Any]:
+    return {"relay": "sluice", "prompt_mb": mb, "gap_p99_ms": gap, "prompts": prompts,
+            "prompt_bytes": 1 << 20, "relay_cpu_s": 1.0,
+            "prompt_errors": errors.get("prompt_errors", {}),
+            "stream_errors": errors.get("stream_errors", 0)}  # fmt: skip
+
+
+def _verdict(*phases: dict[str, Any]) -> str:
+    result = {"phases": list(phases)}
+    _verdicts(result)
+    return str(result["phases"][-1]["verdict"])
+
+
+def test_served_prompts_under_the_target_are_met() -> None:
+    assert _verdict(_phase(0, 50.0), _phase(32.0, 51.0)) == "met"
+    assert _verdict(_phase(0, 50.0), _phase(32.0, 70.0)) == "missed"
+
+
+def test_failed_requests_are_never_met() -> None:
+    refused = _phase(32.0, 50.0, prompts=0, prompt_errors={"503": 9})
+    assert _verdict(_phase(0, 50.0), refused).startswith("missed (9 requests failed")
+    some = _phase(32.0, 50.0, prompt_errors={"ClientOSError": 1})
+    assert _verdict(_phase(0, 50.0), some).startswith("missed (1 requests failed")
+    streams = _phase(32.0, 50.0, stream_errors=4)
+    assert _verdict(_phase(0, 50.0), streams).startswith("missed (4 requests failed")
+    idle_failed = _phase(0, 50.0, stream_errors=2)
+    assert _verdict(idle_failed, _phase(32.0, 50.0)).startswith("missed (2 requests failed")
