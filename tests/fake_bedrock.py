@@ -21,11 +21,8 @@ hang, byte counts).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import socket
 import struct
-import time
 from binascii import crc32
 from typing import Any
 
@@ -231,35 +228,6 @@ class FakeBedrock(FakeOpenAI):
         if script.status != 200:
             return self._refuse(script)
         return await self._play(request, record, script)
-
-    async def _play(
-        self, request: web.Request, record: Record, script: Script
-    ) -> web.StreamResponse:
-        transport = request.transport
-        assert transport is not None
-        if script.sndbuf is not None:
-            sock = transport.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, script.sndbuf)
-            transport.set_write_buffer_limits(high=script.sndbuf)
-        resp = web.StreamResponse(headers={"Content-Type": script.content_type})
-        try:
-            await resp.prepare(request)
-            await asyncio.sleep(script.ttft_s)
-            for i, data in enumerate(script.events):
-                if i and script.itl_s:
-                    await asyncio.sleep(script.itl_s)
-                await self._write(request, resp, record, data)
-            if script.then == "hang":
-                await asyncio.sleep(3600)
-            if script.then == "close":
-                transport.abort()
-                return resp
-            await resp.write_eof()
-            record.completed = True
-        except (ConnectionError, asyncio.CancelledError):
-            record.closed_at = time.perf_counter()
-            raise
-        return resp
 
 
 def bedrock_model(fake: FakeBedrock, **extra: Any) -> dict[str, Any]:

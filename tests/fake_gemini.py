@@ -15,9 +15,6 @@ close, hang, flood) and records (bytes out, close time).
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
 from typing import Any
 
 import orjson
@@ -127,37 +124,10 @@ class FakeGemini(FakeOpenAI):
                 status=script.status,
                 headers=script.headers,
             )
-        transport = request.transport
-        assert transport is not None
-        if script.sndbuf is not None:
-            sock = transport.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, script.sndbuf)
-            transport.set_write_buffer_limits(high=script.sndbuf)
-        resp = web.StreamResponse(headers={"Content-Type": script.content_type})
-        try:
-            await resp.prepare(request)
-            await asyncio.sleep(script.ttft_s)
-            for i, data in enumerate(script.events):
-                if i and script.itl_s:
-                    await asyncio.sleep(script.itl_s)
-                await self._write(request, resp, record, data)
-            if script.then == "flood":
-                n = 0
-                while True:
-                    n += 1
-                    piece = text(f"tok{n} " + "x" * 200)
-                    await self._write(request, resp, record, gevent(response([piece])))
-            if script.then == "hang":
-                await asyncio.sleep(3600)
-            if script.then == "close":
-                transport.abort()
-                return resp
-            await resp.write_eof()
-            record.completed = True
-        except (ConnectionError, asyncio.CancelledError):
-            record.closed_at = time.perf_counter()
-            raise
-        return resp
+        return await self._play(request, record, script)
+
+    def _flood_event(self, n: int) -> bytes:
+        return gevent(response([text(f"tok{n} " + "x" * 200)]))
 
 
 async def start_fake_gemini(aiohttp_server: Any) -> FakeGemini:

@@ -102,6 +102,13 @@ class FakeOpenAI:
                     "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
                 }
             )  # fmt: skip
+        return await self._play(request, record, script)
+
+    async def _play(
+        self, request: web.Request, record: Record, script: Script
+    ) -> web.StreamResponse:
+        """Play ``script``'s events (paced, each written and drained), then its
+        ``then``; shared by every fake upstream built on this one."""
         transport = request.transport
         assert transport is not None
         if script.sndbuf is not None:
@@ -120,7 +127,7 @@ class FakeOpenAI:
                 n = 0
                 while True:
                     n += 1
-                    await self._write(request, resp, record, sse(chunk(f"tok{n} " + "x" * 200)))
+                    await self._write(request, resp, record, self._flood_event(n))
             if script.then == "hang":
                 await asyncio.sleep(3600)
             if script.then == "close":
@@ -132,6 +139,10 @@ class FakeOpenAI:
             record.closed_at = time.perf_counter()
             raise
         return resp
+
+    def _flood_event(self, n: int) -> bytes:
+        """The ``n``-th event of ``then = "flood"``, in this fake's wire format."""
+        return sse(chunk(f"tok{n} " + "x" * 200))
 
     async def _write(
         self, request: web.Request, resp: web.StreamResponse, record: Record, data: bytes
