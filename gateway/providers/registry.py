@@ -34,7 +34,7 @@ def build_provider(
     if isinstance(model, AnthropicModel):
         return AnthropicProvider(model, sessions, connect_timeout_s)
     if isinstance(model, BedrockModel):
-        # Imported here: botocore costs ~0.4 s and ~10 MiB at start-up, paid
+        # Imported here: botocore costs ~0.3-0.4 s and ~8 MiB at start-up, paid
         # only by a gateway that has a Bedrock model.
         from .bedrock import BedrockProvider
 
