@@ -49,6 +49,18 @@ _TIOCOUTQ = getattr(termios, "TIOCOUTQ", None) if sys.platform.startswith("linux
 _INT = struct.Struct("i")
 
 
+def _plain(writer: StreamWriter) -> bool:
+    """Whether ``writer`` adds nothing to a payload but chunk framing (no
+    compression, no declared length, no write callbacks), so that an event
+    may bypass it (aiohttp 3.14's ``StreamWriter.write``)."""
+    return (
+        writer._compress is None
+        and writer.length is None
+        and writer._on_chunk_sent is None
+        and writer.on_body_write is None
+    )
+
+
 class SlowClientError(Exception):
     """The client took no bytes for ``send_timeout_s`` while its buffer was full."""
 
@@ -69,6 +81,8 @@ class SSEResponse:
 
     __slots__ = (
         "_buffer_bytes",
+        "_chunked",
+        "_direct",
         "_fd",
         "_heartbeat",
         "_kernel",
@@ -104,6 +118,9 @@ class SSEResponse:
         self._probe_in = 0
         self._transport: asyncio.Transport | None = None
         self._writer: StreamWriter | None = None
+        self._direct = False
+        """After the first event: events go straight to the transport (see :meth:`send`)."""
+        self._chunked = False
         self._protocol = request.protocol
         self._restore: tuple[int, int, int] | None = None
         self.bytes_sent = 0
@@ -184,7 +201,20 @@ class SSEResponse:
         """
         writer = self._writer
         assert writer is not None, "prepare() first"
-        await writer.write(data, drain=False)
+        if self._direct:
+            # The transport directly, framed as aiohttp would (one chunk of
+            # HTTP/1.1 chunked encoding, RFC 9112 section 7.1): the same bytes
+            # without aiohttp's write coroutine, about 1.5 us an event.
+            transport = self._transport
+            assert transport is not None
+            if transport.is_closing():
+                raise ConnectionResetError("Cannot write to closing transport")
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
+        else:
+            # The first event goes through aiohttp: it carries the held headers.
+            await writer.write(data, drain=False)
+            self._direct = self._transport is not None and _plain(writer)
+            self._chunked = writer.chunked
         self.bytes_sent += len(data)
         self.events_sent += 1
         if not self._protocol.writing_paused:
@@ -198,6 +228,13 @@ class SSEResponse:
             raise SlowClientError(f"client took nothing for {self._send_timeout} s") from None
         self.last_write = now = time.perf_counter()
         return now - started
+
+    async def send_many(self, datas: list[bytes]) -> float:
+        """:meth:`send` for several events at once: one write (one HTTP chunk)
+        and one drain; each counts as an event. ``datas`` is not empty."""
+        waited = await self.send(b"".join(datas) if len(datas) > 1 else datas[0])
+        self.events_sent += len(datas) - 1
+        return waited
 
     send_last = send
     """:class:`~gateway.downstream.Downstream`: a socket's last event is any event."""

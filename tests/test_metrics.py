@@ -100,7 +100,9 @@ async def test_backpressure_counters_follow_the_reader(
     assert buffer_count == n + 1  # one sample per event written
     assert waits == wait_count
     if slow:
-        assert waits > n / 10
+        # Events that arrived in one upstream read go out in one write and one
+        # drain (Stream._batch), so a slow reader waits about once per write.
+        assert waits > n / 20
         assert buffer_sum / buffer_count > 1024
     else:
         # Near zero, not zero: the kernel may still be moving the previous event.

@@ -100,3 +100,24 @@ async def test_unknown_request_fields_reach_the_upstream(
     await resp.read()
     sent = fake_openai.records[0].body
     assert sent == {**body, "model": "up-model"}
+
+
+async def test_events_of_one_upstream_read_go_out_in_one_write(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI
+) -> None:
+    """Stream._batch: 40 events the upstream sent in one write reach the client
+    as far fewer HTTP chunks (one socket write each), byte for byte, each
+    still counted as an event and as a token for the ITL."""
+    events = [chunk(f"token {i}") for i in range(40)]
+    fake_openai.script = Script(events=[_wire(events)])
+    client = await gateway(models=[openai_model(fake_openai, stream_usage=False)])
+    resp = await client.post(URL, json={"model": "up", "messages": MSGS, "stream": True})
+    assert resp.status == 200
+    body, http_chunks = b"", 0
+    async for data, end_of_chunk in resp.content.iter_chunks():
+        body += data
+        http_chunks += end_of_chunk
+    assert _data_lines(body) == [orjson.dumps(e) for e in events] + [b"[DONE]"]
+    # One write for the first event (it carries the headers through aiohttp),
+    # then the rest of that read at once; without batching, 41 chunks.
+    assert http_chunks <= 4

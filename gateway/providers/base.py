@@ -46,6 +46,10 @@ class UpstreamStream(Protocol):
     stream cut before its terminal marker. It must be cancel-safe: a call
     cancelled while it waits loses no chunk, so the stream core can interrupt
     a wait to send a heartbeat and then wait again.
+
+    Optional: ``next_nowait() -> UpstreamChunk | None``, a chunk that already
+    arrived (else None, never waiting or raising), lets the stream core write
+    several at once (:meth:`gateway.stream.Stream._batch`).
     """
 
     async def next(self) -> UpstreamChunk | None:

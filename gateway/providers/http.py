@@ -466,6 +466,12 @@ class EventStream:
                 self._error = err
         return pending.popleft()
 
+    def next_nowait(self) -> UpstreamChunk | None:
+        """The next chunk if it already arrived (decoded from an earlier read),
+        else None; never waits, never raises (a failure is :meth:`next`'s)."""
+        pending = self._pending
+        return pending.popleft() if pending else None
+
     def close(self) -> None:
         """Close the upstream connection now (synchronous, idempotent): the upstream
         sees the TCP connection close (docs/architecture.md, "Facts the design rests on").

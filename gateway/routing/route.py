@@ -107,12 +107,15 @@ class LeasedUpstream:
     or released. ``next`` is the wrapped stream's own bound method: nothing
     is added per chunk."""
 
-    __slots__ = ("_inner", "_lease", "next")
+    __slots__ = ("_inner", "_lease", "next", "next_nowait")
 
     def __init__(self, inner: UpstreamStream, lease: Lease) -> None:
         self._inner = inner
         self._lease = lease
         self.next: Callable[[], Coroutine[Any, Any, UpstreamChunk | None]] = inner.next
+        self.next_nowait: Callable[[], UpstreamChunk | None] = getattr(
+            inner, "next_nowait", _nothing
+        )
 
     def close(self) -> None:
         try:
@@ -125,6 +128,11 @@ class LeasedUpstream:
             self._inner.release()
         finally:
             self._lease.release()
+
+
+def _nothing() -> UpstreamChunk | None:
+    """``next_nowait`` of a stream that has none: no chunk is ever waiting."""
+    return None
 
 
 def affinity_key(request: web.Request, body: Mapping[str, Any], header: str) -> str | None:
