@@ -209,7 +209,9 @@ class SSEResponse:
             assert transport is not None
             if transport.is_closing():
                 raise ConnectionResetError("Cannot write to closing transport")
-            transport.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
+            framed = b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data
+            transport.write(framed)
+            writer.output_size += len(framed)  # the response's body_length (summary line)
         else:
             # The first event goes through aiohttp: it carries the held headers.
             await writer.write(data, drain=False)
