@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import ipaddress
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,6 +56,7 @@ from ..errors import (
 from ..otel.hooks import upstream_headers
 from ..split_body import Encoded
 from .base import UpstreamChunk
+from .dns import StaleWhileRevalidate
 from .sse_decoder import SSEDecoder, SSEEvent
 from .status import error_for_status
 
@@ -81,8 +83,10 @@ class UpstreamSessions:
     :meth:`aclose` when the app stops.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, resolver: StaleWhileRevalidate | None = None) -> None:
         self._sessions: dict[tuple[str, int, float], aiohttp.ClientSession] = {}
+        self.resolver = resolver if resolver is not None else StaleWhileRevalidate()
+        """Every session's DNS: a known host never waits (:mod:`gateway.providers.dns`)."""
 
     def get(self, url: str, rcvbuf_bytes: int, connect_timeout_s: float) -> aiohttp.ClientSession:
         """The session for ``url``'s origin (created on first use)."""
@@ -92,7 +96,11 @@ class UpstreamSessions:
         session = self._sessions.get(key)
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(
-                limit=0, keepalive_timeout=30.0, socket_factory=_socket_factory(rcvbuf_bytes)
+                limit=0,
+                keepalive_timeout=30.0,
+                socket_factory=_socket_factory(rcvbuf_bytes),
+                resolver=self.resolver,
+                use_dns_cache=False,  # the resolver is the cache
             )
             # No total or read timeout here: the stream's own TTFT, idle and
             # deadline timers bound every wait; connect is bounded here.
@@ -110,12 +118,16 @@ class UpstreamSessions:
                 trust_env=False,
             )
             self._sessions[key] = session
+            if parts.hostname is not None and not _is_ip(parts.hostname):
+                port = parts.port or (443 if parts.scheme == "https" else 80)
+                self.resolver.warm(parts.hostname, port)
         return session
 
     async def aclose(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await session.close()
+        await self.resolver.close()
 
 
 def shutdown_now(transport: asyncio.BaseTransport | None) -> None:
@@ -140,6 +152,15 @@ def shutdown_now(transport: asyncio.BaseTransport | None) -> None:
             borrowed.shutdown(socket.SHUT_RDWR)
         finally:
             borrowed.detach()
+
+
+def _is_ip(host: str) -> bool:
+    """Whether ``host`` (a URL's, without brackets) is an IP literal."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _socket_factory(rcvbuf: int) -> aiohttp.connector.SocketFactoryType:
