@@ -126,6 +126,8 @@ class Stream:
         self._wait_from = float("inf")
         """When the current wait for a chunk began (inf: idle not checked)."""
         self._opened: OpenUpstream | None = None
+        self._open_waiter: asyncio.Future[None] | None = None
+        """What :meth:`_open` waits on while the opening runs."""
         self._queued = 0
         self._waits = 0
         self._wait_s = 0.0
@@ -213,24 +215,43 @@ class Stream:
         return reason, error
 
     async def _open(self) -> OpenUpstream:
-        """The first target whose upstream yields a chunk; heartbeats meanwhile."""
-        task = self._loop.create_task(open_first(self._targets, self._clock, self._recorder))
+        """The first target whose upstream yields a chunk; heartbeats meanwhile.
+
+        The opening runs in a child task (it is not cancel-safe, and this
+        task's waits are interrupted for heartbeats) that wakes this one as
+        its last step (:meth:`_opening`): one loop iteration from the first
+        chunk to this task, where ``asyncio.wait`` takes two (a done
+        callback, then the wake-up), each a full iteration of a loaded loop."""
+        task = self._loop.create_task(self._opening())
         try:
             while True:
                 self._waiting = True
+                waiter = self._open_waiter = self._loop.create_future()
                 try:
-                    await asyncio.wait((task,))
+                    if not task.done():
+                        await waiter
                     return task.result()
                 except asyncio.CancelledError:
                     if not self._heartbeat_due():
                         raise
                 finally:
                     self._waiting = False
+                    self._open_waiter = None
                 await self._sse.ping()
         finally:
             if not task.done():
                 task.cancel()
                 task.add_done_callback(_discard_open)
+
+    async def _opening(self) -> OpenUpstream:
+        """:func:`~gateway.attempts.open_first`, in the child task of :meth:`_open`,
+        waking :meth:`_open`'s current wait as it ends (however it ends)."""
+        try:
+            return await open_first(self._targets, self._clock, self._recorder)
+        finally:
+            waiter = self._open_waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     async def _relay(self, opened: OpenUpstream) -> None:
         sse, clock, recorder = self._sse, self._clock, self._recorder
