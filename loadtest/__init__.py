@@ -1,23 +1,29 @@
 """Sluice load test: a mock upstream, a load generator, a benchmark suite.
 
-The commands are the top-level modules (their shared options: cli.py); the
-parts they share live in five subpackages, in the order a run uses them
-(mock -> client -> measure -> report, with procs starting the processes and
-relays the comparison relays)::
+One entry point, ``python -m loadtest <command> [options]`` (``__main__.py``;
+``python -m loadtest help`` lists the commands, ``python -m loadtest`` alone
+runs ``runner``). The commands are the modules of ``scenarios/`` (their shared
+options and the results directory: ``cli.py``); the parts they share live in
+six subpackages, in the order a run uses them (mock -> client -> measure ->
+report, with procs starting the processes and relays the comparison relays)::
 
-    python -m loadtest                  runner.py        end to end: mock, gateway, load, report
-    python -m loadtest.hotpath          hotpath.py       Sluice vs the floor relay, same run
-    python -m loadtest.relay_cpu        relay_cpu.py     what the metrics cost per event
-    python -m loadtest.bench            bench.py         direct vs gateway at several loads
-    python -m loadtest.real_model       real_model.py    a real model (llama.cpp) behind Sluice
-    python -m loadtest.fleet            fleet.py         Redis, the mock, N replicas, nginx
-    python -m loadtest.auth_overhead    auth_overhead.py what keys, quotas and Redis cost
-    python -m loadtest.state_burst      state_burst.py   a burst of limited requests on Redis quotas
-    python -m loadtest.setup_cost       setup_cost.py    gateway CPU per request, GC, loop lag
-    python -m loadtest.event_cost       event_cost.py    us per event of the relay's Python steps
-    python -m loadtest.cancel_trace     cancel_trace.py  where a disconnect's time goes, per step
-    python -m loadtest.headofline       headofline.py    large prompts vs running streams, floor too
+    python -m loadtest [runner]         end to end: mock, gateway, load, report
+    python -m loadtest hotpath          Sluice vs the floor relay, same run
+    python -m loadtest relay_cpu        what the metrics cost per event
+    python -m loadtest bench            direct vs gateway at several loads
+    python -m loadtest headofline       large prompts vs running streams, floor too
+    python -m loadtest routing          routing across deployments (bench section)
+    python -m loadtest otel_cost        what OpenTelemetry costs (bench section)
+    python -m loadtest real_model       a real model (llama.cpp) behind Sluice
+    python -m loadtest fleet            Redis, the mock, N replicas, nginx
+    python -m loadtest auth_overhead    what keys, quotas and Redis cost
+    python -m loadtest state_burst      a burst of limited requests on Redis quotas
+    python -m loadtest setup_cost       gateway CPU per request, GC, loop lag
+    python -m loadtest event_cost       us per event of the relay's Python steps
+    python -m loadtest cancel_trace     where a disconnect's time goes, per step
 
+    scenarios/ one module a command (``<command>.py``, ``main(argv)``);
+              ``__init__`` lists them (COMMANDS)
     mock/     scenario.py (what a stream does: pace, length, fault), frames.py
               (OpenAI / Anthropic SSE frames), upstream.py (the server,
               ``python -m loadtest.mock.upstream``)

@@ -13,6 +13,8 @@ import argparse
 from pathlib import Path
 
 HOST = "127.0.0.1"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+"""Where every command writes its results: ``loadtest/results/<kind>-<time>/``."""
 
 
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:

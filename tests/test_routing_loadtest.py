@@ -1,11 +1,11 @@
-"""loadtest/routing.py's figures and verdicts, from made-up runs (no network):
+"""loadtest/scenarios/routing.py's figures and verdicts, from made-up runs (no network):
 a verdict cannot be met when a request failed."""
 
 from __future__ import annotations
 
 import math
 
-from loadtest.routing import Request, Run, share_series, summarize, verdicts
+from loadtest.scenarios.routing import Request, Run, share_series, summarize, verdicts
 
 
 def _run(strategy: str, ttfts: list[float | None], cooldown_at: float | None = 5.0) -> Run:

@@ -1,4 +1,4 @@
-"""PNG plots of ``python -m loadtest.bench`` (matplotlib, Agg backend), written
+"""PNG plots of ``python -m loadtest bench`` (matplotlib, Agg backend), written
 next to ``bench.md``: added latency per concurrency, events per CPU-second,
 RSS per open stalled stream, cancel latency percentiles."""
 

@@ -305,7 +305,7 @@ def _v(s: Stat | dict[str, Any] | None, digits: int) -> str:
 
 
 def render_table(result: dict[str, Any]) -> str:
-    """The rows as a Markdown table (also what ``python -m loadtest.hotpath`` prints)."""
+    """The rows as a Markdown table (also what ``python -m loadtest hotpath`` prints)."""
     lines = [
         "| scenario | figure | Sluice | floor | ratio | target | verdict | why |",
         "|---|---|---|---|---|---|---|---|",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtest.headofline import _verdicts
+from loadtest.scenarios.headofline import _verdicts
 
 
 def _phase(mb: float, gap: float, prompts: int = 3, **errors: Any) -> dict[str, Any]:

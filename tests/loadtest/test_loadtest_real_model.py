@@ -1,9 +1,9 @@
-"""loadtest/real_model.py's verdicts: never ``met`` when a request failed."""
+"""loadtest/scenarios/real_model.py's verdicts: never ``met`` when a request failed."""
 
 from __future__ import annotations
 
 from loadtest.client.sse import StreamResult
-from loadtest.real_model import _verdict, failed
+from loadtest.scenarios.real_model import _verdict, failed
 
 
 def test_a_failed_request_makes_the_verdict_missed() -> None:

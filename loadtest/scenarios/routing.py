@@ -1,4 +1,4 @@
-"""``python -m loadtest.routing`` (a section of ``make bench``): routing across
+"""``python -m loadtest routing`` (a section of ``make bench``): routing across
 deployments, measured.
 
 Three mock deployments of one model on loopback (one process of
@@ -49,11 +49,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtest import procs
+from loadtest import cli, procs
+from loadtest.cli import RESULTS_DIR
 from loadtest.measure.phase import say
 from loadtest.mock.scenario import MockScenario
 from loadtest.mock.upstream import MockConfig, create_mock_app
-from loadtest.runner import RESULTS_DIR
 
 STRATEGIES = ("least_busy", "latency", "weighted", "affinity")
 FAST_TTFT_MS = 40.0
@@ -131,7 +131,7 @@ def gateway_toml(port: int, mock_ports: list[int], strategy: str) -> str:
         f'  {{ name = "{name}", base_url = "http://{procs.HOST}:{p}/v1" }},'
         for (name, _), p in zip(DEPLOYMENTS, mock_ports, strict=True)
     )
-    return f"""# written by loadtest.routing
+    return f"""# written by loadtest routing
 [server]
 host = "{procs.HOST}"
 port = {port}
@@ -390,7 +390,7 @@ async def measure(
     out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, before any load)
     ports = [procs.free_port() for _ in DEPLOYMENTS]
     mocks = procs.spawn(
-        "routing_mocks", ["-m", "loadtest.routing", "--serve-mocks", *map(str, ports)],
+        "routing_mocks", ["-m", "loadtest.scenarios.routing", "--serve-mocks", *map(str, ports)],
         ports[0], out,
     )  # fmt: skip
     runs: list[Run] = []
@@ -413,21 +413,29 @@ async def measure(
 
 
 async def bench_section(args: argparse.Namespace, mock: Any, gw: Any) -> Any:
-    """``loadtest.bench``'s ``routing`` section (its own mocks and gateways;
+    """``loadtest bench``'s ``routing`` section (its own mocks and gateways;
     results in ``routing/`` next to the bench's)."""
     return await measure(Path(gw.log.name).parent / "routing", duration_s=20.0, concurrency=12)
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m loadtest.routing", description=__doc__.split("\n")[0]
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("loadtest routing", __doc__)
     p.add_argument("--duration-s", type=float, default=30.0, help="seconds per strategy")
     p.add_argument("--concurrency", type=int, default=12, help="closed-loop streaming clients")
     p.add_argument("--quick", action="store_true", help="6 s per strategy (a check that it works)")
     p.add_argument("--out", type=Path, default=None, help="results directory")
-    p.add_argument("--serve-mocks", nargs=3, type=int, metavar="PORT", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    p.add_argument(
+        "--serve-mocks",
+        nargs=3,
+        type=int,
+        metavar="PORT",
+        help="internal: serve the three mock deployments on these ports (the run starts them)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.serve_mocks:
         asyncio.run(_serve_mocks(args.serve_mocks))
         return

@@ -1,4 +1,4 @@
-"""``python -m loadtest.hotpath`` (first part of ``make bench``): Sluice's hot
+"""``python -m loadtest hotpath`` (first part of ``make bench``): Sluice's hot
 path against the floor relay, in one run, on one machine.
 
 One process tree: the mock upstream (:mod:`loadtest.mock.upstream`), the
@@ -40,7 +40,7 @@ load generator always come from this checkout. ``--gateway-src DIR`` runs the
 ``gateway`` package found in DIR instead, for a "before" figure::
 
     mkdir /tmp/before && git archive <rev> gateway | tar -x -C /tmp/before
-    python -m loadtest.hotpath --gateway-src /tmp/before
+    python -m loadtest hotpath --gateway-src /tmp/before
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from loadtest import procs
+from loadtest import cli, procs
+from loadtest.cli import RESULTS_DIR
 from loadtest.client.driver import LoadSpec
 from loadtest.client.profiles import Profile, Target
 from loadtest.measure.hotpath import Load, PhaseResult, measure
@@ -62,9 +63,6 @@ from loadtest.mock.scenario import MockScenario
 from loadtest.report.common import machine_info
 from loadtest.report.hotpath import build_rows, render_table, saturation, write_hotpath
 from loadtest.report.hotpath_plots import make_hotpath_plots
-from loadtest.runner import RESULTS_DIR
-
-from . import cli
 
 SCENARIOS: Final = ("paced200", "paced500", "firehose", "ttft_c1")
 RELAYS: Final = ("floor", "sluice")
@@ -168,7 +166,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser("loadtest.hotpath", __doc__)
+    p = cli.parser("loadtest hotpath", __doc__)
     p.add_argument("--reps", type=int, default=3, help="repetitions of every scenario")
     p.add_argument(
         "--phase-s",

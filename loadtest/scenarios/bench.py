@@ -1,4 +1,5 @@
-"""``python -m loadtest.bench`` (``make bench``): the comparison suite.
+"""``python -m loadtest bench`` (``make bench``): the comparison suite, direct
+against through the gateway at several loads, throughput, RSS and cancels.
 
 Sections, each bounded in time, loopback only:
 
@@ -37,7 +38,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from loadtest import headofline, procs, routing
+from loadtest import cli, procs
+from loadtest.cli import RESULTS_DIR
 from loadtest.client.driver import LoadSpec, run_phase
 from loadtest.client.profiles import Profile, Target
 from loadtest.client.sampler import ProcessSampler
@@ -47,17 +49,15 @@ from loadtest.report.bench import write_bench
 from loadtest.report.bench_plots import make_bench_plots
 from loadtest.report.common import machine_info
 from loadtest.report.stats import compare
-from loadtest.runner import RESULTS_DIR
-
-from . import cli
+from loadtest.scenarios import headofline, routing
 
 NORMAL = (Profile("normal", "normal", 1.0),)
 PACED = MockScenario(ttft_ms=20, itl_ms=20, tokens=50)  # 50 events/s, 1 s streams
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.bench`` command line (every option with its default)."""
-    p = cli.parser("loadtest.bench", __doc__)
+    """The ``python -m loadtest bench`` command line (every option with its default)."""
+    p = cli.parser("loadtest bench", __doc__)
     a = p.add_argument
     a(
         "--concurrency",
@@ -260,7 +260,7 @@ async def run(args: argparse.Namespace) -> Path:
             ("throughput", bench_throughput),
             ("rss", bench_rss),
             ("cancel", bench_cancel),
-            ("routing", routing.bench_section),  # loadtest/routing.py: its own processes
+            ("routing", routing.bench_section),  # loadtest/scenarios/routing.py: its own processes
         )
         for name, fn in sections:
             if name not in args.skip:
@@ -271,7 +271,9 @@ async def run(args: argparse.Namespace) -> Path:
         if gw is not None:
             procs.stop(gw)
         procs.stop(mock)
-    result["otel_cost"] = await __import__("loadtest.otel_cost").otel_cost.bench_section()
+    result["otel_cost"] = await __import__(
+        "loadtest.scenarios.otel_cost"
+    ).scenarios.otel_cost.bench_section()
     result["plots"] = make_bench_plots(result, out)
     return write_bench(result, out)
 

@@ -1,8 +1,10 @@
-"""A fleet on one machine: Redis, the mock upstream, N gateway replicas
-sharing that Redis, and nginx (``deploy/nginx/sluice.conf``) balancing them
-round robin. The same topology as ``docker-compose.yml``, with local processes.
+"""A fleet on one machine: Redis, the mock upstream, N replicas and nginx.
 
-Run: ``python -m loadtest.fleet --replicas 3`` (or ``make fleet``); prints the
+The N gateway replicas share that Redis, and nginx
+(``deploy/nginx/sluice.conf``) balances them round robin: the same topology as
+``docker-compose.yml``, with local processes.
+
+Run: ``python -m loadtest fleet --replicas 3`` (or ``make fleet``); prints the
 URL and serves until Ctrl-C or SIGTERM, then stops everything it started.
 Models: ``mock`` (the mock upstream; prompt directives such as
 ``[mock ttft_ms=50 itl_ms=20 tokens=100]`` shape a stream) and ``sim`` (the
@@ -33,10 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from loadtest import procs
+from loadtest import cli, procs
 from loadtest.procs.nginx import NginxServer
-
-from . import cli
 
 HOST: Final = procs.HOST
 MOCK_MODEL: Final = "mock"
@@ -65,7 +65,7 @@ def gateway_config(
     stream store in Redis (``[state] redis_url``), ``extra`` appended
     (``[[auth.keys]]`` blocks, ...). ``lease_ttl_s``: how long a killed
     replica's concurrency slots stay taken (seconds)."""
-    return f"""# written by loadtest.fleet: one replica of the fleet
+    return f"""# written by loadtest fleet: one replica of the fleet
 [server]
 shutdown_grace_s = {shutdown_grace_s}
 max_streams = 100000
@@ -306,8 +306,8 @@ def procs_wait_port(m: procs.Managed, timeout_s: float) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.fleet`` command line."""
-    p = cli.parser("loadtest.fleet", __doc__)
+    """The ``python -m loadtest fleet`` command line."""
+    p = cli.parser("loadtest fleet", __doc__)
     p.add_argument("--replicas", type=int, default=2, help="gateway replicas behind nginx")
     p.add_argument("--port", type=int, default=8080, help="nginx's port (0: a free one)")
     p.add_argument("--workers", type=int, default=1, help="--workers of each replica")

@@ -17,7 +17,7 @@ one at a time (latency, p50 and p99) and ``--concurrent`` with 16 in flight
 The best of ``--rounds`` is printed, with the difference from ``off``.
 Limits are set far above what the run spends, so every request is admitted.
 
-Usage: ``python -m loadtest.auth_overhead [--sequential 500] [--concurrent 2000]
+Usage: ``python -m loadtest auth_overhead [--sequential 500] [--concurrent 2000]
 [--rounds 3]`` (about a minute).
 """
 
@@ -38,8 +38,8 @@ from pathlib import Path
 import aiohttp
 import psutil  # type: ignore[import-untyped]
 
-from . import cli
-from .procs import free_port, wait_port
+from loadtest import cli
+from loadtest.procs import free_port, wait_port
 
 SECRET = "sk-sluice-bench-not-a-secret"
 MODEL = """
@@ -209,8 +209,8 @@ def report(vs: list[Variant], sequential: int, concurrent: int, rounds: int) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.auth_overhead`` command line."""
-    p = cli.parser("loadtest.auth_overhead", __doc__)
+    """The ``python -m loadtest auth_overhead`` command line."""
+    p = cli.parser("loadtest auth_overhead", __doc__)
     p.add_argument(
         "--sequential",
         type=int,

@@ -1,6 +1,7 @@
-"""``python -m loadtest.headofline`` (in ``make bench``): large request bodies
-against the streams already running (issue 26, AIGatewayBench's head-of-line
-scenario), Sluice against the floor relay in the same run.
+"""``python -m loadtest headofline`` (in ``make bench``): large request bodies
+against the streams already running, Sluice against the floor relay.
+
+Issue 26, AIGatewayBench's head-of-line scenario, both relays in the same run.
 
 Processes: an upstream of this module's own (``--serve-upstream``: paced
 Chat Completions streams for small requests; for a body over 256 KiB, read
@@ -29,7 +30,7 @@ another build's ``gateway`` package (a "before" figure; ``--budget-mib 0``
 for a build without the budget)::
 
     mkdir /tmp/before && git archive <rev> gateway | tar -x -C /tmp/before
-    python -m loadtest.headofline --gateway-src /tmp/before --budget-mib 0
+    python -m loadtest headofline --gateway-src /tmp/before --budget-mib 0
 """
 
 from __future__ import annotations
@@ -52,12 +53,10 @@ import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
 from loadtest import procs
+from loadtest.cli import RESULTS_DIR
 from loadtest.measure.phase import say
 from loadtest.report.common import machine_info
 
-RESULTS_DIR: Final = (
-    Path(__file__).resolve().parent / "results"
-)  # loadtest.runner's (no plots here)
 LARGE: Final = 256 << 10
 BODY_LIMIT: Final = 64 << 20
 CHAT: Final = "/v1/chat/completions"
@@ -65,7 +64,7 @@ CHAT: Final = "/v1/chat/completions"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m loadtest.headofline",
+        prog="python -m loadtest headofline",
         description=__doc__.split("\n")[0].replace("``", ""),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -295,14 +294,14 @@ async def run(args: argparse.Namespace) -> Path:
     up_port, floor_port = procs.free_port(), procs.free_port()
     upstream = procs.spawn(
         "headofline_upstream",
-        ["-m", "loadtest.headofline", "--serve-upstream", str(up_port),
+        ["-m", "loadtest.scenarios.headofline", "--serve-upstream", str(up_port),
          "--events", str(args.events), "--itl-ms", str(args.itl_ms)],
         up_port, out,
     )  # fmt: skip
     up_url = f"http://{procs.HOST}:{up_port}"
     floor = procs.spawn(
         "headofline_floor",
-        ["-m", "loadtest.headofline", "--serve-floor", str(floor_port), up_url],
+        ["-m", "loadtest.scenarios.headofline", "--serve-floor", str(floor_port), up_url],
         floor_port, out,
     )  # fmt: skip
     extra = f"max_body_bytes = {BODY_LIMIT}\n"

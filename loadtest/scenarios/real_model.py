@@ -1,4 +1,4 @@
-"""``python -m loadtest.real_model`` (part of ``make bench``): a real model,
+"""``python -m loadtest real_model`` (part of ``make bench``): a real model,
 straight and through Sluice.
 
 llama.cpp's server (:mod:`loadtest.procs.llama`: SmolLM2-135M-Instruct, 2 threads)
@@ -32,7 +32,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Final
 
-from loadtest import procs
+from loadtest import cli, procs
+from loadtest.cli import RESULTS_DIR
 from loadtest.client.sse import (
     SseParser,
     StreamResult,
@@ -44,9 +45,6 @@ from loadtest.measure.phase import say
 from loadtest.procs import llama
 from loadtest.report.common import machine_info, write_result
 from loadtest.report.stats import latency_summary
-from loadtest.runner import RESULTS_DIR
-
-from . import cli
 
 PROMPT: Final = "Write one sentence about rivers."
 """One prompt for every request: llama.cpp's server reuses the previous
@@ -59,7 +57,7 @@ STREAM_TIMEOUT_S: Final = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser("loadtest.real_model", __doc__)
+    p = cli.parser("loadtest real_model", __doc__)
     p.add_argument("--requests", type=int, default=24, help="per side and concurrency")
     p.add_argument(
         "--concurrency",

@@ -7,7 +7,7 @@ number of streams and divides by the events relayed. The simulator's own work
 (building and serialising each chunk) is in both figures; their difference is
 what the metrics cost.
 
-Usage: ``python -m loadtest.relay_cpu [--streams 10] [--tokens 20000] [--rounds 3]``.
+Usage: ``python -m loadtest relay_cpu [--streams 10] [--tokens 20000] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 import aiohttp
 import psutil  # type: ignore[import-untyped]
 
-from . import cli
-from .procs import free_port, wait_port
+from loadtest import cli
+from loadtest.procs import free_port, wait_port
 
 CONFIG = """
 [server]
@@ -82,8 +82,8 @@ async def main_async(streams: int, tokens: int, rounds: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.relay_cpu`` command line (every option with its default)."""
-    parser = cli.parser("loadtest.relay_cpu", __doc__)
+    """The ``python -m loadtest relay_cpu`` command line (every option with its default)."""
+    parser = cli.parser("loadtest relay_cpu", __doc__)
     parser.add_argument(
         "--streams", type=int, default=10, help="streams per measurement (one after another)"
     )

@@ -1,4 +1,5 @@
-"""``python -m loadtest``: the default end-to-end scenario.
+"""``python -m loadtest runner`` (also ``python -m loadtest`` alone): the default
+end-to-end scenario, the mock upstream and the gateway under four client mixes.
 
 Starts the mock upstream and the gateway as subprocesses, then runs:
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest import procs
+from loadtest import cli, procs
 from loadtest.client.driver import LoadSpec
 from loadtest.client.profiles import Profile, Target
 from loadtest.measure.backpressure import ProofSpec, run_proof
@@ -35,9 +36,7 @@ from loadtest.report.common import machine_info, write_report
 from loadtest.report.e2e_plots import make_plots
 from loadtest.report.stats import compare, rss_trend
 
-from . import cli
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = cli.RESULTS_DIR
 
 
 def slow_mix(sc: MockScenario) -> tuple[Profile, ...]:
@@ -139,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fleet",
         default=None,
         help="comma-separated replica counts, e.g. 1,2,3: for each, start a fleet"
-        " (loadtest.fleet: Redis, mock, replicas, nginx) and measure events/s through nginx",
+        " ( loadtest fleet: Redis, mock, replicas, nginx) and measure events/s through nginx",
     )
     a("--fleet-workers", type=int, default=1, help="--workers of each replica with --fleet")
     return p
