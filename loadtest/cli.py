@@ -10,6 +10,7 @@ and where the results go (``--out``). Every option has help text.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -58,3 +59,12 @@ def add_out(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument(
         "--out", type=Path, default=None, help=f"results directory (None: loadtest/results/{where})"
     )
+
+
+def results_dir(out: Path | None, kind: str) -> Path:
+    """``out`` (``--out``), or ``loadtest/results/<kind>-<time>`` (``<time>``
+    alone when ``kind`` is empty), made if missing, absolute."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = (out or RESULTS_DIR / (f"{kind}-{stamp}" if kind else stamp)).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

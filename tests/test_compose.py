@@ -25,10 +25,10 @@ import yaml
 
 from gateway.__main__ import _parser as gateway_parser
 from gateway.config import Settings, load_settings
-from loadtest.scenarios import fleet as local_fleet
 from loadtest.mock import upstream as mock_upstream
 from loadtest.procs import free_port
 from loadtest.procs.nginx import nginx_binary
+from loadtest.scenarios import fleet as local_fleet
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

@@ -49,9 +49,10 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-def cpu_seconds(proc: psutil.Process) -> float:
-    """User + system CPU seconds of ``proc`` (not children)."""
-    t = proc.cpu_times()
+def cpu_seconds(proc: psutil.Process | int) -> float:
+    """User + system CPU seconds of ``proc`` (a process or a pid) so far, not
+    its children's: the one CPU reading of every load-test command."""
+    t = (proc if isinstance(proc, psutil.Process) else psutil.Process(proc)).cpu_times()
     return float(t.user + t.system)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import psutil  # type: ignore[import-untyped]
 
 from loadtest.client.driver import LoadSpec, run_phase
 from loadtest.client.profiles import Profile, Target
+from loadtest.client.sampler import cpu_seconds
 from loadtest.mock.scenario import MockScenario
 from loadtest.report.common import machine_info, write_result
 from loadtest.scenarios.fleet import MOCK_MODEL, Fleet
@@ -44,11 +46,8 @@ def _cpu(pids: list[int], children: bool = True) -> float:
         except psutil.NoSuchProcess:
             continue
         for p in procs_:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += cpu_seconds(p)
     return total
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +32,19 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "aiohttp": metadata.version("aiohttp"),
     }
+
+
+def run_meta(args: Any = None, started: float | None = None, **extra: Any) -> dict[str, Any]:
+    """Every result's ``meta``: when it started (local time, ISO 8601;
+    ``started`` as ``time.time()``, default now), the machine
+    (:func:`machine_info`), the command's options as strings (``args``, an
+    ``argparse.Namespace``, when given) and ``extra``."""
+    at = time.localtime(started if started is not None else time.time())
+    meta: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", at)}
+    meta["machine"] = machine_info()
+    if args is not None:
+        meta["args"] = {k: str(v) for k, v in vars(args).items()}
+    return meta | extra
 
 
 def fmt(v: Any, unit: str = "", digits: int = 2) -> str:

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import psutil  # type: ignore[import-untyped]
 
 from loadtest import cli
+from loadtest.client.sampler import cpu_seconds
 from loadtest.procs import free_port, wait_port
 
 SECRET = "sk-sluice-bench-not-a-secret"
@@ -89,11 +89,6 @@ def variants(redis_url: str | None) -> list[Variant]:
     return out
 
 
-def _cpu(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return float(t.user + t.system)
-
-
 async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> float:
     started = time.perf_counter()
     async with session.post(url, json=BODY, headers=headers) as resp:
@@ -112,8 +107,8 @@ async def one_round(v: Variant, sequential: int, concurrent: int, redis_pid: int
         for _ in range(20):  # warm: connections, first-use caches, Lua scripts loaded
             await _post(session, url, headers)
         times = [await _post(session, url, headers) for _ in range(sequential)]
-        cpu0 = _cpu(v.proc.pid)
-        redis0 = _cpu(redis_pid) if redis_pid and "redis" in v.name else 0.0
+        cpu0 = cpu_seconds(v.proc.pid)
+        redis0 = cpu_seconds(redis_pid) if redis_pid and "redis" in v.name else 0.0
         started = time.perf_counter()
         queue = iter(range(concurrent))
 
@@ -123,8 +118,8 @@ async def one_round(v: Variant, sequential: int, concurrent: int, redis_pid: int
 
         await asyncio.gather(*(worker() for _ in range(16)))
         wall = time.perf_counter() - started
-        cpu = _cpu(v.proc.pid) - cpu0
-        redis_cpu = (_cpu(redis_pid) - redis0) if redis_pid and "redis" in v.name else 0.0
+        cpu = cpu_seconds(v.proc.pid) - cpu0
+        redis_cpu = (cpu_seconds(redis_pid) - redis0) if redis_pid and "redis" in v.name else 0.0
     times.sort()
     v.p50_ms = min(v.p50_ms, statistics.median(times) * 1000)
     v.p99_ms = min(v.p99_ms, times[int(len(times) * 0.99) - 1] * 1000)

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 from loadtest import cli, procs
-from loadtest.cli import RESULTS_DIR
 from loadtest.client.driver import LoadSpec, run_phase
 from loadtest.client.profiles import Profile, Target
 from loadtest.client.sampler import ProcessSampler
@@ -47,7 +46,7 @@ from loadtest.measure.phase import measured_phase, say
 from loadtest.mock.scenario import MockScenario
 from loadtest.report.bench import write_bench
 from loadtest.report.bench_plots import make_bench_plots
-from loadtest.report.common import machine_info
+from loadtest.report.common import run_meta
 from loadtest.report.stats import compare
 from loadtest.scenarios import headofline, routing
 
@@ -241,11 +240,8 @@ async def bench_cancel(args: argparse.Namespace, mock: procs.Managed, gw: procs.
 
 async def run(args: argparse.Namespace) -> Path:
     procs.raise_nofile(20000)
-    out = (args.out or RESULTS_DIR / time.strftime("bench-%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info()}
-    }
+    out = cli.results_dir(args.out, "bench")
+    result: dict[str, Any] = {"meta": run_meta()}
     mock = procs.start_mock(out, extra=["--backlog", "8192"])
     gw: procs.Managed | None = None
     try:

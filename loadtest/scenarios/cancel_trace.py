@@ -27,12 +27,10 @@ import argparse
 import asyncio
 import json
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-
 from loadtest import cli, procs
+from loadtest.report.stats import pct
 from loadtest.scenarios import hotpath
 
 HOOKS = """
@@ -109,11 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pct(values: list[float]) -> str:
-    if not values:
+    s = pct(values)
+    if s is None:
         return "n/a"
-    a = np.asarray(values) * 1000.0
-    p50, p99 = np.percentile(a, [50, 99])
-    return f"p50 {p50:6.2f}  p99 {p99:6.2f}  max {a.max():6.2f} ms  (n={a.size})"
+    return f"p50 {s['p50']:6.2f}  p99 {s['p99']:6.2f}  max {s['max']:6.2f} ms  (n={s['n']:.0f})"
 
 
 def summarize(trace: Path) -> str:
@@ -139,8 +136,7 @@ def summarize(trace: Path) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    out = (args.out or hotpath.RESULTS_DIR / time.strftime("cancel-trace-%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.results_dir(args.out, "cancel-trace")
     trace = out / "cancel_trace.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp)

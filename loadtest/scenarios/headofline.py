@@ -47,15 +47,15 @@ from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
-import numpy as np
 import orjson
 import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
-from loadtest import procs
-from loadtest.cli import RESULTS_DIR
+from loadtest import cli, procs
+from loadtest.client.sampler import cpu_seconds
 from loadtest.measure.phase import say
-from loadtest.report.common import machine_info
+from loadtest.report.common import run_meta
+from loadtest.report.stats import percentile
 
 LARGE: Final = 256 << 10
 BODY_LIMIT: Final = 64 << 20
@@ -237,10 +237,6 @@ async def run_phase(base: str, prompt: bytes | None, args: argparse.Namespace) -
     return phase
 
 
-def _p99(gaps: list[float]) -> float | None:
-    return float(np.percentile(gaps, 99) * 1000) if gaps else None
-
-
 def _vm(pid: int, key: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -289,8 +285,7 @@ async def burst(base: str, pid: int, args: argparse.Namespace) -> dict[str, Any]
 
 
 async def run(args: argparse.Namespace) -> Path:
-    out = (args.out or RESULTS_DIR / time.strftime("headofline-%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.results_dir(args.out, "headofline")
     up_port, floor_port = procs.free_port(), procs.free_port()
     upstream = procs.spawn(
         "headofline_upstream",
@@ -309,11 +304,7 @@ async def run(args: argparse.Namespace) -> Path:
         extra += f"max_body_bytes_in_flight = {args.budget_mib << 20}\n"
     gw = procs.start_gateway(out, up_port, src=args.gateway_src, server_extra=extra)
     result: dict[str, Any] = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": machine_info(),
-            "args": {k: str(v) for k, v in vars(args).items()},
-        },
+        "meta": run_meta(args),
         "phases": [],
     }
     try:
@@ -326,13 +317,13 @@ async def run(args: argparse.Namespace) -> Path:
             for name, base in relays.items():
                 say(f"headofline: {name}, {mb:g} MB prompts, {args.phase_s:g}s")
                 proc = psutil.Process(pids[name])
-                cpu0 = sum(proc.cpu_times()[:2])
+                cpu0 = cpu_seconds(proc)
                 ph = await run_phase(base, prompt, args)
-                cpu_s = sum(proc.cpu_times()[:2]) - cpu0
+                cpu_s = cpu_seconds(proc) - cpu0
                 result["phases"].append({
                     "relay": name, "prompt_mb": mb,
                     "prompt_bytes": len(prompt) if prompt else 0,
-                    "gap_p99_ms": _p99(ph.gaps), "gap_p50_ms": _p99_50(ph.gaps),
+                    "gap_p99_ms": percentile(ph.gaps, 99), "gap_p50_ms": percentile(ph.gaps, 50),
                     "gap_max_ms": max(ph.gaps) * 1000 if ph.gaps else None,
                     "events": len(ph.gaps), "prompts": ph.prompts,
                     "prompt_errors": ph.prompt_errors, "stream_errors": ph.stream_errors,
@@ -349,10 +340,6 @@ async def run(args: argparse.Namespace) -> Path:
     md.write_text(report(result))
     print(report(result), flush=True)
     return md
-
-
-def _p99_50(gaps: list[float]) -> float | None:
-    return float(np.percentile(gaps, 50) * 1000) if gaps else None
 
 
 TARGETS_MS: Final = {1.0: 2.0, 32.0: 10.0}

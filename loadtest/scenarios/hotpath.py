@@ -54,13 +54,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from loadtest import cli, procs
-from loadtest.cli import RESULTS_DIR
 from loadtest.client.driver import LoadSpec
 from loadtest.client.profiles import Profile, Target
 from loadtest.measure.hotpath import Load, PhaseResult, measure
 from loadtest.measure.phase import say
 from loadtest.mock.scenario import MockScenario
-from loadtest.report.common import machine_info
+from loadtest.report.common import run_meta
 from loadtest.report.hotpath import build_rows, render_table, saturation, write_hotpath
 from loadtest.report.hotpath_plots import make_hotpath_plots
 
@@ -274,8 +273,7 @@ async def run(args: argparse.Namespace) -> Path:
     t_start = time.monotonic()
     load_before = os.getloadavg()
     procs.raise_nofile(20000)
-    out = (args.out or RESULTS_DIR / time.strftime("hotpath-%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.results_dir(args.out, "hotpath")
     scs = scenarios(args)
     ps: dict[str, procs.Managed] = {}
     try:
@@ -297,15 +295,14 @@ async def run(args: argparse.Namespace) -> Path:
             procs.stop(m)
     elapsed = time.monotonic() - t_start
     result: dict[str, Any] = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - elapsed)),
-            "elapsed_s": elapsed,
-            "machine": machine_info(),
+        "meta": run_meta(
+            args,
+            started=time.time() - elapsed,
+            elapsed_s=elapsed,
             # Other work on the machine skews every figure; the 1-minute load average says how much.
-            "loadavg_1m_start_end": [load_before[0], os.getloadavg()[0]],
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "gateway_src": str(args.gateway_src or procs.REPO_ROOT),
-        },
+            loadavg_1m_start_end=[load_before[0], os.getloadavg()[0]],
+            gateway_src=str(args.gateway_src or procs.REPO_ROOT),
+        ),
         "scenarios": {
             sc.name: {
                 "streams": sc.streams,

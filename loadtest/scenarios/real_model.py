@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from loadtest import cli, procs
-from loadtest.cli import RESULTS_DIR
 from loadtest.client.sse import (
     SseParser,
     StreamResult,
@@ -43,7 +42,7 @@ from loadtest.client.sse import (
 )
 from loadtest.measure.phase import say
 from loadtest.procs import llama
-from loadtest.report.common import machine_info, write_result
+from loadtest.report.common import run_meta, write_result
 from loadtest.report.stats import latency_summary
 
 PROMPT: Final = "Write one sentence about rivers."
@@ -209,14 +208,8 @@ def _gateway_config(out: Path, llama_port: int, port: int) -> Path:
 async def run(args: argparse.Namespace) -> Path:
     from importlib.metadata import version
 
-    out = (args.out or RESULTS_DIR / time.strftime("real-%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine_info(),
-        "llama_cpp": version("llama-cpp-python"),
-        "max_tokens": args.max_tokens,
-    }
+    out = cli.results_dir(args.out, "real")
+    meta = run_meta(llama_cpp=version("llama-cpp-python"), max_tokens=args.max_tokens)
     result: dict[str, Any] = {"meta": meta, "runs": []}
     server = llama.start_llama(out)
     gw: procs.Managed | None = None

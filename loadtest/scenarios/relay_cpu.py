@@ -23,6 +23,7 @@ import aiohttp
 import psutil  # type: ignore[import-untyped]
 
 from loadtest import cli
+from loadtest.client.sampler import cpu_seconds
 from loadtest.procs import free_port, wait_port
 
 CONFIG = """
@@ -56,13 +57,12 @@ async def measure(metrics: bool, streams: int, tokens: int) -> tuple[float, int]
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
                 async with session.post(url, json=body) as resp:  # warm-up
                     await resp.read()
-                before = gateway.cpu_times()
+                before = cpu_seconds(gateway)
                 for _ in range(streams):
                     async with session.post(url, json=body) as resp:
                         events += (await resp.read()).count(b"\n\n")
-                after = gateway.cpu_times()
-            cpu = (after.user - before.user) + (after.system - before.system)
-            return cpu, events
+                after = cpu_seconds(gateway)
+            return after - before, events
         finally:
             proc.terminate()
             await proc.wait()

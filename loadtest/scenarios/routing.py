@@ -50,10 +50,10 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest import cli, procs
-from loadtest.cli import RESULTS_DIR
 from loadtest.measure.phase import say
 from loadtest.mock.scenario import MockScenario
 from loadtest.mock.upstream import MockConfig, create_mock_app
+from loadtest.report.stats import nearest_rank
 
 STRATEGIES = ("least_busy", "latency", "weighted", "affinity")
 FAST_TTFT_MS = 40.0
@@ -260,14 +260,6 @@ async def run_strategy(
 # -- figures ------------------------------------------------------------------------
 
 
-def _pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (``inf`` stays ``inf``)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def share_series(run: Run) -> tuple[list[float], dict[str, list[float]]]:
     """Per sample interval: each deployment's share of the attempts in it."""
     times: list[float] = []
@@ -297,8 +289,8 @@ def summarize(run: Run) -> dict[str, Any]:
         "requests": len(run.requests),
         "failed": len(failed),
         "failed_by": {e: sum(1 for r in failed if r.error == e) for e in {r.error for r in failed}},
-        "ttft_p50_ms": _ms(_pct(ttfts, 0.5)),
-        "ttft_p99_ms": _ms(_pct(ttfts, 0.99)),
+        "ttft_p50_ms": _ms(nearest_rank(ttfts, 0.5)),
+        "ttft_p99_ms": _ms(nearest_rank(ttfts, 0.99)),
         "attempts_share": {
             k: round(v / max(1.0, sum(total.values())), 3) for k, v in total.items()
         },
@@ -439,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve_mocks:
         asyncio.run(_serve_mocks(args.serve_mocks))
         return
-    out = (args.out or RESULTS_DIR / time.strftime("routing-%Y%m%d-%H%M%S")).resolve()
+    out = cli.results_dir(args.out, "routing")
     duration = 6.0 if args.quick else args.duration_s
     result = asyncio.run(measure(out, duration, args.concurrency))
     for check in result["verdicts"]:

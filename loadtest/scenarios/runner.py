@@ -32,11 +32,9 @@ from loadtest.client.profiles import Profile, Target
 from loadtest.measure.backpressure import ProofSpec, run_proof
 from loadtest.measure.phase import measured_phase, say, series
 from loadtest.mock.scenario import MockScenario
-from loadtest.report.common import machine_info, write_report
+from loadtest.report.common import run_meta, write_report
 from loadtest.report.e2e_plots import make_plots
 from loadtest.report.stats import compare, rss_trend
-
-RESULTS_DIR = cli.RESULTS_DIR
 
 
 def slow_mix(sc: MockScenario) -> tuple[Profile, ...]:
@@ -163,18 +161,12 @@ class Procs:
 async def run(args: argparse.Namespace) -> Path:
     """Run every phase; returns the report path."""
     procs.raise_nofile(16384)
-    out = (args.out or RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.results_dir(args.out, "")
     sc = MockScenario(
         ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, tokens=args.tokens, jitter_ms=args.jitter_ms
     )
     result: dict[str, Any] = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": machine_info(),
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "scenario": sc.full_directive(),
-        },
+        "meta": run_meta(args, scenario=sc.full_directive()),
         "phases": {},
     }
     ps = Procs(procs.start_mock(out))
@@ -279,8 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         from loadtest.measure import fleet as fleet_load
 
         procs.raise_nofile(16384)
-        out = (args.out or RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S")).resolve()
-        fleet_load.main(args, out)
+        fleet_load.main(args, cli.results_dir(args.out, ""))
         return
     t0 = time.monotonic()
     path = asyncio.run(run(args))

@@ -33,14 +33,7 @@ from pathlib import Path
 import aiohttp
 
 from loadtest import cli, procs
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+from loadtest.client.sampler import cpu_seconds
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -86,9 +79,9 @@ async def _batch(
             for _ in todo:
                 ttfts.append(await _one(session, url, events, itl_ms))
 
-        before = cpu_s(pid)
+        before = cpu_seconds(pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return (cpu_s(pid) - before) / requests, ttfts
+        return (cpu_seconds(pid) - before) / requests, ttfts
 
 
 _GC_HOOK = """\

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from array import array
 
 from loadtest.client.driver import LoadSpec, PhaseRun, assign_profiles
 from loadtest.client.profiles import Profile, Target
 from loadtest.client.sse import StreamResult
 from loadtest.mock.scenario import MockScenario, overrides_from_model
-from loadtest.report.stats import cancel_latency, compare, pct, summarize
+from loadtest.report.stats import cancel_latency, compare, nearest_rank, pct, percentile, summarize
 
 PROFILES = (Profile("normal", "normal", 3.0), Profile("gone", "disconnect_mid", 1.0))
 
@@ -120,3 +121,14 @@ def test_rss_trend_of_a_short_phase_skips_a_quarter_not_five_seconds() -> None:
     assert abs(trend["slope_kib_per_s"] - 2048.0) < 1e-6  # 1 MiB per 0.5 s
     assert trend["first_mib"] == 102.0  # warm-up 0.875 s: from t=1.0 s
     assert rss_trend(samples[:2]) is None
+
+
+def test_one_percentile_and_nearest_rank_for_every_command() -> None:
+    """The shared percentile helpers: seconds in, ms out (None when empty);
+    nearest rank keeps an ``inf`` (a request that never got its first token)."""
+    assert percentile([], 99) is None
+    assert percentile([0.001, 0.002, 0.003], 50) == 2.0
+    assert percentile([1.0, 3.0], 50, scale=1.0) == 2.0
+    assert math.isnan(nearest_rank([], 0.5))
+    assert nearest_rank([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert nearest_rank([1.0, math.inf], 0.99) == math.inf
