@@ -13,7 +13,8 @@ event arrived, then never read again. A stream is *held* while its TCP
 connection is still ``ESTABLISHED`` (``TCP_INFO``, Linux): the relay neither
 closed nor reset it. Held streams are counted at each side's last memory
 sample: before the baseline is stopped, at the end of the duration for Sluice.
-The verdict (:func:`loadtest.report.backpressure_verdict`) is "missed" unless
+The verdict (:func:`loadtest.report.common.backpressure_verdict`, a
+:class:`~loadtest.report.common.Check` like every report's) is "missed" unless
 every stream of both sides was held and no request failed.
 """
 
@@ -303,5 +304,5 @@ async def run_proof(
         "baseline": {"stopped": reason, **side_json(base, base_samples)},
         "sluice": side_json(sl, sl_samples),
     }
-    result["verdict"] = backpressure_verdict(result)._asdict()
+    result["verdict"] = backpressure_verdict(result).as_json()
     return result
