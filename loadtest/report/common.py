@@ -140,12 +140,14 @@ VERDICTS_NOTE: Final = (
 """What every report says under its target table about its verdicts."""
 
 
-def checks_table(checks: list[Check], measured: str = "measured here") -> list[str]:
+def checks_table(
+    checks: list[Check], measured: str = "measured here", note: bool = True
+) -> list[str]:
     """Every report's target table: ``| target | goal | <measured> | verdict |``,
-    then :data:`VERDICTS_NOTE`."""
+    then (``note``; off where the report said it already) :data:`VERDICTS_NOTE`."""
     lines = [f"| target | goal | {measured} | verdict |", "|---|---|---|---|"]
     lines += [f"| {c.target} | {c.goal} | {c.measured} | {c.verdict()} |" for c in checks]
-    return [*lines, "", VERDICTS_NOTE]
+    return [*lines, "", VERDICTS_NOTE] if note else lines
 
 
 def gaps_why(direct_stalls: int | None, gateway_stalls: int | None) -> str:
@@ -425,7 +427,7 @@ def backpressure_section(bp: dict[str, Any]) -> list[str]:
         if samples:
             out += [f"First distinct errors, {name}:", "", *(f"- `{m}`" for m in samples), ""]
     out += [f"Baseline stopped: {get_path(bp, 'baseline', 'stopped')}.", ""]
-    out += [*checks_table([v]), ""]
+    out += [*checks_table([v], note=False), ""]  # the Targets table said what verdicts mean
     return out
 
 

@@ -344,6 +344,7 @@ def plot(runs: list[Run], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from loadtest.report import plotstyle
     from loadtest.report.plotstyle import legend_below
 
     fig, axes = plt.subplots(len(runs), 1, figsize=(10, 2.6 * len(runs)), squeeze=False)
@@ -360,9 +361,7 @@ def plot(runs: list[Run], path: Path) -> None:
         ax.set_ylabel("share")
         ax.set_xlabel("seconds")
     legend_below(axes[-1, 0])
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    plotstyle.save(fig, path)
 
 
 def report(summary: dict[str, dict[str, Any]], checks: list[dict[str, Any]]) -> str:
