@@ -8,6 +8,7 @@ from typing import Any
 from loadtest.report.common import (
     Check,
     checks_table,
+    floor_why,
     gaps_why,
     phase_errors,
     plot_lines,
@@ -44,6 +45,7 @@ def targets_rows(result: dict[str, Any]) -> list[str]:
     direct = [_get(p, "direct", "normal", "stalls") for p in pairs]
     direct_stalls = None if not pairs or None in direct else sum(direct)
     cancel99 = _get(result, "cancel", "gateway", "latency_ms", "p99")
+    direct99 = _get(result, "cancel", "direct", "latency_ms", "p99")
     c1_failed = phase_errors(_get(result, "ttft_c1", "gateway"))
     lat_failed = sum(phase_errors(p.get("gateway")) for p in pairs)
     flood_failed = phase_errors(_get(result, "throughput", "detail", "gateway"))
@@ -75,6 +77,7 @@ def targets_rows(result: dict[str, Any]) -> list[str]:
             "<= 10 ms",
             _f(cancel99, " ms", 2),
             _le(cancel99, 10.0),
+            floor_why(cancel99, direct99, 10.0, " ms", "direct (mock -> client, no relay)"),
         ),
     ]
     return checks_table(checks, "measured")

@@ -150,6 +150,19 @@ def checks_table(
     return [*lines, "", VERDICTS_NOTE] if note else lines
 
 
+def floor_why(
+    value: float | None, floor: float | None, bound: float, unit: str, floor_name: str
+) -> str:
+    """Whose miss ``value`` over ``bound`` is, when a floor (the floor relay,
+    the direct path) ran the same load: the machine's when the floor is over
+    the bound too, else Sluice's; empty when met or either figure is missing."""
+    if value is None or floor is None or value <= bound:
+        return ""
+    if floor > bound:
+        return f"{floor_name} {floor:,.2f}{unit} missed too: the machine's miss"
+    return f"{floor_name} {floor:,.2f}{unit} within it: Sluice's miss"
+
+
 def gaps_why(direct_stalls: int | None, gateway_stalls: int | None) -> str:
     """Whose miss frames lost / gaps through the gateway are: gaps > 2x pace that
     the direct path (mock -> load generator, no relay) shows too are the

@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="rounds; the best one is printed",
     )
+    cli.add_quick(p, sequential=20, concurrent=40, rounds=1)
     return p
 
 

@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ttft_c1", "latency", "throughput", "rss", "cancel", "routing"],
         help="sections to leave out",
     )
+    cli.add_quick(p, concurrency=[1, 8], phase_s=1.0, ttft_requests=20, streams=[50], hold_s=1.0)
     return p
 
 
@@ -269,7 +270,7 @@ async def run(args: argparse.Namespace) -> Path:
         procs.stop(mock)
     result["otel_cost"] = await __import__(
         "loadtest.scenarios.otel_cost"
-    ).scenarios.otel_cost.bench_section()
+    ).scenarios.otel_cost.bench_section(args.quick)
     result["plots"] = make_bench_plots(result, out)
     return write_bench(result, out)
 
@@ -278,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     t0 = time.monotonic()
     path = asyncio.run(run(args))
-    headofline.main(["--out", str(path.parent / "headofline")])  # issue 26: large bodies
+    quick = ["--quick"] if args.quick else []
+    headofline.main(["--out", str(path.parent / "headofline"), *quick])  # issue 26: large bodies
     say(f"bench done in {time.monotonic() - t0:.0f}s")
     print(f"bench report: {path}", flush=True)
 

@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STAGE",
         help="run one stage once and print nothing (for callgrind); 'none' runs no stage",
     )
+    cli.add_quick(parser, events=2000, rounds=1)
     return parser
 
 

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("PORT", "UPSTREAM"),
         help="internal: serve the floor relay (64 MiB bodies) on PORT in front of UPSTREAM",
     )
+    cli.add_quick(p, streams=4, sizes_mb=[1.0], phase_s=1.5, burst=2)
     return p
 
 

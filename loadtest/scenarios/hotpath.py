@@ -254,10 +254,14 @@ async def _run_all(
                 res = await measure(
                     sc.name, rep, targets[name], sc.loads(), mock, ps.get(name), sc.steady()
                 )
+                cpu = (
+                    ""
+                    if name == "direct"
+                    else f"relay CPU/1k events {_ms(res.cpu_per_1k_events_ms)}, "
+                )
                 say(
                     f"  {res.events:,} events in {res.wall_s:.1f}s, errors {res.errors}, "
-                    f"relay CPU/1k events {_ms(res.cpu_per_1k_events_ms)}, "
-                    f"TTFT p99 {_ms(res.ttft_ms(99))}"
+                    f"{cpu}TTFT p99 {_ms(res.ttft_ms(99))}"
                 )
                 out.append(res)
                 await asyncio.sleep(0.2)  # let closed connections settle

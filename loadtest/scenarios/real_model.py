@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="max_tokens asked of the model per request",
     )
     cli.add_out(p, "real")
+    cli.add_quick(p, requests=4, concurrency=[1, 2], max_tokens=8)
     return p
 
 

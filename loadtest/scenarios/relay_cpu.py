@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="measurements with metrics off and on, interleaved; the best of each is shown",
     )
+    cli.add_quick(parser, streams=2, tokens=2000, rounds=1)
     return parser
 
 

@@ -416,8 +416,9 @@ async def measure(
 
 async def bench_section(args: argparse.Namespace, mock: Any, gw: Any) -> Any:
     """``loadtest bench``'s ``routing`` section (its own mocks and gateways;
-    results in ``routing/`` next to the bench's)."""
-    return await measure(Path(gw.log.name).parent / "routing", duration_s=20.0, concurrency=12)
+    results in ``routing/`` next to the bench's; 3 s a strategy with ``--quick``)."""
+    duration = 3.0 if getattr(args, "quick", False) else 20.0
+    return await measure(Path(gw.log.name).parent / "routing", duration_s=duration, concurrency=12)
 
 
 def build_parser() -> argparse.ArgumentParser:

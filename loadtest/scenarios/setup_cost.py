@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="write the gateway's cProfile stats to this file")
     p.add_argument("--gc", action="store_true", help="log the gateway's GC collections")
     p.add_argument("--out", help="directory for the processes' logs")
+    cli.add_quick(p, requests=100, reps=1)
     return p
 
 

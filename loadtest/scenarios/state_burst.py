@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="the gateway's [state] pool_timeout_s: wait for a Redis connection",
     )
+    cli.add_quick(p, bursts=[50], rounds=1)
     return p
 
 

@@ -101,3 +101,16 @@ def test_dispatch_runs_the_named_command_and_runner_by_default(
     assert "no command 'nosuch'" in capsys.readouterr().err
     assert dispatch(["--help"]) == 0
     assert "cancel_trace" in capsys.readouterr().out
+
+
+def test_every_measuring_command_has_quick_and_an_explicit_option_wins() -> None:
+    """``--quick`` on every command that measures (fleet serves, it does not
+    measure); an option given on the command line keeps its value."""
+    for name, build in PARSERS.items():
+        if name.startswith("loadtest ") and name != "loadtest fleet":
+            assert any("--quick" in a.option_strings for a in build()._actions), name
+    p = relay_cpu.build_parser()
+    assert (p.parse_args(["--quick"]).streams, p.parse_args(["--quick"]).rounds) == (2, 1)
+    assert p.parse_args(["--streams", "5", "--quick"]).streams == 5
+    assert p.parse_args(["--quick", "--streams", "5"]).streams == 5
+    assert p.parse_args([]).streams == 10

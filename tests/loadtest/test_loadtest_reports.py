@@ -189,3 +189,13 @@ def test_failed_requests_through_the_gateway_miss_the_e2e_and_bench_targets() ->
     }  # fmt: skip
     assert _row(targets_rows(bench), "| added TTFT")[-1] == "missed (2 requests failed)"
     assert _row(targets_rows(bench), "| relayed events")[-1] == "met"
+
+
+def test_a_cancel_miss_the_direct_path_shares_is_the_machines() -> None:
+    def cancel(direct: float) -> str:
+        result = {"cancel": {"gateway": {"latency_ms": {"p99": 21.4}},
+                             "direct": {"latency_ms": {"p99": direct}}}}  # fmt: skip
+        return _row(targets_rows(result), "| client disconnect")[-1]
+
+    assert cancel(12.0).endswith("12.00 ms missed too: the machine's miss)")
+    assert cancel(6.1).endswith("6.10 ms within it: Sluice's miss)")
