@@ -23,23 +23,29 @@ report, with procs starting the processes and relays the comparison relays)::
     python -m loadtest cancel_trace     where a disconnect's time goes, per step
 
     scenarios/ one module a command (``<command>.py``, ``main(argv)``);
-              ``__init__`` lists them (COMMANDS)
+              ``__init__`` lists them (COMMANDS); every one that measures
+              has ``--quick`` (seconds, every figure; ``cli.add_quick``)
     mock/     scenario.py (what a stream does: pace, length, fault), frames.py
-              (OpenAI / Anthropic SSE frames), upstream.py (the server,
+              (OpenAI / Anthropic SSE frames; ``sse_event``, the one event
+              encoder, also the tests' fakes'), upstream.py (the server,
               ``python -m loadtest.mock.upstream``)
     client/   sse.py (a raw-asyncio SSE client timing every event), profiles.py
               (targets and client behaviours), driver.py (closed-loop and
-              open-loop load), sampler.py (RSS, CPU, /metrics of a process)
+              open-loop load), sampler.py (RSS, CPU: ``cpu_seconds``, the one
+              CPU reading; /metrics of a process)
     relays/   floor.py (write + drain per event: the floor), baseline.py (no
               drain: unbounded), app.py (what both are built from)
     measure/  one measured phase per family: phase.py (end to end),
               hotpath.py, backpressure.py (stalled clients), fleet.py
               (events/s through a URL or fleets of 1..N replicas)
-    report/   stats.py (percentiles, deltas), common.py (machine info,
-              formatting, verdicts, the end-to-end report), bench.py,
-              hotpath.py and the ``*_plots.py`` PNGs
+    report/   common.py (``Check``: the one verdict type of every report, with
+              target, goal, measured, verdict, why and failed requests; machine
+              info, the end-to-end report), stats.py (percentiles, deltas),
+              bench.py, hotpath.py, the ``*_plots.py`` PNGs and plotstyle.py
+              (what every plot shares: axes from zero, legends outside)
     procs/    start and stop the mock, the gateway, the relays
-              (``__init__``), nginx.py, llama.py (``python -m loadtest.procs.llama``)
+              (``__init__``), fleet.py (Redis, mock, N replicas, nginx),
+              nginx.py, llama.py (``python -m loadtest.procs.llama``)
 
 Results go to ``loadtest/results/<kind>-<time>/`` (JSON, Markdown, PNG).
 """

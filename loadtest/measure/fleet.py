@@ -2,7 +2,7 @@
 fleets this module starts (``--fleet 1,2,3``), measured in events/s.
 
 ``python -m loadtest --fleet 1,2,3 --fleet-workers 1`` starts, for each count,
-Redis + the mock upstream + that many replicas + nginx (:mod:`loadtest.scenarios.fleet`),
+Redis + the mock upstream + that many replicas + nginx (:mod:`loadtest.procs.fleet`),
 runs one closed-loop phase through nginx, records events/s, stream counts and
 the CPU each process group used, and stops the fleet; ``--target URL`` runs
 the same phase against a URL whose ``--model`` is served by a mock upstream.
@@ -25,8 +25,8 @@ from loadtest.client.driver import LoadSpec, run_phase
 from loadtest.client.profiles import Profile, Target
 from loadtest.client.sampler import cpu_seconds
 from loadtest.mock.scenario import MockScenario
+from loadtest.procs.fleet import MOCK_MODEL, Fleet
 from loadtest.report.common import machine_info, write_result
-from loadtest.scenarios.fleet import MOCK_MODEL, Fleet
 
 
 def _busy() -> float:
