@@ -34,7 +34,7 @@ import orjson
 from loadtest.client.profiles import Target
 from loadtest.client.sampler import ProcessSampler, Sample
 from loadtest.client.sse import SseParser, StreamResult, build_request, make_socket
-from loadtest.measure.phase import say
+from loadtest.measure.phase import say, series
 from loadtest.mock.scenario import MockScenario
 from loadtest.report.common import backpressure_verdict
 from loadtest.report.stats import rss_trend
@@ -204,18 +204,6 @@ async def open_side(
     await asyncio.gather(*(open_stalled(s, target, timeout_s) for s in streams))
 
 
-def _samples_json(samples: list[Sample]) -> list[dict[str, Any]]:
-    return [
-        {
-            "t": s.t,
-            "rss_bytes": s.rss_bytes,
-            "write_buffer_bytes": s.write_buffer_bytes,
-            "streams_active": s.streams_active,
-        }
-        for s in samples
-    ]
-
-
 def side_json(side: Side, samples: list[Sample]) -> dict[str, Any]:
     """``errors``, ``streams_held``, ``error_samples``, the RSS trend and samples."""
     return {
@@ -224,7 +212,7 @@ def side_json(side: Side, samples: list[Sample]) -> dict[str, Any]:
         "streams_held": side.held if side.held is not None else 0,
         "error_samples": side.error_samples(),
         "rss_trend": rss_trend(samples, skip_s=1.0),
-        "samples": _samples_json(samples),
+        "samples": series(samples),
     }
 
 

@@ -26,7 +26,7 @@ from loadtest.client.profiles import Profile, Target
 from loadtest.client.sampler import cpu_seconds
 from loadtest.mock.scenario import MockScenario
 from loadtest.procs.fleet import MOCK_MODEL, Fleet
-from loadtest.report.common import machine_info, write_result
+from loadtest.report.common import machine_line, run_meta, write_result
 
 
 def _busy() -> float:
@@ -150,11 +150,11 @@ def main(args: argparse.Namespace, out: Path) -> None:
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     rows = asyncio.run(run(args, out))
-    m = machine_info()
-    result = {"meta": {"machine": m, "args": vars(args) | {"out": str(out)}}, "rows": rows}
+    meta = run_meta(args, out=str(out))
+    result = {"meta": meta, "rows": rows}
     markdown = (
-        f"# Events/s through a URL or fleets behind nginx\n\n{m['cpus']} CPUs "
-        f"({m['cpu_model']}); mock, fleet and load generator share the machine.\n\n"
+        f"# Events/s through a URL or fleets behind nginx\n\n{machine_line(meta['machine'])}; "
+        "mock, fleet and load generator share the machine.\n\n"
         f"{table(rows)}\n"
     )
     md = write_result(result, out / "fleet.json", markdown, out / "fleet.md")

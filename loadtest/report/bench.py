@@ -10,6 +10,7 @@ from loadtest.report.common import (
     checks_table,
     floor_why,
     gaps_why,
+    machine_line,
     phase_errors,
     plot_lines,
     verdict,
@@ -124,8 +125,7 @@ def render(result: dict[str, Any]) -> str:
     out = [
         "# Sluice bench",
         "",
-        f"{result['meta']['started']}; {m['cpus']} CPUs ({m['cpu_model']}), {m['os']}, "
-        f"Python {m['python']}, aiohttp {m['aiohttp']}. Mock upstream, gateway and load "
+        f"{result['meta']['started']}; {machine_line(m)}. Mock upstream, gateway and load "
         "generator share the machine; figures are goals to compare, not assertions.",
         "",
         "## Targets",

@@ -34,6 +34,14 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def machine_line(m: Mapping[str, Any]) -> str:
+    """:func:`machine_info` in words, the way every report states it."""
+    return (
+        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}, "
+        f"Python {m['python']}, aiohttp {m['aiohttp']}"
+    )
+
+
 def run_meta(args: Any = None, started: float | None = None, **extra: Any) -> dict[str, Any]:
     """Every result's ``meta``: when it started (local time, ISO 8601;
     ``started`` as ``time.time()``, default now), the machine
@@ -350,8 +358,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "# Sluice load test report",
         "",
         f"Started {meta['started']}, finished {meta.get('finished', '?')}. Machine: "
-        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}, "
-        f"Python {m['python']}, aiohttp {m['aiohttp']}. Scenario `{meta['scenario']}`; "
+        f"{machine_line(m)}. Scenario `{meta['scenario']}`; "
         "mock upstream, gateway and load generator share the machine.",
         "",
     ]

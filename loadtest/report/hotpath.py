@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from loadtest.measure.hotpath import PhaseResult
-from loadtest.report.common import Check, plot_lines, verdict, write_result
+from loadtest.report.common import Check, machine_line, plot_lines, verdict, write_result
 
 Value = Callable[[PhaseResult, PhaseResult | None], float | None]
 PACED: Final = ("paced200", "paced500")
@@ -377,8 +377,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "# Sluice hot path vs the floor relay",
         "",
         f"{meta['started']}, {meta['elapsed_s']:.0f} s in all; "
-        f"{m['cpus']} CPUs ({m['cpu_model']}), "
-        f"{m['os']}, Python {m['python']}, aiohttp {m['aiohttp']}. Gateway from "
+        f"{machine_line(m)}. Gateway from "
         f"`{meta['gateway_src']}`. Mock upstream, relays and load generator share the "
         f"machine; its 1-minute load average went {meta['loadavg_1m_start_end'][0]:.2f} -> "
         f"{meta['loadavg_1m_start_end'][1]:.2f}. Arguments: `{meta['args']}`.",
