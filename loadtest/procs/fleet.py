@@ -43,6 +43,14 @@ def redis_binary() -> str:
     return path
 
 
+def redis_command(port: int, workdir: Path) -> list[str]:
+    """A throwaway ``redis-server`` on loopback ``port``: no RDB snapshots, no
+    AOF, its files in ``workdir`` (the fleet's, and auth_overhead's and
+    state_burst's Redis)."""
+    return [redis_binary(), "--port", str(port), "--bind", HOST, "--save", "",
+            "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+
+
 def gateway_config(
     redis_url: str,
     mock_port: int,
@@ -206,9 +214,7 @@ class Fleet:
         self.redis_port = self.redis_port or procs.free_port()
         log = (self.workdir / "redis.log").open("ab")
         self.redis = subprocess.Popen(
-            [redis_binary(), "--port", str(self.redis_port), "--bind", HOST,
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=log, stderr=subprocess.STDOUT,
+            redis_command(self.redis_port, self.workdir), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
         _wait(lambda: _redis_pong(self.redis_port), "redis-server", timeout_s, self.redis)

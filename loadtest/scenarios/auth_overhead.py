@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import aiohttp
 from loadtest import cli
 from loadtest.client.sampler import cpu_seconds
 from loadtest.procs import free_port, wait_port
+from loadtest.procs.fleet import redis_command
 
 SECRET = "sk-sluice-bench-not-a-secret"
 MODEL = """
@@ -138,16 +138,12 @@ def spawn_gateway(config: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | None:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    try:
+        command = redis_command(port := free_port(), workdir)
+    except FileNotFoundError:
         print("redis-server not installed (`make redis`): skipping the Redis variant")
         return None
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
