@@ -1,11 +1,12 @@
-"""loadtest/scenarios/routing.py's figures and verdicts, from made-up runs (no network):
-a verdict cannot be met when a request failed."""
+"""The routing benchmark's figures and verdicts (loadtest/report/routing.py),
+from made-up runs (no network): a verdict cannot be met when a request failed."""
 
 from __future__ import annotations
 
 import math
 
-from loadtest.scenarios.routing import Request, Run, report, share_series, summarize, verdicts
+from loadtest.measure.routing import Request, Run
+from loadtest.report.routing import report, share_series, summarize, verdicts
 
 
 def _run(strategy: str, ttfts: list[float | None], cooldown_at: float | None = 5.0) -> Run:

@@ -24,7 +24,9 @@ HEADROOM = 0.08
 def legend_below(
     ax: Axes, handles: list[Any] | None = None, labels: list[str] | None = None
 ) -> None:
-    """The legend in one or two rows under ``ax``'s x label, outside the data."""
+    """The legend in one or two rows under ``ax``'s tick labels and x label,
+    outside the data: its gap below the axes is in font sizes (``borderaxespad``),
+    so it clears the x label on a short panel as on a tall one."""
     if handles is None or labels is None:
         handles, labels = ax.get_legend_handles_labels()
     if not handles:
@@ -34,7 +36,8 @@ def legend_below(
         handles,
         labels,
         loc="upper center",
-        bbox_to_anchor=(0.5, -0.16 if ax.get_xlabel() else -0.1),
+        bbox_to_anchor=(0.5, 0.0),
+        borderaxespad=4.5 if ax.get_xlabel() else 2.6,
         ncol=ncol,
         frameon=False,
         fontsize="small",

@@ -257,7 +257,7 @@ async def run(args: argparse.Namespace) -> Path:
             ("throughput", bench_throughput),
             ("rss", bench_rss),
             ("cancel", bench_cancel),
-            ("routing", routing.bench_section),  # loadtest/scenarios/routing.py: its own processes
+            ("routing", routing.bench_section),  # scenarios/routing.py: its own processes
         )
         for name, fn in sections:
             if name not in args.skip:

@@ -12,8 +12,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from loadtest.measure.hotpath import PhaseResult
+from loadtest.measure.routing import Run
 from loadtest.report import bench_plots, e2e_plots, hotpath_plots, plotstyle
-from loadtest.scenarios import routing
+from loadtest.report.routing import plot as routing_plot
 
 PCTS = {"p50": 214.0, "p90": 220.0, "p99": 227.0, "p99.9": 230.0, "max": 231.0, "n": 9.0}
 
@@ -73,20 +74,23 @@ def _check(fig: Figure) -> None:
         if ax.patches:  # bars start at zero
             assert lo == 0, ax.get_title()
         legend = ax.get_legend()
-        if legend is not None:  # below the axes, not over the data
-            assert legend.get_window_extent().y1 <= ax.get_window_extent().y0, ax.get_title()
+        if legend is not None:  # below the axes and its x label, not over the data
+            top = legend.get_window_extent().y1
+            assert top <= ax.get_window_extent().y0, ax.get_title()
+            if ax.get_xlabel():
+                assert top <= ax.xaxis.label.get_window_extent().y0, ax.get_title()
 
 
 def test_every_plot_reads_at_a_glance(figures: list[Figure], tmp_path: Path) -> None:
     assert len(e2e_plots.make_plots(E2E, tmp_path)) == 3
     assert len(bench_plots.make_bench_plots(BENCH, tmp_path)) == 4
     assert len(hotpath_plots.make_hotpath_plots(HOT, tmp_path)) == 2
-    run = routing.Run("latency", fail_at=1.0, cooldown_at=2.0)
+    run = Run("latency", fail_at=1.0, cooldown_at=2.0)
     run.samples = [
         (0.0, {"fast": 0, "slow": 0, "flaky": 0}),
         (1.0, {"fast": 2, "slow": 1, "flaky": 1}),
     ]
-    routing.plot([run], tmp_path / "routing.png")
+    routing_plot([run], tmp_path / "routing.png")
     assert len(figures) == 10
     for fig in figures:
         _check(fig)
