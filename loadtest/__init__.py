@@ -38,11 +38,13 @@ report, with procs starting the processes and relays the comparison relays)::
     measure/  one measured phase per family: phase.py (end to end),
               hotpath.py, backpressure.py (stalled clients), fleet.py
               (events/s through a URL or fleets of 1..N replicas), routing.py
-              (one run per routing strategy on three mock deployments)
+              (one run per routing strategy on three mock deployments),
+              headofline.py (large prompts against running streams)
     report/   common.py (``Check``: the one verdict type of every report, with
               target, goal, measured, verdict, why and failed requests; machine
               info, the end-to-end report), stats.py (percentiles, deltas),
-              bench.py, hotpath.py, routing.py, the ``*_plots.py`` PNGs and plotstyle.py
+              bench.py, hotpath.py, routing.py, headofline.py, the ``*_plots.py``
+              PNGs and plotstyle.py
               (what every plot shares: axes from zero, legends outside)
     procs/    start and stop the mock, the gateway, the relays
               (``__init__``), fleet.py (Redis, mock, N replicas, nginx),

@@ -1,12 +1,13 @@
-"""The head-of-line verdict cannot be "met" when requests failed: a prompt
-that was refused stressed nothing, a small stream that failed measured no
-gap (a burst of 503s gave a quiet loop and a "met" before)."""
+"""The head-of-line verdict (loadtest/report/headofline.py) is never "met"
+when requests failed: a prompt that was refused stressed nothing, a small
+stream that failed measured no gap (a burst of 503s gave a quiet loop and a
+"met" before); a miss the floor shares is the machine's."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from loadtest.scenarios.headofline import _verdicts
+from loadtest.report.headofline import verdicts as _verdicts
 
 
 def _phase(mb: float, gap: float, prompts: int = 3, **errors: Any) -> dict[str, Any]:
