@@ -128,16 +128,16 @@ loadtest: $(VENV)/.synced-dev
 ## nginx (deploy/nginx/sluice.conf) on PORT in front; Ctrl-C stops them all
 REPLICAS ?= 2
 fleet: $(VENV)/.synced-dev redis nginx
-	$(PY) -m loadtest.fleet --replicas $(REPLICAS) --port $(PORT) $(FLEET_ARGS)
+	$(PY) -m loadtest fleet --replicas $(REPLICAS) --port $(PORT) $(FLEET_ARGS)
 
 ## bench: hot path vs the floor relay (~4-5 min), then the comparison suite (added
 ## latency, events per CPU-second, RSS per stream), then a real model (llama.cpp,
 ## SmolLM2) straight and through Sluice (~1 min)
 bench: $(VENV)/.synced-dev
-	$(PY) -m loadtest.hotpath $(HOTPATH_ARGS)
-	$(PY) -m loadtest.relay_cpu
-	$(PY) -m loadtest.bench $(BENCH_ARGS)
-	$(PY) -m loadtest.real_model $(REAL_ARGS)
+	$(PY) -m loadtest hotpath $(HOTPATH_ARGS)
+	$(PY) -m loadtest relay_cpu
+	$(PY) -m loadtest bench $(BENCH_ARGS)
+	$(PY) -m loadtest real_model $(REAL_ARGS)
 
 ## prometheus: a local Prometheus (Debian package) scraping a running gateway
 prometheus: promtool

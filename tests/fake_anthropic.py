@@ -20,20 +20,16 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from loadtest.mock.frames import sse_event
 from tests.fakes import FakeOpenAI, Record, Script
 
 UPSTREAM_MODEL = "claude-up"
 
 
 def aevent(payload: dict[str, Any], name: str | None = None) -> bytes:
-    """One named SSE event as Anthropic writes it."""
-    return (
-        b"event: "
-        + (name or payload["type"]).encode()
-        + b"\ndata: "
-        + orjson.dumps(payload)
-        + b"\n\n"
-    )
+    """One named SSE event as Anthropic writes it (named after its ``type``
+    unless ``name`` says otherwise; :func:`loadtest.mock.frames.sse_event`)."""
+    return sse_event(payload, name or payload["type"])
 
 
 def message_start(input_tokens: int = 11, msg_id: str = "msg_fake") -> dict[str, Any]:

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiohttp import web
+
+from loadtest.mock.frames import sse_event
 
 
 def chunk(content: str | None = None, *, idx: int = 0, finish: str | None = None,
@@ -34,8 +35,9 @@ def chunk(content: str | None = None, *, idx: int = 0, finish: str | None = None
 
 
 def sse(payload: dict[str, Any] | str) -> bytes:
-    data = payload if isinstance(payload, str) else orjson.dumps(payload).decode()
-    return f"data: {data}\n\n".encode()
+    """One ``data:`` event (JSON, or a string such as ``[DONE]`` as is): the
+    load test's mock upstream's encoder, :func:`loadtest.mock.frames.sse_event`."""
+    return sse_event(payload)
 
 
 @dataclass

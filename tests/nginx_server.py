@@ -1,7 +1,7 @@
 """nginx for tests: :class:`NginxServer` (start/stop/reload, ``port``,
 ``upstreams``) runs the shipped ``deploy/nginx/sluice.conf`` on free loopback
 ports with everything under a temporary directory. The class lives in
-:mod:`loadtest.procs.nginx` so the fleet script (:mod:`loadtest.fleet`) starts the
+:mod:`loadtest.procs.nginx` so the fleet script (:mod:`loadtest.procs.fleet`) starts the
 very same nginx; this module adds what tests need around it."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Prometheus accepts its config (``promtool``); Redis starts with its command;
 names and ports line up (nginx upstreams = gateway services, Prometheus
 targets = gateway services, traffic -> nginx, gateways -> redis and the
 mock). That the topology runs is tests/test_fleet.py, with local processes
-(:mod:`loadtest.fleet`)."""
+(:mod:`loadtest.procs.fleet`)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ import yaml
 
 from gateway.__main__ import _parser as gateway_parser
 from gateway.config import Settings, load_settings
-from loadtest import fleet as local_fleet
 from loadtest.mock import upstream as mock_upstream
+from loadtest.procs import fleet as local_fleet
 from loadtest.procs import free_port
 from loadtest.procs.nginx import nginx_binary
 
@@ -186,7 +186,7 @@ def test_redis_starts_with_its_command(tmp_path: Path) -> None:
 
 
 def test_the_local_fleet_serves_the_same_models() -> None:
-    """loadtest.fleet (what tests/test_fleet.py runs) has compose's models."""
+    """loadtest.procs.fleet (what tests/test_fleet.py runs) has compose's models."""
     _, settings = gateway_settings("gateway-1")
     local = local_fleet.gateway_config("redis://127.0.0.1:1/0", 9000)
     assert {m.name for m in settings.models} == set(re.findall(r'^name = "(\w+)"', local, re.M))

@@ -1,4 +1,4 @@
-"""A fleet on one machine (:mod:`loadtest.fleet`): Redis, the mock upstream,
+"""A fleet on one machine (:mod:`loadtest.procs.fleet`): Redis, the mock upstream,
 three gateway replicas on that Redis, nginx round robin in front with the
 shipped ``deploy/nginx/sluice.conf``. One fleet serves the whole module; the
 tests that kill or restart a replica bring it back before they end.
@@ -29,9 +29,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.keys import sha256_hex
-from loadtest.fleet import Fleet, http_status
 from loadtest.measure.fleet import measure
 from loadtest.mock.scenario import MockScenario
+from loadtest.procs.fleet import Fleet, http_status
 from tests.keyhelp import away_from_minute_edge, make_key
 
 LEASE_TTL_S = 2.0

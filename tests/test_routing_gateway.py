@@ -323,7 +323,7 @@ async def test_non_streaming_requests_are_routed_and_give_the_slot_back(
 
 
 def test_readyz_without_redis_does_not_import_redis() -> None:
-    """The sampler of loadtest/routing.py polls /readyz: its first call
+    """The sampler of loadtest/measure/routing.py polls /readyz: its first call
     imported redis-py (~1 s on the event loop, every stream stalled) even
     with no Redis configured."""
     import subprocess

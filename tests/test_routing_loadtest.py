@@ -1,11 +1,12 @@
-"""loadtest/routing.py's figures and verdicts, from made-up runs (no network):
-a verdict cannot be met when a request failed."""
+"""The routing benchmark's figures and verdicts (loadtest/report/routing.py),
+from made-up runs (no network): a verdict cannot be met when a request failed."""
 
 from __future__ import annotations
 
 import math
 
-from loadtest.routing import Request, Run, share_series, summarize, verdicts
+from loadtest.measure.routing import Request, Run
+from loadtest.report.routing import report, share_series, summarize, verdicts
 
 
 def _run(strategy: str, ttfts: list[float | None], cooldown_at: float | None = 5.0) -> Run:
@@ -34,6 +35,16 @@ def test_failed_requests_count_as_infinite_ttft_and_miss_every_verdict() -> None
     # No cooldown seen: the second verdict cannot be met either.
     summary["latency"] = summarize(_run("latency", [0.05] * 9, cooldown_at=None))
     assert [c["met"] for c in verdicts(summary)] == [True, False]
+    assert verdicts(summary)[1]["verdict"] == ("missed (no cooldown seen, or no request after it)")
+
+
+def test_the_report_counts_failures_in_each_verdict() -> None:
+    failing = _run("latency", [0.05] * 8 + [None])
+    summary = {"latency": summarize(failing), "weighted": summarize(_run("weighted", [0.2] * 9))}
+    text = report(summary, verdicts(summary))
+    assert "| n/a vs 200 ms; failed 1 / 0 | missed (1 requests failed; a p99 is missing" in text
+    assert "| 1 of 4 failed | missed (1 requests failed) |" in text
+    assert "Verdicts: **met** when" in text
 
 
 def test_share_over_time_is_per_interval_and_attempts_after_cooldown_are_counted() -> None:

@@ -49,15 +49,19 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-def cpu_seconds(proc: psutil.Process) -> float:
-    """User + system CPU seconds of ``proc`` (not children)."""
-    t = proc.cpu_times()
+def cpu_seconds(proc: psutil.Process | int) -> float:
+    """User + system CPU seconds of ``proc`` (a process or a pid) so far, not
+    its children's: the one CPU reading of every load-test command."""
+    t = (proc if isinstance(proc, psutil.Process) else psutil.Process(proc)).cpu_times()
     return float(t.user + t.system)
 
 
 @dataclass(slots=True)
 class ProcessSampler:
-    """Samples ``pid`` every ``interval_s`` until stopped; ``metrics_url`` is optional."""
+    """Samples ``pid`` every ``interval_s`` until stopped, and once more at
+    :meth:`stop` (so a phase shorter than the interval still has a first and a
+    last sample: its CPU figures are never missing); ``metrics_url`` is
+    optional (scraped on the periodic samples only)."""
 
     pid: int
     metrics_url: str | None = None
@@ -65,16 +69,23 @@ class ProcessSampler:
     samples: list[Sample] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
     _proc: psutil.Process | None = None
+    _t0: float = 0.0
 
     def start(self) -> None:
         self._proc = psutil.Process(self.pid)
+        self._t0 = time.monotonic()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> list[Sample]:
+        """Stop sampling (again: a no-op), take the last sample; all samples."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+            last = self._sample(time.monotonic() - self._t0)
+            if last is not None and (not self.samples or last.t > self.samples[-1].t):
+                self.samples.append(last)
         return self.samples
 
     def latest(self) -> Sample | None:
@@ -94,7 +105,7 @@ class ProcessSampler:
 
     async def _run(self) -> None:
         assert self._proc is not None
-        t0 = time.monotonic()
+        t0 = self._t0
         timeout = aiohttp.ClientTimeout(total=max(self.interval_s, 1.0))
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:

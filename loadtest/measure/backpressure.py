@@ -13,7 +13,8 @@ event arrived, then never read again. A stream is *held* while its TCP
 connection is still ``ESTABLISHED`` (``TCP_INFO``, Linux): the relay neither
 closed nor reset it. Held streams are counted at each side's last memory
 sample: before the baseline is stopped, at the end of the duration for Sluice.
-The verdict (:func:`loadtest.report.backpressure_verdict`) is "missed" unless
+The verdict (:func:`loadtest.report.common.backpressure_verdict`, a
+:class:`~loadtest.report.common.Check` like every report's) is "missed" unless
 every stream of both sides was held and no request failed.
 """
 
@@ -33,7 +34,7 @@ import orjson
 from loadtest.client.profiles import Target
 from loadtest.client.sampler import ProcessSampler, Sample
 from loadtest.client.sse import SseParser, StreamResult, build_request, make_socket
-from loadtest.measure.phase import say
+from loadtest.measure.phase import say, series
 from loadtest.mock.scenario import MockScenario
 from loadtest.report.common import backpressure_verdict
 from loadtest.report.stats import rss_trend
@@ -203,18 +204,6 @@ async def open_side(
     await asyncio.gather(*(open_stalled(s, target, timeout_s) for s in streams))
 
 
-def _samples_json(samples: list[Sample]) -> list[dict[str, Any]]:
-    return [
-        {
-            "t": s.t,
-            "rss_bytes": s.rss_bytes,
-            "write_buffer_bytes": s.write_buffer_bytes,
-            "streams_active": s.streams_active,
-        }
-        for s in samples
-    ]
-
-
 def side_json(side: Side, samples: list[Sample]) -> dict[str, Any]:
     """``errors``, ``streams_held``, ``error_samples``, the RSS trend and samples."""
     return {
@@ -223,7 +212,7 @@ def side_json(side: Side, samples: list[Sample]) -> dict[str, Any]:
         "streams_held": side.held if side.held is not None else 0,
         "error_samples": side.error_samples(),
         "rss_trend": rss_trend(samples, skip_s=1.0),
-        "samples": _samples_json(samples),
+        "samples": series(samples),
     }
 
 
@@ -303,5 +292,5 @@ async def run_proof(
         "baseline": {"stopped": reason, **side_json(base, base_samples)},
         "sluice": side_json(sl, sl_samples),
     }
-    result["verdict"] = backpressure_verdict(result)._asdict()
+    result["verdict"] = backpressure_verdict(result).as_json()
     return result

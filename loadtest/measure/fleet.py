@@ -2,7 +2,7 @@
 fleets this module starts (``--fleet 1,2,3``), measured in events/s.
 
 ``python -m loadtest --fleet 1,2,3 --fleet-workers 1`` starts, for each count,
-Redis + the mock upstream + that many replicas + nginx (:mod:`loadtest.fleet`),
+Redis + the mock upstream + that many replicas + nginx (:mod:`loadtest.procs.fleet`),
 runs one closed-loop phase through nginx, records events/s, stream counts and
 the CPU each process group used, and stops the fleet; ``--target URL`` runs
 the same phase against a URL whose ``--model`` is served by a mock upstream.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ import psutil  # type: ignore[import-untyped]
 
 from loadtest.client.driver import LoadSpec, run_phase
 from loadtest.client.profiles import Profile, Target
-from loadtest.fleet import MOCK_MODEL, Fleet
+from loadtest.client.sampler import cpu_seconds
 from loadtest.mock.scenario import MockScenario
-from loadtest.report.common import machine_info, write_result
+from loadtest.procs.fleet import MOCK_MODEL, Fleet
+from loadtest.report.common import machine_line, run_meta, write_result
 
 
 def _busy() -> float:
@@ -44,11 +46,8 @@ def _cpu(pids: list[int], children: bool = True) -> float:
         except psutil.NoSuchProcess:
             continue
         for p in procs_:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += cpu_seconds(p)
     return total
 
 
@@ -151,11 +150,11 @@ def main(args: argparse.Namespace, out: Path) -> None:
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     rows = asyncio.run(run(args, out))
-    m = machine_info()
-    result = {"meta": {"machine": m, "args": vars(args) | {"out": str(out)}}, "rows": rows}
+    meta = run_meta(args, out=str(out))
+    result = {"meta": meta, "rows": rows}
     markdown = (
-        f"# Events/s through a URL or fleets behind nginx\n\n{m['cpus']} CPUs "
-        f"({m['cpu_model']}); mock, fleet and load generator share the machine.\n\n"
+        f"# Events/s through a URL or fleets behind nginx\n\n{machine_line(meta['machine'])}; "
+        "mock, fleet and load generator share the machine.\n\n"
         f"{table(rows)}\n"
     )
     md = write_result(result, out / "fleet.json", markdown, out / "fleet.md")

@@ -30,7 +30,7 @@ from loadtest.client.driver import LoadSpec, PhaseRun, run_phase
 from loadtest.client.profiles import Target
 from loadtest.client.sampler import cpu_seconds, fetch_records, reset_records
 from loadtest.client.sse import StreamResult
-from loadtest.report.stats import cancel_latency
+from loadtest.report.stats import cancel_latency, percentile
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +107,7 @@ class PhaseResult:
 
     def ttft_ms(self, q: float) -> float | None:
         """The ``q``-th percentile of TTFT, ms (numpy's linear interpolation)."""
-        if not self.ttft_s:
-            return None
-        return float(np.percentile(np.asarray(self.ttft_s), q) * 1000.0)
+        return percentile(self.ttft_s, q)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready: the raw fields (TTFTs in ms) and the derived figures."""

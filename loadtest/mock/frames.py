@@ -81,7 +81,7 @@ class FrameSet:
             "choices": choices,
         }
         body.update(extra)
-        return b"data: " + _dumps(body) + b"\n\n"
+        return sse_event(body)
 
     def head(self) -> bytes:
         """Frames before the first token (sent at TTFT, with the first token)."""
@@ -143,13 +143,30 @@ class FrameSet:
                 "type": "server_error",
                 "code": "overloaded",
             }
-            return b"data: " + _dumps({"error": err}) + b"\n\n"
+            return sse_event({"error": err})
         err = {"type": "overloaded_error", "message": "Overloaded (mock)"}
         return _event("error", {"type": "error", "error": err})
 
 
+def sse_event(data: object, name: str | None = None) -> bytes:
+    """One SSE event (https://html.spec.whatwg.org/multipage/server-sent-events.html):
+    ``event: <name>`` when named (Anthropic's events), then ``data: `` and
+    ``data`` (``str`` as is, e.g. ``[DONE]``; ``bytes`` as is; anything else as
+    compact JSON), then the blank line. The one event encoder of the mock
+    upstream and of the tests' fake upstreams (``tests/fakes.py``,
+    ``tests/fake_anthropic.py``)."""
+    if isinstance(data, str):
+        body = data.encode()
+    elif isinstance(data, bytes):
+        body = data
+    else:
+        body = _dumps(data)
+    head = b"event: " + name.encode() + b"\n" if name is not None else b""
+    return head + b"data: " + body + b"\n\n"
+
+
 def _event(name: str, data: object) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
+    return sse_event(data, name)
 
 
 def http_error_body(dialect: Dialect, status: int) -> bytes:

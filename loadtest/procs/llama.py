@@ -6,7 +6,7 @@ Sluice in front of it.
 Run: ``python -m loadtest.procs.llama`` (``make real``): both start, the gateway on
 ``--port`` (8080) with the model ``smollm2``, no API key; Ctrl-C stops both.
 Reuse: :func:`start_llama` and :func:`gateway_model` (the test suite's
-real-model fixture, ``loadtest.real_model``'s benchmark).
+real-model fixture, ``loadtest real_model``'s benchmark).
 """
 
 from __future__ import annotations

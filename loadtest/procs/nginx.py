@@ -1,5 +1,5 @@
 """A real nginx in front of gateways, for the tests and the local fleet
-(:mod:`loadtest.fleet`; tests import it through ``tests/nginx_server.py``).
+(:mod:`loadtest.procs.fleet`; tests import it through ``tests/nginx_server.py``).
 
 :class:`NginxServer` runs Debian's ``nginx`` (``make test`` installs it) in
 the foreground with everything under one directory: ``nginx -p DIR -c

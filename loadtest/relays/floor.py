@@ -15,7 +15,7 @@ which closes the upstream response (and its TCP connection) at once.
 
 Nothing else: no metrics, no parsing beyond event boundaries, no timeouts, no
 admission, no error mapping. Whatever Sluice spends above this is the price
-of its features (and of its implementation); :mod:`loadtest.hotpath` measures
+of its features (and of its implementation); :mod:`loadtest.scenarios.hotpath` measures
 that price.
 
 Unlike :mod:`loadtest.relays.baseline`, which writes without ever draining and

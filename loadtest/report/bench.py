@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadtest.report.common import Check, checks_table, gaps_why, plot_lines, verdict, write_result
+from loadtest.report.common import (
+    Check,
+    checks_table,
+    floor_why,
+    gaps_why,
+    machine_line,
+    phase_errors,
+    plot_lines,
+    verdict,
+    write_result,
+)
 from loadtest.report.common import fmt as _f
 from loadtest.report.common import get_path as _get
 
@@ -36,18 +46,24 @@ def targets_rows(result: dict[str, Any]) -> list[str]:
     direct = [_get(p, "direct", "normal", "stalls") for p in pairs]
     direct_stalls = None if not pairs or None in direct else sum(direct)
     cancel99 = _get(result, "cancel", "gateway", "latency_ms", "p99")
+    direct99 = _get(result, "cancel", "direct", "latency_ms", "p99")
+    c1_failed = phase_errors(_get(result, "ttft_c1", "gateway"))
+    lat_failed = sum(phase_errors(p.get("gateway")) for p in pairs)
+    flood_failed = phase_errors(_get(result, "throughput", "detail", "gateway"))
     checks = [
         Check(
             "added TTFT at concurrency 1, p50 / p99",
             "<= 0.5 / 1 ms",
             f"{_f(p50, ' ms', 3)} / {_f(p99, ' ms', 3)}",
             ttft_ok,
+            failed=c1_failed,
         ),
         Check(
             "relayed events per gateway CPU-second (unpaced)",
             ">= 40,000",
             _f(eps, "", 0),
             _ge(eps, 40_000),
+            failed=flood_failed,
         ),
         Check(
             "frames lost / gaps > 2x pace through the gateway, every concurrency",
@@ -55,12 +71,14 @@ def targets_rows(result: dict[str, Any]) -> list[str]:
             per_c,
             clean,
             gaps_why(direct_stalls, sum(stalls.values())),
+            lat_failed,
         ),
         Check(
             "client disconnect -> upstream close p99",
             "<= 10 ms",
             _f(cancel99, " ms", 2),
             _le(cancel99, 10.0),
+            floor_why(cancel99, direct99, 10.0, " ms", "direct (mock -> client, no relay)"),
         ),
     ]
     return checks_table(checks, "measured")
@@ -107,8 +125,7 @@ def render(result: dict[str, Any]) -> str:
     out = [
         "# Sluice bench",
         "",
-        f"{result['meta']['started']}; {m['cpus']} CPUs ({m['cpu_model']}), {m['os']}, "
-        f"Python {m['python']}, aiohttp {m['aiohttp']}. Mock upstream, gateway and load "
+        f"{result['meta']['started']}; {machine_line(m)}. Mock upstream, gateway and load "
         "generator share the machine; figures are goals to compare, not assertions.",
         "",
         "## Targets",

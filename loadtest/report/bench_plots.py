@@ -1,9 +1,10 @@
-"""PNG plots of ``python -m loadtest.bench`` (matplotlib, Agg backend), written
+"""PNG plots of ``python -m loadtest bench`` (matplotlib, Agg backend), written
 next to ``bench.md``: added latency per concurrency, events per CPU-second,
 RSS per open stalled stream, cancel latency percentiles."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +13,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from loadtest.report import plotstyle
 from loadtest.report.common import get_path
 from loadtest.report.plotstyle import from_zero, legend_below
 
 _PCTS = ("p50", "p90", "p99", "max")
-
-
-def _save(fig: Any, path: Path) -> bool:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return True
 
 
 def latency_plot(result: dict[str, Any], path: Path) -> bool:
@@ -45,8 +40,9 @@ def latency_plot(result: dict[str, Any], path: Path) -> bool:
         ax.set_xlabel("concurrent paced streams")
         ax.set_ylabel("ms (gateway minus direct)")
         ax.set_title(f"{title} per concurrency")
+        from_zero(ax)  # linear ms; concurrency doubles along x, so x is log 2
         legend_below(ax)
-    return _save(fig, path)
+    return plotstyle.save(fig, path)
 
 
 def throughput_plot(result: dict[str, Any], path: Path) -> bool:
@@ -63,7 +59,7 @@ def throughput_plot(result: dict[str, Any], path: Path) -> bool:
     ax.set_title("Unpaced streams: events per CPU-second")
     from_zero(ax)
     legend_below(ax)
-    return _save(fig, path)
+    return plotstyle.save(fig, path)
 
 
 def rss_plot(result: dict[str, Any], path: Path) -> bool:
@@ -77,7 +73,7 @@ def rss_plot(result: dict[str, Any], path: Path) -> bool:
     ax.set_ylabel("KiB per stream (RSS over idle)")
     ax.set_title("Gateway RSS per open stalled stream")
     from_zero(ax)
-    return _save(fig, path)
+    return plotstyle.save(fig, path)
 
 
 def cancel_plot(result: dict[str, Any], path: Path) -> bool:
@@ -91,14 +87,15 @@ def cancel_plot(result: dict[str, Any], path: Path) -> bool:
     width = 0.8 / len(series)
     for i, (name, lat) in enumerate(series.items()):
         xs = [j + i * width for j in range(len(_PCTS))]
-        ax.bar(xs, [lat.get(p, 0.0) for p in _PCTS], width, label=name)
+        ax.bar(xs, [lat.get(p, math.nan) for p in _PCTS], width, label=name)  # none: no bar
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(_PCTS))], list(_PCTS))
     ax.axhline(10, color="tab:red", linestyle="--", label="target p99 <= 10 ms")
+    ax.set_xlabel("percentile")
     ax.set_ylabel("ms")
     ax.set_title("Client disconnect -> upstream connection closed")
     from_zero(ax)
     legend_below(ax)
-    return _save(fig, path)
+    return plotstyle.save(fig, path)
 
 
 def make_bench_plots(result: dict[str, Any], out: Path) -> list[str]:

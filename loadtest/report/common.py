@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +32,27 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "aiohttp": metadata.version("aiohttp"),
     }
+
+
+def machine_line(m: Mapping[str, Any]) -> str:
+    """:func:`machine_info` in words, the way every report states it."""
+    return (
+        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}, "
+        f"Python {m['python']}, aiohttp {m['aiohttp']}"
+    )
+
+
+def run_meta(args: Any = None, started: float | None = None, **extra: Any) -> dict[str, Any]:
+    """Every result's ``meta``: when it started (local time, ISO 8601;
+    ``started`` as ``time.time()``, default now), the machine
+    (:func:`machine_info`), the command's options as strings (``args``, an
+    ``argparse.Namespace``, when given) and ``extra``."""
+    at = time.localtime(started if started is not None else time.time())
+    meta: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", at)}
+    meta["machine"] = machine_info()
+    if args is not None:
+        meta["args"] = {k: str(v) for k, v in vars(args).items()}
+    return meta | extra
 
 
 def fmt(v: Any, unit: str = "", digits: int = 2) -> str:
@@ -66,27 +88,87 @@ def verdict(ok: bool | None) -> str:
 
 class Check(NamedTuple):
     """One target of a report: the target, its goal, what this run measured,
-    the verdict (``ok`` None: not measured) and why (for a miss, whose miss).
-    The verdict type every report shares: the end-to-end and bench reports'
-    target tables, and each targeted row of the hotpath report
-    (:class:`loadtest.report.hotpath.Row`)."""
+    whether the figure is within the goal (``ok``; None: not measured), why (for
+    a miss, whose miss: Sluice's, or the machine's when the floor relay or the
+    direct path missed too) and how many requests behind the figure failed.
+
+    The verdict type every report shares: the end-to-end, bench, real-model,
+    head-of-line and routing reports' target tables, the backpressure proof,
+    and each targeted row of the hotpath report
+    (:class:`loadtest.report.hotpath.Row`). A figure measured over failed
+    requests proves nothing, so :meth:`met` is never True when ``failed`` > 0,
+    whatever ``ok`` says, and the verdict names the count."""
 
     target: str
     goal: str
     measured: str
     ok: bool | None
     why: str = ""
+    failed: int = 0
+
+    def met(self) -> bool | None:
+        """The verdict as a value: ``ok``, but False when a request failed."""
+        return False if self.failed > 0 else self.ok
+
+    def reason(self) -> str:
+        """Why it was missed (the count of failed requests first, unless
+        ``why`` already says it); empty unless missed."""
+        if self.met() is not False:
+            return ""
+        parts = [self.why] if self.why else []
+        count = f"{self.failed} requests failed"
+        if self.failed > 0 and count not in self.why:
+            parts.insert(0, count)
+        return "; ".join(parts)
 
     def verdict(self) -> str:
-        text = verdict(self.ok)
-        return f"{text} ({self.why})" if self.why and self.ok is False else text
+        """``met``, ``missed (<why>)`` or ``n/a`` (not measured)."""
+        text, why = verdict(self.met()), self.reason()
+        return f"{text} ({why})" if why else text
+
+    def as_json(self) -> dict[str, Any]:
+        """The fields and the verdict (``met`` a bool or None, ``verdict`` text)."""
+        return {**self._asdict(), "met": self.met(), "verdict": self.verdict()}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Check:
+        """The :class:`Check` that :meth:`as_json` wrote."""
+        return cls(*(d.get(f, cls._field_defaults.get(f)) for f in cls._fields))
 
 
-def checks_table(checks: list[Check], measured: str = "measured here") -> list[str]:
-    """Every report's target table: ``| target | goal | <measured> | verdict |``."""
+VERDICTS_NOTE: Final = (
+    "Verdicts: **met** when the figure is within the goal and no request behind "
+    "it failed; **missed** otherwise, with why: failed requests first (a figure "
+    "over failed requests proves nothing), then how far the figure is from the "
+    "goal and whose miss it is: where the floor relay or the direct path ran the "
+    "same load and missed the goal too, the machine's miss (a busy core delays "
+    "every relay), otherwise Sluice's; **n/a** when the figure was not measured. "
+    "Figures are reported against the goals, never asserted."
+)
+"""What every report says under its target table about its verdicts."""
+
+
+def checks_table(
+    checks: list[Check], measured: str = "measured here", note: bool = True
+) -> list[str]:
+    """Every report's target table: ``| target | goal | <measured> | verdict |``,
+    then (``note``; off where the report said it already) :data:`VERDICTS_NOTE`."""
     lines = [f"| target | goal | {measured} | verdict |", "|---|---|---|---|"]
     lines += [f"| {c.target} | {c.goal} | {c.measured} | {c.verdict()} |" for c in checks]
-    return lines
+    return [*lines, "", VERDICTS_NOTE] if note else lines
+
+
+def floor_why(
+    value: float | None, floor: float | None, bound: float, unit: str, floor_name: str
+) -> str:
+    """Whose miss ``value`` over ``bound`` is, when a floor (the floor relay,
+    the direct path) ran the same load: the machine's when the floor is over
+    the bound too, else Sluice's; empty when met or either figure is missing."""
+    if value is None or floor is None or value <= bound:
+        return ""
+    if floor > bound:
+        return f"{floor_name} {floor:,.2f}{unit} missed too: the machine's miss"
+    return f"{floor_name} {floor:,.2f}{unit} within it: Sluice's miss"
 
 
 def gaps_why(direct_stalls: int | None, gateway_stalls: int | None) -> str:
@@ -100,6 +182,18 @@ def gaps_why(direct_stalls: int | None, gateway_stalls: int | None) -> str:
     return "direct had none: Sluice's"
 
 
+def phase_errors(phase: Mapping[str, Any] | None) -> int:
+    """Requests of a phase (``stats.summarize``'s, or bench's brief form) that
+    failed, disconnects on purpose not counted: what a :class:`Check` over the
+    phase's figures counts as ``failed``."""
+    if not phase:
+        return 0
+    if isinstance(phase.get("errors"), Mapping):  # bench's brief: summed already
+        return int(sum(phase["errors"].values()))
+    profiles = phase.get("profiles") or {}
+    return int(sum(sum((p.get("errors") or {}).values()) for p in profiles.values()))
+
+
 def _le(v: Any, bound: float) -> bool | None:
     return None if v is None else float(v) <= bound
 
@@ -108,25 +202,32 @@ def _all(*oks: bool | None) -> bool | None:
     return None if any(ok is None for ok in oks) else all(oks)
 
 
-class ProofVerdict(NamedTuple):
-    """The backpressure proof's verdict: ``ok`` None when it was not run, else
-    True only with no ``reasons`` against it."""
-
-    ok: bool | None
-    reasons: tuple[str, ...]
-
-
 BP_SIDES: Final = ("baseline", "sluice")
+BP_TARGET: Final = (
+    "Sluice vs baseline RSS slope, stalled clients; streams held and failed "
+    "requests (baseline / Sluice)"
+)
 
 
-def backpressure_verdict(bp: Mapping[str, Any] | None) -> ProofVerdict:
-    """Met only when, on both sides, no request failed and every stalled stream
-    asked for was held, Sluice's RSS slope stayed flat (<= :data:`FLAT_KIB_PER_S`)
-    and the baseline's grew (the clients really backed bytes up). Anything
-    missing or unmeasured counts against it: an empty or failed run is missed.
-    ``bp`` is ``result["backpressure"]`` (None: the proof was not run)."""
+def backpressure_verdict(bp: Mapping[str, Any] | None) -> Check:
+    """The backpressure proof as a :class:`Check`: met only when, on both
+    sides, no request failed (``failed`` counts both sides') and every stalled
+    stream asked for was held, Sluice's RSS slope stayed flat (<=
+    :data:`FLAT_KIB_PER_S`) and the baseline's grew (the clients really backed
+    bytes up: the baseline is the floor of this proof, and a baseline that did
+    not grow means the run proved nothing). Anything missing or unmeasured
+    counts against it: an empty or failed run is missed; ``why`` lists every
+    reason. ``bp`` is ``result["backpressure"]`` (None: not run, ``n/a``)."""
+    flat = f"flat (<= {FLAT_KIB_PER_S:g} KiB/s)"
+    goal = f"{flat} vs growing; {get_path(bp, 'clients') or 'all'} held, 0 failed"
     if bp is None:
-        return ProofVerdict(None, ("not run",))
+        return Check(BP_TARGET, goal, "not run", None)
+    sl = get_path(dict(bp), "sluice", "rss_trend", "slope_kib_per_s")
+    base = get_path(dict(bp), "baseline", "rss_trend", "slope_kib_per_s")
+    held = " / ".join(f"{get_path(bp, n, 'streams_held')}" for n in BP_SIDES)
+    errs = " / ".join(f"{get_path(bp, n, 'errors')}" for n in BP_SIDES)
+    measured = f"{fmt(sl, ' KiB/s')} vs {fmt(base, ' KiB/s')}; held {held}, failed {errs}"
+    failed = sum(e for n in BP_SIDES if isinstance(e := get_path(bp, n, "errors"), int))
     reasons: list[str] = []
     clients = bp.get("clients")
     if not isinstance(clients, int) or clients <= 0:
@@ -143,8 +244,6 @@ def backpressure_verdict(bp: Mapping[str, Any] | None) -> ProofVerdict:
             reasons.append(f"{name}: held streams not counted")
         elif held < clients:
             reasons.append(f"{name}: {held} of {clients} stalled streams held")
-    sl = get_path(dict(bp), "sluice", "rss_trend", "slope_kib_per_s")
-    base = get_path(dict(bp), "baseline", "rss_trend", "slope_kib_per_s")
     if sl is None:
         reasons.append("sluice: RSS trend not measured")
     elif float(sl) > FLAT_KIB_PER_S:
@@ -153,7 +252,7 @@ def backpressure_verdict(bp: Mapping[str, Any] | None) -> ProofVerdict:
         reasons.append("baseline: RSS trend not measured")
     elif float(base) <= FLAT_KIB_PER_S:
         reasons.append("baseline: RSS did not grow, so nothing was backed up to bound")
-    return ProofVerdict(not reasons, tuple(reasons))
+    return Check(BP_TARGET, goal, measured, not reasons, "; ".join(reasons), failed)
 
 
 def targets_table(result: dict[str, Any]) -> list[str]:
@@ -175,20 +274,17 @@ def targets_table(result: dict[str, Any]) -> list[str]:
         )
     lost, stalls = get_path(gw, "frames_lost"), get_path(gw, "normal", "stalls")
     direct_stalls = get_path(phases.get("direct"), "normal", "stalls")
+    failed = phase_errors(gw)  # through the gateway: a figure over failed requests proves nothing
     slope = get_path(slow, "rss_trend", "slope_kib_per_s")
-    sl_bp = get_path(bp, "sluice", "rss_trend", "slope_kib_per_s")
-    base_bp = get_path(bp, "baseline", "rss_trend", "slope_kib_per_s")
     cancel99 = get_path(slow, "cancel", "latency_ms", "p99")
     flat = f"flat (<= {FLAT_KIB_PER_S:g} KiB/s)"
-    held = " / ".join(f"{get_path(bp, n, 'streams_held')}" for n in BP_SIDES)
-    errs = " / ".join(f"{get_path(bp, n, 'errors')}" for n in BP_SIDES)
-    proof = backpressure_verdict(bp)
     checks = [
         Check(
             f"added TTFT p50 / p99 (c={get_path(gw, 'concurrency')}; c=1 is in `make bench`)",
             "<= 0.5 / 1 ms",
             f"{fmt(ttft50, ' ms', 3)} / {fmt(ttft99, ' ms', 3)}",
             _all(_le(ttft50, 0.5), _le(ttft99, 1.0)),
+            failed=failed,
         ),
         Check(
             "relayed events per gateway CPU-second",
@@ -196,6 +292,7 @@ def targets_table(result: dict[str, Any]) -> list[str]:
             fmt(eps, "", 0),
             None if eps is None else float(eps) >= 40_000,
             eps_why,
+            failed,
         ),
         Check(
             "frames lost / gaps > 2x pace (gateway phase, normal clients)",
@@ -203,6 +300,7 @@ def targets_table(result: dict[str, Any]) -> list[str]:
             f"{fmt(lost)} / {fmt(stalls)}",
             _all(_le(lost, 0), _le(stalls, 0)),
             gaps_why(direct_stalls, stalls),
+            failed,
         ),
         Check(
             "RSS slope with slow + stalled clients",
@@ -210,14 +308,7 @@ def targets_table(result: dict[str, Any]) -> list[str]:
             f"{fmt(slope, ' KiB/s')} over {fmt(get_path(slow, 'rss_trend', 'window_s'), ' s', 0)}",
             _le(slope, FLAT_KIB_PER_S),
         ),
-        Check(
-            "Sluice vs baseline RSS slope, stalled clients; streams held and failed "
-            "requests (baseline / Sluice)",
-            f"{flat} vs growing; {get_path(bp, 'clients') or 'all'} held, 0 failed",
-            f"{fmt(sl_bp, ' KiB/s')} vs {fmt(base_bp, ' KiB/s')}; held {held}, failed {errs}",
-            proof.ok,
-            "; ".join(proof.reasons),
-        ),
+        backpressure_verdict(bp),
         Check(
             "client disconnect -> upstream close p99",
             "<= 10 ms",
@@ -267,8 +358,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "# Sluice load test report",
         "",
         f"Started {meta['started']}, finished {meta.get('finished', '?')}. Machine: "
-        f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {m['os']}, "
-        f"Python {m['python']}, aiohttp {m['aiohttp']}. Scenario `{meta['scenario']}`; "
+        f"{machine_line(m)}. Scenario `{meta['scenario']}`; "
         "mock upstream, gateway and load generator share the machine.",
         "",
     ]
@@ -357,12 +447,7 @@ def backpressure_section(bp: dict[str, Any]) -> list[str]:
         if samples:
             out += [f"First distinct errors, {name}:", "", *(f"- `{m}`" for m in samples), ""]
     out += [f"Baseline stopped: {get_path(bp, 'baseline', 'stopped')}.", ""]
-    out += [
-        f"Verdict: **{verdict(v.ok)}**"
-        + (f" ({'; '.join(v.reasons)})" if v.ok is False else "")
-        + ".",
-        "",
-    ]
+    out += [*checks_table([v], note=False), ""]  # the Targets table said what verdicts mean
     return out
 
 

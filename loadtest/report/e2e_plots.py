@@ -3,6 +3,7 @@ RSS and buffered bytes over the slow-client phase, baseline vs Sluice RSS."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from loadtest.report import plotstyle
 from loadtest.report.plotstyle import from_zero, legend_below
 
 _PCTS = ("p50", "p90", "p99", "p99.9")
@@ -28,16 +30,14 @@ def latency_plot(result: dict[str, Any], path: Path) -> bool:
         for i, (name, ph) in enumerate(phases.items()):
             stats = ph["normal"][metric] or {}
             xs = [j + i * width for j in range(len(_PCTS))]
-            ax.bar(xs, [stats.get(p, 0.0) for p in _PCTS], width, label=name)
+            ax.bar(xs, [stats.get(p, math.nan) for p in _PCTS], width, label=name)  # none: no bar
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(_PCTS))], list(_PCTS))
         ax.set_title(f"{title}, normal clients")
+        ax.set_xlabel("percentile")
         ax.set_ylabel("ms")
         from_zero(ax)
         legend_below(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return True
+    return plotstyle.save(fig, path)
 
 
 def slow_phase_plot(result: dict[str, Any], path: Path) -> bool:
@@ -50,7 +50,7 @@ def slow_phase_plot(result: dict[str, Any], path: Path) -> bool:
     fig, (ax, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
     ax.plot(t, [x["rss_bytes"] / 2**20 for x in s], color="tab:blue")
     ax.set_ylabel("gateway RSS, MiB")
-    ax.set_ylim(bottom=0)
+    from_zero(ax)
     buf = [(x["t"], x["write_buffer_bytes"]) for x in s if x["write_buffer_bytes"] is not None]
     if buf:
         ax2.plot(
@@ -59,21 +59,18 @@ def slow_phase_plot(result: dict[str, Any], path: Path) -> bool:
             color="tab:orange",
         )
     ax2.set_ylabel("write buffers, KiB")
-    ax2.set_ylim(bottom=0)
+    from_zero(ax2)
     act = [(x["t"], x["streams_active"]) for x in s if x["streams_active"] is not None]
     if act:
         ax3.plot([a[0] for a in act], [a[1] for a in act], color="tab:green")
     ax3.set_ylabel("streams active")
-    ax3.set_ylim(bottom=0)
+    from_zero(ax3)
     ax3.set_xlabel("seconds")
     ax.set_title(
         "Gateway with slow, stalled and disconnecting clients "
         "(sluice_write_buffer_bytes, sluice_streams_active)"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return True
+    return plotstyle.save(fig, path)
 
 
 def backpressure_plot(result: dict[str, Any], path: Path) -> bool:
@@ -89,13 +86,10 @@ def backpressure_plot(result: dict[str, Any], path: Path) -> bool:
         ax.plot([x["t"] for x in s], [x["rss_bytes"] / 2**20 for x in s], label=label)
     ax.set_xlabel("seconds")
     ax.set_ylabel("RSS, MiB")
-    ax.set_ylim(bottom=0)
+    from_zero(ax)
     ax.set_title(f"RSS with {bp['clients']} stalled clients each")
     legend_below(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return True
+    return plotstyle.save(fig, path)
 
 
 def make_plots(result: dict[str, Any], out: Path) -> list[str]:

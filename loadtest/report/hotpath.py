@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from loadtest.measure.hotpath import PhaseResult
-from loadtest.report.common import Check, plot_lines, verdict, write_result
+from loadtest.report.common import Check, machine_line, plot_lines, verdict, write_result
 
 Value = Callable[[PhaseResult, PhaseResult | None], float | None]
 PACED: Final = ("paced200", "paced500")
@@ -153,12 +153,13 @@ class Row:
     def verdict(self) -> str:
         """``met`` / ``missed`` against :attr:`target`; ``n/a`` when a value is
         missing; ``report`` for figures without a target."""
-        return "report" if self.check is None else verdict(self.check.ok)
+        return "report" if self.check is None else verdict(self.check.met())
 
     @property
     def why(self) -> str:
-        """The verdict in words (:meth:`Goal.why`); empty for report-only figures."""
-        return "" if self.check is None else self.check.why
+        """The verdict in words (:meth:`Goal.why`, after the count of Sluice's
+        failed requests when there were any); empty for report-only figures."""
+        return "" if self.check is None else (self.check.reason() or self.check.why)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -260,7 +261,8 @@ def build_rows(phases: list[PhaseResult]) -> list[Row]:
             if goal is not None:
                 met, why = goal.judge(s, f, ratio)
                 measured = "n/a" if s is None else f"{s.median:,.{fig.digits}f}{fig.unit}"
-                check = Check(f"{sc}: {fig.label}", goal.text(), measured, met, why)
+                failed = sum(p.errors for p in phases if p.scenario == sc and p.target == "sluice")
+                check = Check(f"{sc}: {fig.label}", goal.text(), measured, met, why, failed)
             rows.append(Row(sc, fig.key, fig.label, fig.unit, fig.digits, s, f, ratio, check))
     return rows
 
@@ -305,7 +307,7 @@ def _v(s: Stat | dict[str, Any] | None, digits: int) -> str:
 
 
 def render_table(result: dict[str, Any]) -> str:
-    """The rows as a Markdown table (also what ``python -m loadtest.hotpath`` prints)."""
+    """The rows as a Markdown table (also what ``python -m loadtest hotpath`` prints)."""
     lines = [
         "| scenario | figure | Sluice | floor | ratio | target | verdict | why |",
         "|---|---|---|---|---|---|---|---|",
@@ -375,8 +377,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "# Sluice hot path vs the floor relay",
         "",
         f"{meta['started']}, {meta['elapsed_s']:.0f} s in all; "
-        f"{m['cpus']} CPUs ({m['cpu_model']}), "
-        f"{m['os']}, Python {m['python']}, aiohttp {m['aiohttp']}. Gateway from "
+        f"{machine_line(m)}. Gateway from "
         f"`{meta['gateway_src']}`. Mock upstream, relays and load generator share the "
         f"machine; its 1-minute load average went {meta['loadavg_1m_start_end'][0]:.2f} -> "
         f"{meta['loadavg_1m_start_end'][1]:.2f}. Arguments: `{meta['args']}`.",
@@ -392,7 +393,9 @@ def render_markdown(result: dict[str, Any]) -> str:
         "direct's, same repetition. Figures are reported against the targets, never "
         "asserted. Most targets are relative to the floor of this run, so a busy "
         "machine slows both sides; `why` says how far Sluice is from the floor, and "
-        "for an absolute target whether the floor missed it too (the machine's miss).",
+        "for an absolute target whether the floor missed it too (the machine's miss). "
+        "A verdict is never met when Sluice's requests in that scenario failed: "
+        "`why` counts them first (the `client errors` row has them per repetition).",
         "",
         render_table(result),
         "",

@@ -5,6 +5,7 @@ every repetition) for direct, floor and Sluice."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from loadtest.measure.hotpath import PhaseResult
+from loadtest.report import plotstyle
 from loadtest.report.plotstyle import from_zero, legend_below
 
 RELAYS = ("floor", "sluice")
@@ -39,13 +41,14 @@ def _bars(
         for sc in scenarios:
             got = (value(p) for p in phases if p.scenario == sc and p.target == relay)
             vs = [v for v in got if v is not None]
-            med = statistics.median(vs) if vs else 0.0
+            med = statistics.median(vs) if vs else math.nan  # none: no bar
             meds.append(med)
             errs[0].append(med - min(vs) if vs else 0.0)
             errs[1].append(max(vs) - med if vs else 0.0)
         xs = [j + (i - 0.5) * width for j in range(len(scenarios))]
         ax.bar(xs, meds, width, yerr=errs, capsize=3, label=relay, color=COLOURS[relay])
     ax.set_xticks(range(len(scenarios)), scenarios)
+    ax.set_xlabel("scenario")
     ax.set_ylabel(ylabel)
     from_zero(ax)
     legend_below(ax)
@@ -60,10 +63,7 @@ def cpu_plot(phases: list[PhaseResult], path: Path) -> bool:
     a1.set_title("Relay CPU per 1,000 relayed events (lower is better)")
     _bars(a2, phases, scenarios, lambda p: p.cpu_util, "cores")
     a2.set_title("Relay CPU utilisation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return True
+    return plotstyle.save(fig, path)
 
 
 def ttft_plot(phases: list[PhaseResult], path: Path) -> bool:
@@ -86,10 +86,7 @@ def ttft_plot(phases: list[PhaseResult], path: Path) -> bool:
         ax.set_title(f"TTFT distribution, {sc}")
         ax.grid(True, alpha=0.3)
         legend_below(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return True
+    return plotstyle.save(fig, path)
 
 
 def make_hotpath_plots(phases: list[PhaseResult], out: Path) -> list[str]:

@@ -9,6 +9,7 @@ gap larger than twice the configured pace.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -35,6 +36,24 @@ def pct(
     out["mean"] = float(arr.mean() * scale)
     out["n"] = float(arr.size)
     return out
+
+
+def percentile(values: Sequence[float], q: float, scale: float = 1000.0) -> float | None:
+    """The ``q``-th percentile (0-100, numpy's linear interpolation) of
+    ``values`` times ``scale`` (seconds -> ms by default); ``None`` when empty."""
+    if len(values) == 0:
+        return None
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q) * scale)
+
+
+def nearest_rank(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-quantile (``q`` in 0-1) of ``values``, an element
+    of them (so ``inf`` stays ``inf``, where interpolation would give ``nan``);
+    ``nan`` when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def _kind(r: StreamResult, kinds: dict[str, str]) -> str:

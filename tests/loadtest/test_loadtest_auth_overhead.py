@@ -9,7 +9,7 @@ import sys
 
 def test_auth_overhead_smoke() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "loadtest.auth_overhead",
+        [sys.executable, "-m", "loadtest", "auth_overhead",
          "--sequential", "20", "--concurrent", "40", "--rounds", "1"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

@@ -13,7 +13,12 @@ from loadtest.client.profiles import Target
 from loadtest.measure.backpressure import FLOOD, GATEWAY_MAX_TOKENS, Side, open_side
 from loadtest.mock.scenario import MockScenario
 from loadtest.procs import free_port
-from loadtest.report.common import backpressure_section, backpressure_verdict, targets_table
+from loadtest.report.common import (
+    Check,
+    backpressure_section,
+    backpressure_verdict,
+    targets_table,
+)
 from tests.helpers import GatewayFactory
 from tests.loadtest.conftest import MockFactory
 
@@ -35,20 +40,21 @@ GOOD_SLUICE = _side(0, 16, 0.1)
 
 def test_verdict_met_only_when_every_stream_held_and_rss_flat() -> None:
     v = backpressure_verdict(_bp(GOOD_BASE, GOOD_SLUICE))
-    assert v.ok is True and v.reasons == ()
+    assert isinstance(v, Check)  # the verdict type every report shares
+    assert v.met() is True and v.why == "" and v.failed == 0 and v.verdict() == "met"
 
 
 def test_verdict_missed_when_every_sluice_request_failed() -> None:
     # Today's run: every Sluice request refused (400), RSS flat because nothing was held.
     v = backpressure_verdict(_bp(GOOD_BASE, _side(2323, 0, 0.0)))
-    assert v.ok is False
-    assert "sluice: 2323 requests failed" in v.reasons
-    assert "sluice: 0 of 16 stalled streams held" in v.reasons
+    assert v.met() is False and v.failed == 2323
+    assert v.why == "sluice: 2323 requests failed; sluice: 0 of 16 stalled streams held"
+    assert v.measured == "0.00 KiB/s vs 90,000.00 KiB/s; held 16 / 0, failed 0 / 2323"
 
 
 def test_verdict_missed_when_fewer_streams_held() -> None:
     v = backpressure_verdict(_bp(GOOD_BASE, _side(0, 15, 0.1)))
-    assert v == (False, ("sluice: 15 of 16 stalled streams held",))
+    assert (v.met(), v.why) == (False, "sluice: 15 of 16 stalled streams held")
     assert backpressure_verdict(_bp(_side(0, 12, 90_000.0), GOOD_SLUICE)).ok is False
 
 
@@ -75,7 +81,8 @@ def test_report_shows_counts_errors_and_verdict() -> None:
     text = "\n".join(backpressure_section(bp))
     assert "| Sluice | 7 | 0 of 16 |" in text
     assert "- `HTTP 400: max_tokens too large`" in text
-    assert "Verdict: **missed** (sluice: 7 requests failed;" in text
+    verdict = "| missed (sluice: 7 requests failed; sluice: 0 of 16 stalled streams held) |"
+    assert verdict in text
     row = next(line for line in targets_table({"backpressure": bp}) if "Sluice vs baseline" in line)
     assert row.endswith(
         "| missed (sluice: 7 requests failed; sluice: 0 of 16 stalled streams held) |"

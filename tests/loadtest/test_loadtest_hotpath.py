@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from loadtest.hotpath import SCENARIOS, parse_args, run
 from loadtest.report.hotpath import FIGURES, GOALS
+from loadtest.scenarios.hotpath import SCENARIOS, parse_args, run
 
 
 def _finite(stat: dict[str, Any] | None) -> bool:

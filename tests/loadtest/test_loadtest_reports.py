@@ -101,7 +101,7 @@ def test_hotpath_rows_ratio_and_verdicts() -> None:
     assert cpu.why == "1.38x the floor's, outside <= 1x floor"
     # The hotpath report's verdicts are the type every report's target table uses.
     assert isinstance(cpu.check, Check)
-    assert checks_table([cpu.check])[-1] == (
+    assert checks_table([cpu.check])[2] == (
         "| paced200: relay CPU per 1,000 events | <= 1x floor | 55.0 ms "
         "| missed (1.38x the floor's, outside <= 1x floor) |"
     )
@@ -156,3 +156,46 @@ def test_a_gap_the_direct_path_shows_too_is_called_the_machines() -> None:
     assert (
         _row(targets_table(result(0)), "| frames lost")[-1] == "missed (direct had none: Sluice's)"
     )
+
+
+def test_a_check_over_failed_requests_is_never_met_and_round_trips() -> None:
+    """Every report's verdict type: ``ok`` with failed requests reads missed,
+    the count first; n/a stays n/a; the JSON form reads back the same."""
+    ok = Check("added TTFT p50", "<= 10 ms", "3.00 ms", True, "3 ms within 10 ms")
+    assert ok.verdict() == "met" and ok.reason() == ""
+    failed = ok._replace(failed=2)
+    assert failed.met() is False
+    assert failed.verdict() == "missed (2 requests failed; 3 ms within 10 ms)"
+    said = ok._replace(ok=False, why="sluice: 2 requests failed", failed=2)
+    assert said.verdict() == "missed (sluice: 2 requests failed)"  # counted once
+    assert Check("x", "y", "n/a", None).verdict() == "n/a"
+    assert Check.from_json(failed.as_json()) == failed
+    assert failed.as_json()["met"] is False
+    assert checks_table([failed])[-1].startswith("Verdicts: **met** when")
+
+
+def test_failed_requests_through_the_gateway_miss_the_e2e_and_bench_targets() -> None:
+    gw = {"concurrency": 8, "process": {"events_per_cpu_s": 52_000.0}, "frames_lost": 0,
+          "normal": {"stalls": 0}, "profiles": {"normal": {"errors": {"http_503": 3}}}}  # fmt: skip
+    result: dict[str, Any] = {"comparison": {"added_ttft_ms": {"p50": 0.1, "p99": 0.2}},
+                              "phases": {"gateway": gw}}  # fmt: skip
+    lines = targets_table(result)
+    assert _row(lines, "| added TTFT")[-1] == "missed (3 requests failed)"
+    assert _row(lines, "| relayed events")[-1] == "missed (3 requests failed)"
+    bench: dict[str, Any] = {
+        "ttft_c1": {"comparison": {"added_ttft_ms": {"p50": 0.3, "p99": 0.9}},
+                    "gateway": {"errors": {"ClientOSError": 2}}},
+        "throughput": {"gateway_events_per_cpu_s": 50_000.0},
+    }  # fmt: skip
+    assert _row(targets_rows(bench), "| added TTFT")[-1] == "missed (2 requests failed)"
+    assert _row(targets_rows(bench), "| relayed events")[-1] == "met"
+
+
+def test_a_cancel_miss_the_direct_path_shares_is_the_machines() -> None:
+    def cancel(direct: float) -> str:
+        result = {"cancel": {"gateway": {"latency_ms": {"p99": 21.4}},
+                             "direct": {"latency_ms": {"p99": direct}}}}  # fmt: skip
+        return _row(targets_rows(result), "| client disconnect")[-1]
+
+    assert cancel(12.0).endswith("12.00 ms missed too: the machine's miss)")
+    assert cancel(6.1).endswith("6.10 ms within it: Sluice's miss)")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loadtest.runner import parse_args, run
+from loadtest.scenarios.runner import parse_args, run
 
 
 async def test_quick_run_through_gateway(tmp_path: Path) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import os
 from array import array
 
 from loadtest.client.driver import LoadSpec, PhaseRun, assign_profiles
 from loadtest.client.profiles import Profile, Target
+from loadtest.client.sampler import ProcessSampler
 from loadtest.client.sse import StreamResult
+from loadtest.measure.phase import cpu_figures
 from loadtest.mock.scenario import MockScenario, overrides_from_model
-from loadtest.report.stats import cancel_latency, compare, pct, summarize
+from loadtest.report.stats import cancel_latency, compare, nearest_rank, pct, percentile, summarize
 
 PROFILES = (Profile("normal", "normal", 3.0), Profile("gone", "disconnect_mid", 1.0))
 
@@ -120,3 +125,27 @@ def test_rss_trend_of_a_short_phase_skips_a_quarter_not_five_seconds() -> None:
     assert abs(trend["slope_kib_per_s"] - 2048.0) < 1e-6  # 1 MiB per 0.5 s
     assert trend["first_mib"] == 102.0  # warm-up 0.875 s: from t=1.0 s
     assert rss_trend(samples[:2]) is None
+
+
+def test_one_percentile_and_nearest_rank_for_every_command() -> None:
+    """The shared percentile helpers: seconds in, ms out (None when empty);
+    nearest rank keeps an ``inf`` (a request that never got its first token)."""
+    assert percentile([], 99) is None
+    assert percentile([0.001, 0.002, 0.003], 50) == 2.0
+    assert percentile([1.0, 3.0], 50, scale=1.0) == 2.0
+    assert math.isnan(nearest_rank([], 0.5))
+    assert nearest_rank([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert nearest_rank([1.0, math.inf], 0.99) == math.inf
+
+
+async def test_a_phase_shorter_than_the_sampling_interval_still_has_cpu_figures() -> None:
+    """The sampler takes a last sample at stop: a 20-request phase (bench
+    --quick's TTFT section) had one sample and every CPU figure n/a."""
+    sampler = ProcessSampler(os.getpid(), None, interval_s=60.0)
+    sampler.start()
+    await asyncio.sleep(0)  # the first sample
+    sum(range(200_000))  # some CPU between the two
+    samples = await sampler.stop()
+    assert len(samples) == 2 and samples[1].t > samples[0].t
+    assert cpu_figures(samples, 100, "me")["cpu_util"] is not None
+    assert len(await sampler.stop()) == 2  # a second stop adds nothing

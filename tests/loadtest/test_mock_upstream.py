@@ -7,9 +7,13 @@ import json
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
+from loadtest.mock.frames import FrameSet, sse_event
 from loadtest.mock.scenario import MockScenario
+from tests.fake_anthropic import aevent
+from tests.fakes import chunk, sse
 from tests.loadtest.conftest import FAST, MockFactory, parse_sse
 
 
@@ -240,3 +244,16 @@ async def test_records_peer_close_and_client_id(mock_client: MockFactory) -> Non
     reset = await client.post("/_mock/reset")
     assert reset.status == 200
     assert await _records(client) == []
+
+
+def test_one_sse_encoder_for_the_mock_and_the_test_fakes() -> None:
+    """tests/fakes.py and tests/fake_anthropic.py write their events with the
+    mock upstream's encoder, byte for byte what they wrote before."""
+    body = chunk("hi")
+    assert sse(body) == b"data: " + orjson.dumps(body) + b"\n\n"
+    assert sse("[DONE]") == b"data: [DONE]\n\n" == sse_event("[DONE]")
+    ping = {"type": "ping"}
+    assert aevent(ping) == b'event: ping\ndata: {"type":"ping"}\n\n' == sse_event(ping, "ping")
+    assert aevent(ping, "other").startswith(b"event: other\n")
+    frames = FrameSet("openai", "chatcmpl-1", "m", 3)
+    assert frames.error().startswith(b'data: {"error":') and frames.error().endswith(b"\n\n")

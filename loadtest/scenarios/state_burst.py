@@ -8,7 +8,7 @@ per second (``N`` / time from the first request sent to the last answer).
 Run it with the pool's defaults and with a small pool (``--max-connections``)
 to see a burst wait for connections instead of failing.
 
-Usage: ``python -m loadtest.state_burst [--bursts 300 1000] [--rounds 3]
+Usage: ``python -m loadtest state_burst [--bursts 300 1000] [--rounds 3]
 [--max-connections 100] [--pool-timeout-s 5]``.
 """
 
@@ -23,9 +23,17 @@ from pathlib import Path
 
 import aiohttp
 
-from . import cli
-from .auth_overhead import BODY, KEY, LIMITS, MODEL, SECRET, spawn_gateway, start_redis
-from .procs import free_port, wait_port
+from loadtest import cli
+from loadtest.procs import free_port, wait_port
+from loadtest.scenarios.auth_overhead import (
+    BODY,
+    KEY,
+    LIMITS,
+    MODEL,
+    SECRET,
+    spawn_gateway,
+    start_redis,
+)
 
 
 async def burst(url: str, n: int) -> tuple[collections.Counter[str], float]:
@@ -90,8 +98,8 @@ async def main_async(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.state_burst`` command line."""
-    p = cli.parser("loadtest.state_burst", __doc__)
+    """The ``python -m loadtest state_burst`` command line."""
+    p = cli.parser("loadtest state_burst", __doc__)
     p.add_argument(
         "--bursts",
         type=int,
@@ -112,11 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=5.0,
         help="the gateway's [state] pool_timeout_s: wait for a Redis connection",
     )
+    cli.add_quick(p, bursts=[50], rounds=1)
     return p
 
 
-def main() -> None:
-    args = build_parser().parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     asyncio.run(main_async(args.bursts, args.rounds, args.max_connections, args.pool_timeout_s))
 
 

@@ -1,6 +1,6 @@
 """Where a client disconnect's time goes inside the gateway, measured.
 
-Runs :mod:`loadtest.hotpath`'s ``paced200`` scenario (one rep) against a
+Runs :mod:`loadtest.scenarios.hotpath`'s ``paced200`` scenario (one rep) against a
 gateway with trace hooks (a ``sitecustomize`` on its ``PYTHONPATH``; the
 gateway's code is unchanged) and splits "client disconnect -> upstream
 closed" into the gateway's steps, per disconnect, in ms:
@@ -18,7 +18,7 @@ closed" into the gateway's steps, per disconnect, in ms:
 The hotpath report of the same run (``--out``) has the end-to-end figure
 (client disconnect -> the mock saw the close) and the floor's, for scale.
 
-Usage: ``python -m loadtest.cancel_trace [--out DIR] [--disconnects 50]``.
+Usage: ``python -m loadtest cancel_trace [--out DIR] [--disconnects 50]``.
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ import argparse
 import asyncio
 import json
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-
-from . import cli, hotpath
+from loadtest import cli, procs
+from loadtest.report.stats import pct
+from loadtest.scenarios import hotpath
 
 HOOKS = """
 import asyncio, atexit, json, time
@@ -91,8 +90,8 @@ def _tick(due):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.cancel_trace`` command line."""
-    p = cli.parser("loadtest.cancel_trace", __doc__)
+    """The ``python -m loadtest cancel_trace`` command line."""
+    p = cli.parser("loadtest cancel_trace", __doc__)
     p.add_argument(
         "--disconnects", type=int, default=50, help="mid-stream client disconnects in the phase"
     )
@@ -108,11 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pct(values: list[float]) -> str:
-    if not values:
+    s = pct(values)
+    if s is None:
         return "n/a"
-    a = np.asarray(values) * 1000.0
-    p50, p99 = np.percentile(a, [50, 99])
-    return f"p50 {p50:6.2f}  p99 {p99:6.2f}  max {a.max():6.2f} ms  (n={a.size})"
+    return f"p50 {s['p50']:6.2f}  p99 {s['p99']:6.2f}  max {s['max']:6.2f} ms  (n={s['n']:.0f})"
 
 
 def summarize(trace: Path) -> str:
@@ -138,12 +136,11 @@ def summarize(trace: Path) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    out = (args.out or hotpath.RESULTS_DIR / time.strftime("cancel-trace-%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.results_dir(args.out, "cancel-trace")
     trace = out / "cancel_trace.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp)
-        tree = args.gateway_src or Path(hotpath.__file__).resolve().parents[1]
+        tree = args.gateway_src or procs.REPO_ROOT
         (src / "gateway").symlink_to(tree.resolve() / "gateway")
         (src / "sitecustomize.py").write_text(HOOKS.format(out=str(trace)))
         hp = hotpath.parse_args(

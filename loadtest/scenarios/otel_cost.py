@@ -22,7 +22,7 @@ the exporters' included) per request, client included; the client's share
 is the same in both runs, so ``on - off`` is what telemetry adds. Best of
 ``--rounds``, printed as one line each.
 
-Usage: ``python -m loadtest.otel_cost [--requests 2000] [--rounds 3] [--tokens 16]``
+Usage: ``python -m loadtest otel_cost [--requests 2000] [--rounds 3] [--tokens 16]``
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from gateway.config import parse_settings
 from gateway.log import configure_logging
 from gateway.metrics import Metrics
 from gateway.otel import hooks
-
-from .procs import free_port, wait_port
+from loadtest import cli
+from loadtest.procs import free_port, wait_port
 
 HOST = "127.0.0.1"
 
@@ -115,7 +115,7 @@ async def measure(requests: int = 2000, rounds: int = 3, tokens: int = 16) -> di
     configure_logging("warning")  # a summary line per request would dwarf the rest
     port = free_port()
     receiver = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "loadtest.otel_cost", "--null-receiver", str(port)
+        sys.executable, "-m", "loadtest.scenarios.otel_cost", "--null-receiver", str(port)
     )
     try:
         await wait_port(port)
@@ -154,20 +154,32 @@ def report(result: dict[str, float]) -> str:
     )
 
 
-async def bench_section() -> dict[str, float]:
-    """``make bench``'s OpenTelemetry line (about 15 s): measured, printed, returned."""
-    result = await measure(requests=500, rounds=2)
+async def bench_section(quick: bool = False) -> dict[str, float]:
+    """``make bench``'s OpenTelemetry line (about 15 s; 2 s ``quick``):
+    measured, printed, returned."""
+    result = await measure(requests=50 if quick else 500, rounds=1 if quick else 2)
     print(report(result), flush=True)
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m loadtest.otel_cost", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("loadtest otel_cost", __doc__)
     p.add_argument("--requests", type=int, default=2000, help="measured requests per run")
     p.add_argument("--rounds", type=int, default=3, help="runs of each; the best is kept")
     p.add_argument("--tokens", type=int, default=16, help="output tokens per stream")
-    p.add_argument("--null-receiver", type=int, default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    p.add_argument(
+        "--null-receiver",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="internal: serve a null OTLP/HTTP receiver on PORT (the run starts one)",
+    )
+    cli.add_quick(p, requests=50, rounds=1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.null_receiver is not None:
         asyncio.run(_serve_null(args.null_receiver))
         return

@@ -1,4 +1,5 @@
-"""``python -m loadtest.bench`` (``make bench``): the comparison suite.
+"""``python -m loadtest bench`` (``make bench``): the comparison suite, direct
+against through the gateway at several loads, throughput, RSS and cancels.
 
 Sections, each bounded in time, loopback only:
 
@@ -37,7 +38,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from loadtest import headofline, procs, routing
+from loadtest import cli, procs
 from loadtest.client.driver import LoadSpec, run_phase
 from loadtest.client.profiles import Profile, Target
 from loadtest.client.sampler import ProcessSampler
@@ -45,19 +46,17 @@ from loadtest.measure.phase import measured_phase, say
 from loadtest.mock.scenario import MockScenario
 from loadtest.report.bench import write_bench
 from loadtest.report.bench_plots import make_bench_plots
-from loadtest.report.common import machine_info
+from loadtest.report.common import run_meta
 from loadtest.report.stats import compare
-from loadtest.runner import RESULTS_DIR
-
-from . import cli
+from loadtest.scenarios import headofline, routing
 
 NORMAL = (Profile("normal", "normal", 1.0),)
 PACED = MockScenario(ttft_ms=20, itl_ms=20, tokens=50)  # 50 events/s, 1 s streams
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.bench`` command line (every option with its default)."""
-    p = cli.parser("loadtest.bench", __doc__)
+    """The ``python -m loadtest bench`` command line (every option with its default)."""
+    p = cli.parser("loadtest bench", __doc__)
     a = p.add_argument
     a(
         "--concurrency",
@@ -90,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ttft_c1", "latency", "throughput", "rss", "cancel", "routing"],
         help="sections to leave out",
     )
+    cli.add_quick(p, concurrency=[1, 8], phase_s=1.0, ttft_requests=20, streams=[50], hold_s=1.0)
     return p
 
 
@@ -241,11 +241,8 @@ async def bench_cancel(args: argparse.Namespace, mock: procs.Managed, gw: procs.
 
 async def run(args: argparse.Namespace) -> Path:
     procs.raise_nofile(20000)
-    out = (args.out or RESULTS_DIR / time.strftime("bench-%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {
-        "meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info()}
-    }
+    out = cli.results_dir(args.out, "bench")
+    result: dict[str, Any] = {"meta": run_meta()}
     mock = procs.start_mock(out, extra=["--backlog", "8192"])
     gw: procs.Managed | None = None
     try:
@@ -260,7 +257,7 @@ async def run(args: argparse.Namespace) -> Path:
             ("throughput", bench_throughput),
             ("rss", bench_rss),
             ("cancel", bench_cancel),
-            ("routing", routing.bench_section),  # loadtest/routing.py: its own processes
+            ("routing", routing.bench_section),  # scenarios/routing.py: its own processes
         )
         for name, fn in sections:
             if name not in args.skip:
@@ -271,7 +268,9 @@ async def run(args: argparse.Namespace) -> Path:
         if gw is not None:
             procs.stop(gw)
         procs.stop(mock)
-    result["otel_cost"] = await __import__("loadtest.otel_cost").otel_cost.bench_section()
+    result["otel_cost"] = await __import__(
+        "loadtest.scenarios.otel_cost"
+    ).scenarios.otel_cost.bench_section(args.quick)
     result["plots"] = make_bench_plots(result, out)
     return write_bench(result, out)
 
@@ -280,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     t0 = time.monotonic()
     path = asyncio.run(run(args))
-    headofline.main(["--out", str(path.parent / "headofline")])  # issue 26: large bodies
+    quick = ["--quick"] if args.quick else []
+    headofline.main(["--out", str(path.parent / "headofline"), *quick])  # issue 26: large bodies
     say(f"bench done in {time.monotonic() - t0:.0f}s")
     print(f"bench report: {path}", flush=True)
 

@@ -1,4 +1,5 @@
-"""``python -m loadtest``: the default end-to-end scenario.
+"""``python -m loadtest runner`` (also ``python -m loadtest`` alone): the default
+end-to-end scenario, the mock upstream and the gateway under four client mixes.
 
 Starts the mock upstream and the gateway as subprocesses, then runs:
 
@@ -25,19 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtest import procs
+from loadtest import cli, procs
 from loadtest.client.driver import LoadSpec
 from loadtest.client.profiles import Profile, Target
 from loadtest.measure.backpressure import ProofSpec, run_proof
 from loadtest.measure.phase import measured_phase, say, series
 from loadtest.mock.scenario import MockScenario
-from loadtest.report.common import machine_info, write_report
+from loadtest.report.common import run_meta, write_report
 from loadtest.report.e2e_plots import make_plots
 from loadtest.report.stats import compare, rss_trend
-
-from . import cli
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def slow_mix(sc: MockScenario) -> tuple[Profile, ...]:
@@ -139,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fleet",
         default=None,
         help="comma-separated replica counts, e.g. 1,2,3: for each, start a fleet"
-        " (loadtest.fleet: Redis, mock, replicas, nginx) and measure events/s through nginx",
+        " ( loadtest fleet: Redis, mock, replicas, nginx) and measure events/s through nginx",
     )
     a("--fleet-workers", type=int, default=1, help="--workers of each replica with --fleet")
     return p
@@ -164,18 +161,12 @@ class Procs:
 async def run(args: argparse.Namespace) -> Path:
     """Run every phase; returns the report path."""
     procs.raise_nofile(16384)
-    out = (args.out or RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.results_dir(args.out, "")
     sc = MockScenario(
         ttft_ms=args.ttft_ms, itl_ms=args.itl_ms, tokens=args.tokens, jitter_ms=args.jitter_ms
     )
     result: dict[str, Any] = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": machine_info(),
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "scenario": sc.full_directive(),
-        },
+        "meta": run_meta(args, scenario=sc.full_directive()),
         "phases": {},
     }
     ps = Procs(procs.start_mock(out))
@@ -280,8 +271,7 @@ def main(argv: list[str] | None = None) -> None:
         from loadtest.measure import fleet as fleet_load
 
         procs.raise_nofile(16384)
-        out = (args.out or RESULTS_DIR / time.strftime("%Y%m%d-%H%M%S")).resolve()
-        fleet_load.main(args, out)
+        fleet_load.main(args, cli.results_dir(args.out, ""))
         return
     t0 = time.monotonic()
     path = asyncio.run(run(args))

@@ -1,31 +1,23 @@
-"""A fleet on one machine: Redis, the mock upstream, N gateway replicas
-sharing that Redis, and nginx (``deploy/nginx/sluice.conf``) balancing them
-round robin. The same topology as ``docker-compose.yml``, with local processes.
+"""A fleet on one machine, as processes: Redis, the mock upstream, N gateway
+replicas sharing that Redis, and nginx (``deploy/nginx/sluice.conf``)
+balancing them round robin; the same topology as ``docker-compose.yml``.
 
-Run: ``python -m loadtest.fleet --replicas 3`` (or ``make fleet``); prints the
-URL and serves until Ctrl-C or SIGTERM, then stops everything it started.
-Models: ``mock`` (the mock upstream; prompt directives such as
-``[mock ttft_ms=50 itl_ms=20 tokens=100]`` shape a stream) and ``sim`` (the
-built-in simulator). ``--config extra.toml`` appends your own TOML (client
-keys, ``[server]`` settings) to every replica's config.
-
-Reuse: :class:`Fleet` (``start()``, ``stop()``, ``kill()``, ``terminate()``,
-``restart()``) is what ``tests/test_fleet.py`` and ``python -m loadtest
---fleet N`` use. Everything is synchronous, so a test module can hold one
-fleet for all its tests.
+:class:`Fleet` (``start()``, ``stop()``, ``kill()``, ``terminate()``,
+``restart()``) is what ``python -m loadtest fleet`` serves, what
+``python -m loadtest --fleet N`` (:mod:`loadtest.measure.fleet`) measures and
+what ``tests/test_fleet.py`` tests. Everything is synchronous, so a test
+module can hold one fleet for all its tests. Models: ``mock`` (the mock
+upstream; prompt directives such as ``[mock ttft_ms=50 itl_ms=20 tokens=100]``
+shape a stream) and ``sim`` (the built-in simulator).
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,8 +27,6 @@ from typing import Final
 
 from loadtest import procs
 from loadtest.procs.nginx import NginxServer
-
-from . import cli
 
 HOST: Final = procs.HOST
 MOCK_MODEL: Final = "mock"
@@ -53,6 +43,14 @@ def redis_binary() -> str:
     return path
 
 
+def redis_command(port: int, workdir: Path) -> list[str]:
+    """A throwaway ``redis-server`` on loopback ``port``: no RDB snapshots, no
+    AOF, its files in ``workdir`` (the fleet's, and auth_overhead's and
+    state_burst's Redis)."""
+    return [redis_binary(), "--port", str(port), "--bind", HOST, "--save", "",
+            "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
+
+
 def gateway_config(
     redis_url: str,
     mock_port: int,
@@ -65,7 +63,7 @@ def gateway_config(
     stream store in Redis (``[state] redis_url``), ``extra`` appended
     (``[[auth.keys]]`` blocks, ...). ``lease_ttl_s``: how long a killed
     replica's concurrency slots stay taken (seconds)."""
-    return f"""# written by loadtest.fleet: one replica of the fleet
+    return f"""# written by loadtest fleet: one replica of the fleet
 [server]
 shutdown_grace_s = {shutdown_grace_s}
 max_streams = 100000
@@ -216,9 +214,7 @@ class Fleet:
         self.redis_port = self.redis_port or procs.free_port()
         log = (self.workdir / "redis.log").open("ab")
         self.redis = subprocess.Popen(
-            [redis_binary(), "--port", str(self.redis_port), "--bind", HOST,
-             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=log, stderr=subprocess.STDOUT,
+            redis_command(self.redis_port, self.workdir), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
         _wait(lambda: _redis_pong(self.redis_port), "redis-server", timeout_s, self.redis)
@@ -303,49 +299,3 @@ def procs_wait_port(m: procs.Managed, timeout_s: float) -> None:
             return False
 
     _wait(accepting, m.name, timeout_s, m.proc)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.fleet`` command line."""
-    p = cli.parser("loadtest.fleet", __doc__)
-    p.add_argument("--replicas", type=int, default=2, help="gateway replicas behind nginx")
-    p.add_argument("--port", type=int, default=8080, help="nginx's port (0: a free one)")
-    p.add_argument("--workers", type=int, default=1, help="--workers of each replica")
-    p.add_argument(
-        "--config", type=Path, default=None, help="TOML appended to every replica's config"
-    )
-    p.add_argument(
-        "--dir", type=Path, default=None, help="configs and logs (None: a temporary directory)"
-    )
-    return p
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    procs.raise_nofile(16384)
-    workdir = args.dir or Path(tempfile.mkdtemp(prefix="sluice-fleet-"))
-    extra = args.config.read_text() if args.config else ""
-    fleet = Fleet(workdir, args.replicas, args.port, args.workers, extra, nginx_workers=2)
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    fleet.start()
-    try:
-        print(f"Sluice fleet: {fleet.url}  ({args.replicas} replicas:"
-              f" {', '.join(r.url for r in fleet.gateways)}; redis {fleet.redis_url};"
-              f" logs in {workdir})", flush=True)  # fmt: skip
-        print("Ctrl-C stops everything", file=sys.stderr, flush=True)
-        while not stop:
-            with contextlib.suppress(InterruptedError):
-                signal.pause()
-    finally:
-        fleet.stop()
-
-
-if __name__ == "__main__":
-    main()

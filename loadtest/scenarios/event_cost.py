@@ -11,12 +11,12 @@ figures to compare; absolute µs move with the machine.
 For figures that hold while the machine is loaded, count instructions::
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
-        python -m loadtest.event_cost --only openai.encode --events 20000
+        python -m loadtest event_cost --only openai.encode --events 20000
 
 and subtract the ``--only none`` run (interpreter start-up and imports):
 the difference divided by ``--events`` is instructions per event.
 
-Usage: ``python -m loadtest.event_cost [--events 20000] [--rounds 7] [--only STAGE]``.
+Usage: ``python -m loadtest event_cost [--events 20000] [--rounds 7] [--only STAGE]``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ from gateway.providers.anthropic import AnthropicStream
 from gateway.providers.base import UpstreamChunk
 from gateway.providers.openai import OpenAIStream
 from gateway.providers.sse_decoder import SSEDecoder, SSEEvent
-
-from . import cli
-from .mock.frames import FrameSet, token_text
+from loadtest import cli
+from loadtest.mock.frames import FrameSet, token_text
 
 Stage = Callable[[int], None]
 """Runs a stage over ``n`` events."""
@@ -142,8 +141,8 @@ def measure(run: dict[str, Stage], n: int, rounds: int) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.event_cost`` command line."""
-    parser = cli.parser("loadtest.event_cost", __doc__)
+    """The ``python -m loadtest event_cost`` command line."""
+    parser = cli.parser("loadtest event_cost", __doc__)
     parser.add_argument("--events", type=int, default=20000, help="events per stage and round")
     parser.add_argument("--rounds", type=int, default=7, help="rounds; the best one counts")
     parser.add_argument(
@@ -151,11 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STAGE",
         help="run one stage once and print nothing (for callgrind); 'none' runs no stage",
     )
+    cli.add_quick(parser, events=2000, rounds=1)
     return parser
 
 
-def main() -> None:
-    args = build_parser().parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     run = stages(args.events)
     if args.only is not None:
         if args.only != "none":

@@ -1,4 +1,4 @@
-"""``python -m loadtest.hotpath`` (first part of ``make bench``): Sluice's hot
+"""``python -m loadtest hotpath`` (first part of ``make bench``): Sluice's hot
 path against the floor relay, in one run, on one machine.
 
 One process tree: the mock upstream (:mod:`loadtest.mock.upstream`), the
@@ -40,7 +40,7 @@ load generator always come from this checkout. ``--gateway-src DIR`` runs the
 ``gateway`` package found in DIR instead, for a "before" figure::
 
     mkdir /tmp/before && git archive <rev> gateway | tar -x -C /tmp/before
-    python -m loadtest.hotpath --gateway-src /tmp/before
+    python -m loadtest hotpath --gateway-src /tmp/before
 """
 
 from __future__ import annotations
@@ -53,18 +53,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from loadtest import procs
+from loadtest import cli, procs
 from loadtest.client.driver import LoadSpec
 from loadtest.client.profiles import Profile, Target
 from loadtest.measure.hotpath import Load, PhaseResult, measure
 from loadtest.measure.phase import say
 from loadtest.mock.scenario import MockScenario
-from loadtest.report.common import machine_info
+from loadtest.report.common import run_meta
 from loadtest.report.hotpath import build_rows, render_table, saturation, write_hotpath
 from loadtest.report.hotpath_plots import make_hotpath_plots
-from loadtest.runner import RESULTS_DIR
-
-from . import cli
 
 SCENARIOS: Final = ("paced200", "paced500", "firehose", "ttft_c1")
 RELAYS: Final = ("floor", "sluice")
@@ -168,7 +165,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser("loadtest.hotpath", __doc__)
+    p = cli.parser("loadtest hotpath", __doc__)
     p.add_argument("--reps", type=int, default=3, help="repetitions of every scenario")
     p.add_argument(
         "--phase-s",
@@ -257,10 +254,14 @@ async def _run_all(
                 res = await measure(
                     sc.name, rep, targets[name], sc.loads(), mock, ps.get(name), sc.steady()
                 )
+                cpu = (
+                    ""
+                    if name == "direct"
+                    else f"relay CPU/1k events {_ms(res.cpu_per_1k_events_ms)}, "
+                )
                 say(
                     f"  {res.events:,} events in {res.wall_s:.1f}s, errors {res.errors}, "
-                    f"relay CPU/1k events {_ms(res.cpu_per_1k_events_ms)}, "
-                    f"TTFT p99 {_ms(res.ttft_ms(99))}"
+                    f"{cpu}TTFT p99 {_ms(res.ttft_ms(99))}"
                 )
                 out.append(res)
                 await asyncio.sleep(0.2)  # let closed connections settle
@@ -276,8 +277,7 @@ async def run(args: argparse.Namespace) -> Path:
     t_start = time.monotonic()
     load_before = os.getloadavg()
     procs.raise_nofile(20000)
-    out = (args.out or RESULTS_DIR / time.strftime("hotpath-%Y%m%d-%H%M%S")).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.results_dir(args.out, "hotpath")
     scs = scenarios(args)
     ps: dict[str, procs.Managed] = {}
     try:
@@ -299,15 +299,14 @@ async def run(args: argparse.Namespace) -> Path:
             procs.stop(m)
     elapsed = time.monotonic() - t_start
     result: dict[str, Any] = {
-        "meta": {
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - elapsed)),
-            "elapsed_s": elapsed,
-            "machine": machine_info(),
+        "meta": run_meta(
+            args,
+            started=time.time() - elapsed,
+            elapsed_s=elapsed,
             # Other work on the machine skews every figure; the 1-minute load average says how much.
-            "loadavg_1m_start_end": [load_before[0], os.getloadavg()[0]],
-            "args": {k: str(v) for k, v in vars(args).items()},
-            "gateway_src": str(args.gateway_src or procs.REPO_ROOT),
-        },
+            loadavg_1m_start_end=[load_before[0], os.getloadavg()[0]],
+            gateway_src=str(args.gateway_src or procs.REPO_ROOT),
+        ),
         "scenarios": {
             sc.name: {
                 "streams": sc.streams,

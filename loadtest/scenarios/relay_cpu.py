@@ -7,7 +7,7 @@ number of streams and divides by the events relayed. The simulator's own work
 (building and serialising each chunk) is in both figures; their difference is
 what the metrics cost.
 
-Usage: ``python -m loadtest.relay_cpu [--streams 10] [--tokens 20000] [--rounds 3]``.
+Usage: ``python -m loadtest relay_cpu [--streams 10] [--tokens 20000] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 import aiohttp
 import psutil  # type: ignore[import-untyped]
 
-from . import cli
-from .procs import free_port, wait_port
+from loadtest import cli
+from loadtest.client.sampler import cpu_seconds
+from loadtest.procs import free_port, wait_port
 
 CONFIG = """
 [server]
@@ -56,13 +57,12 @@ async def measure(metrics: bool, streams: int, tokens: int) -> tuple[float, int]
                 url = f"http://127.0.0.1:{port}/v1/chat/completions"
                 async with session.post(url, json=body) as resp:  # warm-up
                     await resp.read()
-                before = gateway.cpu_times()
+                before = cpu_seconds(gateway)
                 for _ in range(streams):
                     async with session.post(url, json=body) as resp:
                         events += (await resp.read()).count(b"\n\n")
-                after = gateway.cpu_times()
-            cpu = (after.user - before.user) + (after.system - before.system)
-            return cpu, events
+                after = cpu_seconds(gateway)
+            return after - before, events
         finally:
             proc.terminate()
             await proc.wait()
@@ -82,8 +82,8 @@ async def main_async(streams: int, tokens: int, rounds: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.relay_cpu`` command line (every option with its default)."""
-    parser = cli.parser("loadtest.relay_cpu", __doc__)
+    """The ``python -m loadtest relay_cpu`` command line (every option with its default)."""
+    parser = cli.parser("loadtest relay_cpu", __doc__)
     parser.add_argument(
         "--streams", type=int, default=10, help="streams per measurement (one after another)"
     )
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="measurements with metrics off and on, interleaved; the best of each is shown",
     )
+    cli.add_quick(parser, streams=2, tokens=2000, rounds=1)
     return parser
 
 

@@ -1,11 +1,12 @@
-"""``python -m loadtest.setup_cost``: the gateway's CPU per request and per
-event, measured as the gateway process's own CPU time (``/proc/<pid>/stat``
-utime + stime), not wall clock, so other work on a shared machine barely
-moves it.
+"""``python -m loadtest setup_cost``: the gateway's CPU per request and per
+event, as its own CPU time (not wall clock).
+
+Measured as the gateway process's ``/proc/<pid>/stat`` utime + stime, so other
+work on a shared machine barely moves it.
 
 One mock upstream (:mod:`loadtest.mock.upstream`; TTFT and gaps
 ``--itl-ms``, 0 by default) and one gateway
-(``python -m gateway``, as :mod:`loadtest.hotpath` configures it; ``--gateway-src
+(``python -m gateway``, as :mod:`loadtest.scenarios.hotpath` configures it; ``--gateway-src
 DIR`` for another checkout's; ``--floor`` for the floor relay,
 :mod:`loadtest.relays.floor`). The client sends ``--requests`` streaming
 requests one after another (``--concurrency`` at a time) for a stream of
@@ -31,17 +32,8 @@ from pathlib import Path
 
 import aiohttp
 
-from loadtest import procs
-
-from . import cli
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+from loadtest import cli, procs
+from loadtest.client.sampler import cpu_seconds
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -87,13 +79,13 @@ async def _batch(
             for _ in todo:
                 ttfts.append(await _one(session, url, events, itl_ms))
 
-        before = cpu_s(pid)
+        before = cpu_seconds(pid)
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return (cpu_s(pid) - before) / requests, ttfts
+        return (cpu_seconds(pid) - before) / requests, ttfts
 
 
 _GC_HOOK = """\
-# Written by loadtest.setup_cost --gc: one line per collection of the
+# Written by loadtest setup_cost --gc: one line per collection of the
 # process that imports it: generation, wall ms, thread CPU ms, monotonic end (s);
 # and in <log>.lag the event loop's lags over 2 ms: when due (monotonic s), ms late,
 # ms of the loop's CPU since the tick before (near lag + 2: busy; far below: descheduled).
@@ -232,8 +224,8 @@ async def run(args: argparse.Namespace, out: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.setup_cost`` command line."""
-    p = cli.parser("loadtest.setup_cost", __doc__)
+    """The ``python -m loadtest setup_cost`` command line."""
+    p = cli.parser("loadtest setup_cost", __doc__)
     p.add_argument("--requests", type=int, default=2000, help="requests per batch")
     p.add_argument("--concurrency", type=int, default=1, help="requests in flight at once")
     p.add_argument("--short", type=int, default=1, help="events per request, short batch")
@@ -245,12 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="write the gateway's cProfile stats to this file")
     p.add_argument("--gc", action="store_true", help="log the gateway's GC collections")
     p.add_argument("--out", help="directory for the processes' logs")
+    cli.add_quick(p, requests=100, reps=1)
     return p
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = build_parser()
-    args = p.parse_args()
+    args = p.parse_args(argv)
     out = Path(args.out or f"/tmp/setup_cost-{os.getpid()}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.profile:

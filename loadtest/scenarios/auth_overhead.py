@@ -17,7 +17,7 @@ one at a time (latency, p50 and p99) and ``--concurrent`` with 16 in flight
 The best of ``--rounds`` is printed, with the difference from ``off``.
 Limits are set far above what the run spends, so every request is admitted.
 
-Usage: ``python -m loadtest.auth_overhead [--sequential 500] [--concurrent 2000]
+Usage: ``python -m loadtest auth_overhead [--sequential 500] [--concurrent 2000]
 [--rounds 3]`` (about a minute).
 """
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import psutil  # type: ignore[import-untyped]
 
-from . import cli
-from .procs import free_port, wait_port
+from loadtest import cli
+from loadtest.client.sampler import cpu_seconds
+from loadtest.procs import free_port, wait_port
+from loadtest.procs.fleet import redis_command
 
 SECRET = "sk-sluice-bench-not-a-secret"
 MODEL = """
@@ -89,11 +89,6 @@ def variants(redis_url: str | None) -> list[Variant]:
     return out
 
 
-def _cpu(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return float(t.user + t.system)
-
-
 async def _post(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> float:
     started = time.perf_counter()
     async with session.post(url, json=BODY, headers=headers) as resp:
@@ -112,8 +107,8 @@ async def one_round(v: Variant, sequential: int, concurrent: int, redis_pid: int
         for _ in range(20):  # warm: connections, first-use caches, Lua scripts loaded
             await _post(session, url, headers)
         times = [await _post(session, url, headers) for _ in range(sequential)]
-        cpu0 = _cpu(v.proc.pid)
-        redis0 = _cpu(redis_pid) if redis_pid and "redis" in v.name else 0.0
+        cpu0 = cpu_seconds(v.proc.pid)
+        redis0 = cpu_seconds(redis_pid) if redis_pid and "redis" in v.name else 0.0
         started = time.perf_counter()
         queue = iter(range(concurrent))
 
@@ -123,8 +118,8 @@ async def one_round(v: Variant, sequential: int, concurrent: int, redis_pid: int
 
         await asyncio.gather(*(worker() for _ in range(16)))
         wall = time.perf_counter() - started
-        cpu = _cpu(v.proc.pid) - cpu0
-        redis_cpu = (_cpu(redis_pid) - redis0) if redis_pid and "redis" in v.name else 0.0
+        cpu = cpu_seconds(v.proc.pid) - cpu0
+        redis_cpu = (cpu_seconds(redis_pid) - redis0) if redis_pid and "redis" in v.name else 0.0
     times.sort()
     v.p50_ms = min(v.p50_ms, statistics.median(times) * 1000)
     v.p99_ms = min(v.p99_ms, times[int(len(times) * 0.99) - 1] * 1000)
@@ -143,16 +138,12 @@ def spawn_gateway(config: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | None:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    try:
+        command = redis_command(port := free_port(), workdir)
+    except FileNotFoundError:
         print("redis-server not installed (`make redis`): skipping the Redis variant")
         return None
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
@@ -209,8 +200,8 @@ def report(vs: list[Variant], sequential: int, concurrent: int, rounds: int) -> 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m loadtest.auth_overhead`` command line."""
-    p = cli.parser("loadtest.auth_overhead", __doc__)
+    """The ``python -m loadtest auth_overhead`` command line."""
+    p = cli.parser("loadtest auth_overhead", __doc__)
     p.add_argument(
         "--sequential",
         type=int,
@@ -229,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="rounds; the best one is printed",
     )
+    cli.add_quick(p, sequential=20, concurrent=40, rounds=1)
     return p
 
 
