@@ -288,7 +288,7 @@ few seconds, plus a middle one (2-6 ms) every half second; each stops every
 stream at once, which is the added-TTFT tail. At 50,000 most of a stream's
 objects are gone before a young collection sees them: at 200 paced streams
 two collections in 3,000 streams instead of 6 full and 58 middle ones
-(``python -m loadtest.setup_cost``, docs/architecture.md). Nothing per
+(``python -m loadtest setup_cost``, docs/architecture.md). Nothing per
 stream is a reference cycle (its objects are freed by their counts), so
 the garbage a young collection waits for stays small."""
 
