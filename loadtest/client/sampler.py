@@ -56,6 +56,19 @@ def cpu_seconds(proc: psutil.Process | int) -> float:
     return float(t.user + t.system)
 
 
+def run_queue_wait_s(pid: int) -> float | None:
+    """Seconds process ``pid``'s main thread has spent runnable but waiting
+    for a core (Linux ``/proc/<pid>/schedstat``, second field: the
+    scheduler's ``run_delay``); None where the kernel does not keep it. On
+    a machine whose cores the load generator and the mock share with the
+    relay, this is the part of the relay's latency that is the machine's."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @dataclass(slots=True)
 class ProcessSampler:
     """Samples ``pid`` every ``interval_s`` until stopped, and once more at

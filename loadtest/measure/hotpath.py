@@ -28,7 +28,7 @@ import psutil  # type: ignore[import-untyped]
 from loadtest import procs
 from loadtest.client.driver import LoadSpec, PhaseRun, run_phase
 from loadtest.client.profiles import Target
-from loadtest.client.sampler import cpu_seconds, fetch_records, reset_records
+from loadtest.client.sampler import cpu_seconds, fetch_records, reset_records, run_queue_wait_s
 from loadtest.client.sse import StreamResult
 from loadtest.report.stats import cancel_latency, percentile
 
@@ -75,6 +75,9 @@ class PhaseResult:
     cancel_ms: dict[str, float] | None
     cancel_not_closed: int
     cancel_unmatched: int
+    relay_runq_s: float | None = None
+    """Seconds the relay was runnable but waited for a core (None: direct, or
+    not known), :func:`~loadtest.client.sampler.run_queue_wait_s`."""
 
     @property
     def events_per_s(self) -> float:
@@ -125,6 +128,7 @@ class PhaseResult:
             "errors": self.errors,
             "events_per_s": self.events_per_s,
             "relay_cpu_s": self.relay_cpu_s,
+            "relay_runq_s": self.relay_runq_s,
             "cpu_per_1k_events_ms": self.cpu_per_1k_events_ms,
             "events_per_cpu_s": self.events_per_cpu_s,
             "cpu_util": self.cpu_util,
@@ -182,6 +186,7 @@ async def measure(
     watched.append(psutil.Process())
     loop = asyncio.get_running_loop()
     before = [_cpu(p) for p in watched]
+    runq_before = run_queue_wait_s(relay.pid) if relay else None
     t0 = loop.time()
     window = (t0 + steady[0], t0 + steady[1]) if steady and steady[1] > steady[0] else None
     marks = [asyncio.ensure_future(_cpu_at(watched[0], t)) for t in window or ()]
@@ -189,6 +194,10 @@ async def measure(
     wall = loop.time() - t0
     cpu_marks = [await m for m in marks]
     relay_cpu, mock_cpu, client_cpu = (_cpu(p) - b for p, b in zip(watched, before, strict=True))
+    runq_after = run_queue_wait_s(relay.pid) if relay else None
+    relay_runq = (
+        runq_after - runq_before if runq_after is not None and runq_before is not None else None
+    )
     results = [r for run in runs for r in run.results]
     disconnected = [r for r in results if r.disconnected_at is not None]
     cancel: dict[str, Any] = {"latency_ms": None, "not_closed": 0, "unmatched": 0}
@@ -206,6 +215,7 @@ async def measure(
         events=sum(r.tokens for r in results),
         errors=sum(1 for r in results if r.error and r.disconnected_at is None),
         relay_cpu_s=relay_cpu if relay is not None else None,
+        relay_runq_s=relay_runq,
         mock_cpu_s=mock_cpu,
         client_cpu_s=client_cpu,
         steady_s=window[1] - window[0] if window else None,

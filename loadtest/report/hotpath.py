@@ -209,6 +209,16 @@ FIGURES: Final[tuple[Figure, ...]] = (
         0,
     ),
     Figure("one_core_streams", "streams at one core (est.)", "", _one_core, PACED, 0),
+    Figure(
+        "runq_ms_per_s",
+        "relay waiting for a core, ms per second",
+        " ms",
+        lambda r, _d: (
+            r.relay_runq_s / r.wall_s * 1e3 if r.relay_runq_s is not None and r.wall_s else None
+        ),
+        ALL[:3],
+        1,
+    ),
     Figure("added_ttft_p50", "added TTFT p50", " ms", _added(50), (*PACED, "ttft_c1"), 3),
     Figure("added_ttft_p99", "added TTFT p99", " ms", _added(99), (*PACED, "ttft_c1"), 3),
     Figure("cancel_p50", "disconnect -> upstream closed p50", " ms", _cancel("p50"), PACED),
@@ -395,7 +405,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         "machine slows both sides; `why` says how far Sluice is from the floor, and "
         "for an absolute target whether the floor missed it too (the machine's miss). "
         "A verdict is never met when Sluice's requests in that scenario failed: "
-        "`why` counts them first (the `client errors` row has them per repetition).",
+        "`why` counts them first (the `client errors` row has them per repetition). "
+        "The load generator and the mock run at a lower CPU priority than the relays "
+        "(`--harness-nice`, in the arguments), so a runnable relay gets a core first; "
+        "`relay waiting for a core` is the time the relay was runnable but not running "
+        "(the kernel's run-queue delay, `/proc/<pid>/schedstat`): latency the machine "
+        "added, not the relay.",
         "",
         render_table(result),
         "",

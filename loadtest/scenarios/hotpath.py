@@ -10,7 +10,10 @@ relay (:mod:`loadtest.relays.floor`), all fed by the same load client
 the mock (``direct``, the reference for added TTFT) and then through floor and
 Sluice, their order alternating between repetitions so drift on a shared
 machine hits both. Each figure is the median over repetitions, with its
-spread (min-max).
+spread (min-max). Once the relays run, the load generator (this process)
+and the mock drop to ``--harness-nice`` (10) so that on a 2-core machine a
+runnable relay gets a core before them; each phase reports how long the
+relay still waited for one (``/proc/<pid>/schedstat``).
 
 Scenarios (default sizes; ``--quick`` shrinks them to seconds):
 
@@ -210,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the gateway on asyncio's own loop ([server] uvloop = false) instead of uvloop",
     )
     p.add_argument(
+        "--harness-nice",
+        type=int,
+        default=procs.HARNESS_NICE,
+        help="CPU priority (nice) of the load generator and the mock once the relays run, "
+        "so a runnable relay gets a core first; 0: all equal (the relays stay at their own)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="seconds-long run (smoke test): 1 rep, 20/50 streams, 0.6 s phases, small firehose",
@@ -293,6 +303,10 @@ async def run(args: argparse.Namespace) -> Path:
         )
         await procs.wait_ready(ps["floor"], "/healthz")
         await procs.wait_ready(ps["sluice"], "/healthz")
+        # The relays keep the CPU priority they started with; the harness
+        # (this process, the load generator, and the mock) yields to them.
+        procs.deprioritise(ps["mock"].pid, args.harness_nice)
+        procs.deprioritise(0, args.harness_nice)
         phases = await _run_all(args, scs, ps)
     finally:
         for m in reversed(ps.values()):
