@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import psutil  # type: ignore[import-untyped]
 
 from loadtest import procs
@@ -78,6 +80,13 @@ class PhaseResult:
     relay_runq_s: float | None = None
     """Seconds the relay was runnable but waited for a core (None: direct, or
     not known), :func:`~loadtest.client.sampler.run_queue_wait_s`."""
+    own_ttft_ms: tuple[float, ...] = ()
+    """Sluice only, from its summary log lines of this phase: each stream's TTFT
+    minus its upstream TTFT (ms), the gateway's own part of the first token
+    (request in -> upstream request sent, first chunk in -> written)."""
+    upstream_ttft_ms: tuple[float, ...] = ()
+    """Sluice only: each stream's upstream TTFT as the gateway saw it (ms:
+    upstream request sent -> first content chunk received)."""
 
     @property
     def events_per_s(self) -> float:
@@ -129,6 +138,10 @@ class PhaseResult:
             "events_per_s": self.events_per_s,
             "relay_cpu_s": self.relay_cpu_s,
             "relay_runq_s": self.relay_runq_s,
+            "own_ttft_p99_ms": percentile(self.own_ttft_ms, 99, 1.0) if self.own_ttft_ms else None,
+            "upstream_ttft_p99_ms": (
+                percentile(self.upstream_ttft_ms, 99, 1.0) if self.upstream_ttft_ms else None
+            ),
             "cpu_per_1k_events_ms": self.cpu_per_1k_events_ms,
             "events_per_cpu_s": self.events_per_cpu_s,
             "cpu_util": self.cpu_util,
@@ -170,6 +183,33 @@ def events_between(results: Iterable[StreamResult], lo: float, hi: float) -> int
     return n
 
 
+def ttft_split(log: Path, start: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """From the gateway's summary lines in ``log`` after byte ``start``: each
+    stream's own part of its TTFT (``ttft_ms - upstream_ttft_ms``) and its
+    upstream TTFT, in ms (lines without both are skipped)."""
+    own: list[float] = []
+    upstream: list[float] = []
+    with log.open("rb") as f:
+        f.seek(start)
+        for line in f:
+            if b'"upstream_ttft_ms"' not in line:
+                continue
+            try:
+                fields = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            ttft, up = fields.get("ttft_ms"), fields.get("upstream_ttft_ms")
+            if isinstance(ttft, float | int) and isinstance(up, float | int):
+                own.append(ttft - up)
+                upstream.append(up)
+    return tuple(own), tuple(upstream)
+
+
+def _log_of(relay: procs.Managed | None) -> Path | None:
+    """The gateway's log (its summary lines); None for other relays."""
+    return Path(relay.log.name) if relay is not None and relay.name == "gateway" else None
+
+
 async def measure(
     scenario: str,
     rep: int,
@@ -187,6 +227,8 @@ async def measure(
     loop = asyncio.get_running_loop()
     before = [_cpu(p) for p in watched]
     runq_before = run_queue_wait_s(relay.pid) if relay else None
+    gateway_log = _log_of(relay)
+    log_start = gateway_log.stat().st_size if gateway_log is not None else 0
     t0 = loop.time()
     window = (t0 + steady[0], t0 + steady[1]) if steady and steady[1] > steady[0] else None
     marks = [asyncio.ensure_future(_cpu_at(watched[0], t)) for t in window or ()]
@@ -204,6 +246,12 @@ async def measure(
     if disconnected:
         cancel = cancel_latency(disconnected, await fetch_records(mock.url))
     main = runs[0].results
+    own: tuple[float, ...] = ()
+    upstream: tuple[float, ...] = ()
+    if gateway_log is not None:
+        assert relay is not None
+        relay.log.flush()
+        own, upstream = ttft_split(gateway_log, log_start)
     has_steady = window is not None and relay is not None
     return PhaseResult(
         scenario=scenario,
@@ -216,6 +264,8 @@ async def measure(
         errors=sum(1 for r in results if r.error and r.disconnected_at is None),
         relay_cpu_s=relay_cpu if relay is not None else None,
         relay_runq_s=relay_runq,
+        own_ttft_ms=own,
+        upstream_ttft_ms=upstream,
         mock_cpu_s=mock_cpu,
         client_cpu_s=client_cpu,
         steady_s=window[1] - window[0] if window else None,
