@@ -87,6 +87,11 @@ class PhaseResult:
     upstream_ttft_ms: tuple[float, ...] = ()
     """Sluice only: each stream's upstream TTFT as the gateway saw it (ms:
     upstream request sent -> first content chunk received)."""
+    slowest_legs_ms: tuple[float, float, float] | None = None
+    """The slowest 1% of the main load's streams by TTFT (at least one), their
+    mean time (ms) to the mock (client sent -> mock handler started), in the
+    mock (-> mock wrote the first token) and back (-> client read it):
+    :func:`slowest_legs`. None when no stream matched a mock record."""
 
     @property
     def events_per_s(self) -> float:
@@ -138,6 +143,7 @@ class PhaseResult:
             "events_per_s": self.events_per_s,
             "relay_cpu_s": self.relay_cpu_s,
             "relay_runq_s": self.relay_runq_s,
+            "slowest_legs_ms": self.slowest_legs_ms,
             "own_ttft_p99_ms": percentile(self.own_ttft_ms, 99, 1.0) if self.own_ttft_ms else None,
             "upstream_ttft_p99_ms": (
                 percentile(self.upstream_ttft_ms, 99, 1.0) if self.upstream_ttft_ms else None
@@ -183,7 +189,7 @@ def events_between(results: Iterable[StreamResult], lo: float, hi: float) -> int
     return n
 
 
-def ttft_split(log: Path, start: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def gateway_ttft_parts(log: Path, start: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """From the gateway's summary lines in ``log`` after byte ``start``: each
     stream's own part of its TTFT (``ttft_ms - upstream_ttft_ms``) and its
     upstream TTFT, in ms (lines without both are skipped)."""
@@ -203,6 +209,33 @@ def ttft_split(log: Path, start: int) -> tuple[tuple[float, ...], tuple[float, .
                 own.append(ttft - up)
                 upstream.append(up)
     return tuple(own), tuple(upstream)
+
+
+def slowest_legs(
+    results: Iterable[StreamResult], records: list[dict[str, Any]], share: float = 0.01
+) -> tuple[float, float, float] | None:
+    """Where the slowest first tokens spent their time: for the ``share`` of
+    streams with the longest TTFT (at least one), the mean ms from the client
+    to the mock's handler, inside the mock, and from the mock's first token
+    to the client, matched by client id (monotonic clocks, one host)."""
+    by_client = {r["client_id"]: r for r in records if r.get("client_id")}
+    legs: list[tuple[float, float, float, float]] = []
+    for r in results:
+        rec = by_client.get(r.client_id)
+        if r.first_token_at is None or rec is None or rec.get("first_token_mono") is None:
+            continue
+        started, first = float(rec["started_mono"]), float(rec["first_token_mono"])
+        legs.append((r.first_token_at - r.start, started - r.start, first - started,
+                     r.first_token_at - first))  # fmt: skip
+    if not legs:
+        return None
+    legs.sort(reverse=True)
+    top = legs[: max(1, round(len(legs) * share))]
+    return (
+        sum(t[1] for t in top) / len(top) * 1e3,
+        sum(t[2] for t in top) / len(top) * 1e3,
+        sum(t[3] for t in top) / len(top) * 1e3,
+    )
 
 
 def _log_of(relay: procs.Managed | None) -> Path | None:
@@ -243,15 +276,16 @@ async def measure(
     results = [r for run in runs for r in run.results]
     disconnected = [r for r in results if r.disconnected_at is not None]
     cancel: dict[str, Any] = {"latency_ms": None, "not_closed": 0, "unmatched": 0}
+    records = await fetch_records(mock.url)
     if disconnected:
-        cancel = cancel_latency(disconnected, await fetch_records(mock.url))
+        cancel = cancel_latency(disconnected, records)
     main = runs[0].results
     own: tuple[float, ...] = ()
     upstream: tuple[float, ...] = ()
     if gateway_log is not None:
         assert relay is not None
         relay.log.flush()
-        own, upstream = ttft_split(gateway_log, log_start)
+        own, upstream = gateway_ttft_parts(gateway_log, log_start)
     has_steady = window is not None and relay is not None
     return PhaseResult(
         scenario=scenario,
@@ -266,6 +300,7 @@ async def measure(
         relay_runq_s=relay_runq,
         own_ttft_ms=own,
         upstream_ttft_ms=upstream,
+        slowest_legs_ms=slowest_legs(main, records),
         mock_cpu_s=mock_cpu,
         client_cpu_s=client_cpu,
         steady_s=window[1] - window[0] if window else None,

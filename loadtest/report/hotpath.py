@@ -180,6 +180,10 @@ def _cancel(p: str) -> Value:
     return lambda r, _d: (r.cancel_ms or {}).get(p)
 
 
+def _leg(i: int) -> Value:
+    return lambda r, _d: r.slowest_legs_ms[i] if r.slowest_legs_ms else None
+
+
 def _share(r: PhaseResult, d: PhaseResult | None) -> float | None:
     return r.events_per_s / d.events_per_s if d and d.events_per_s else None
 
@@ -237,6 +241,19 @@ FIGURES: Final[tuple[Figure, ...]] = (
         lambda r, _d: percentile(r.upstream_ttft_ms, 99, 1.0) if r.upstream_ttft_ms else None,
         PACED,
         3,
+    ),
+    *(
+        Figure(
+            f"slowest_{key}",
+            f"slowest 1% of first tokens: {what}",
+            " ms",
+            _leg(i),
+            (*PACED, "ttft_c1"),
+            1,
+        )
+        for i, (key, what) in enumerate(
+            (("to_mock", "client -> mock"), ("in_mock", "in the mock"), ("back", "mock -> client"))
+        )
     ),
     Figure("cancel_p50", "disconnect -> upstream closed p50", " ms", _cancel("p50"), PACED),
     Figure("cancel_p99", "disconnect -> upstream closed p99", " ms", _cancel("p99"), PACED),
@@ -430,7 +447,12 @@ def render_markdown(result: dict[str, Any]) -> str:
         "(`--harness-nice`, in the arguments), so a runnable relay gets a core first; "
         "`relay waiting for a core` is the time the relay was runnable but not running "
         "(the kernel's run-queue delay, `/proc/<pid>/schedstat`): latency the machine "
-        "added, not the relay.",
+        "added, not the relay. `slowest 1% of first tokens` splits the streams with the "
+        "longest TTFT (mean of the slowest 1%) into client -> mock handler (the relay's "
+        "request path, with the upstream connection), in the mock (its 20 ms TTFT plus "
+        "its own lag) and mock -> client (the relay's first-token path), matched with the "
+        "mock's records on one monotonic clock; Sluice's own part of TTFT and the upstream "
+        "TTFT it saw come from its summary log lines.",
         "",
         render_table(result),
         "",

@@ -45,7 +45,7 @@ async def test_quick_hotpath_report(tmp_path: Path) -> None:
 def test_ttft_split_reads_the_phase_s_summary_lines(tmp_path: Path) -> None:
     """Sluice's own part of each TTFT comes from its summary lines written
     during the phase (after ``start``), nothing before, nothing unparsable."""
-    from loadtest.measure.hotpath import ttft_split
+    from loadtest.measure.hotpath import gateway_ttft_parts
 
     log = tmp_path / "gateway.log"
     before = b'{"event":"request","ttft_ms":99.0,"upstream_ttft_ms":1.0}\n'
@@ -57,6 +57,27 @@ def test_ttft_split_reads_the_phase_s_summary_lines(tmp_path: Path) -> None:
         + b'not json "upstream_ttft_ms"\n'
         + b'{"event":"request","ttft_ms":40,"upstream_ttft_ms":30.0}\n'
     )
-    own, upstream = ttft_split(log, len(before))
+    own, upstream = gateway_ttft_parts(log, len(before))
     assert own == (4.5, 10.0)
     assert upstream == (21.0, 30.0)
+
+
+def test_slowest_legs_split_the_slowest_first_tokens() -> None:
+    """The slowest 1% (here one of 3 streams) by TTFT, its time to the mock,
+    in it and back; streams without a record are left out."""
+    from loadtest.client.sse import StreamResult
+    from loadtest.measure.hotpath import slowest_legs
+
+    def res(cid: str, start: float, first: float) -> StreamResult:
+        return StreamResult(cid, "normal", "openai", 1, 0.0, start, first_token_at=first)
+
+    results = [res("a", 0.0, 0.030), res("b", 1.0, 1.200), res("c", 2.0, 2.025), res("x", 0, 9)]
+    records = [
+        {"client_id": "a", "started_mono": 0.002, "first_token_mono": 0.025},
+        {"client_id": "b", "started_mono": 1.150, "first_token_mono": 1.170},
+        {"client_id": "c", "started_mono": 2.001, "first_token_mono": 2.021},
+    ]
+    legs = slowest_legs(results, records)
+    assert legs is not None
+    assert [round(v, 3) for v in legs] == [150.0, 20.0, 30.0]
+    assert slowest_legs(results, []) is None
