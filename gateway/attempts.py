@@ -66,6 +66,7 @@ async def _first_chunk(target: Target, clock: StreamClock) -> OpenUpstream:
     try:
         async with asyncio.timeout(target.settings.ttft_timeout_s):
             upstream = await target.provider.open_stream(target.body)
+            clock.mark_upstream_headers()
             first = await upstream.next()
     except TimeoutError:
         if upstream is not None:

@@ -65,6 +65,7 @@ class Outcome:
             "outcome": self.reason.value,
             "ttft_ms": _ms(clock.ttft),
             "upstream_ttft_ms": _ms(clock.upstream_ttft),
+            "upstream_headers_ms": _ms(clock.upstream_headers_s),
             "e2e_ms": _ms(clock.e2e),
             "itl_p50_ms": _ms(itl[0]) if itl else None,
             "itl_p95_ms": _ms(itl[1]) if itl else None,

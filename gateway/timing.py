@@ -3,7 +3,9 @@
 Definitions (docs/architecture.md, "Words"; TPOT as vLLM defines it):
 
 - TTFT: request arrival -> first content event written (and drained) to the
-  client; upstream TTFT: upstream request sent -> first content chunk received.
+  client; upstream TTFT: upstream request sent -> first content chunk received,
+  of which upstream headers: upstream request sent -> its response headers
+  received (the connection, the request and the upstream's first answer).
 - ITL: gap between successive content events written. One event may carry
   several tokens.
 - TPOT: (last content time - first content time) / (output tokens - 1).
@@ -29,12 +31,14 @@ class StreamClock:
         "first_written",
         "gaps",
         "last_written",
+        "upstream_headers",
         "upstream_sent",
     )
 
     def __init__(self, arrival: float | None = None) -> None:
         self.arrival = time.perf_counter() if arrival is None else arrival
         self.upstream_sent: float | None = None
+        self.upstream_headers: float | None = None
         self.first_received: float | None = None
         self.first_written: float | None = None
         self.last_written: float | None = None
@@ -42,7 +46,13 @@ class StreamClock:
         self.gaps = array("d")
 
     def mark_upstream_sent(self) -> None:
+        """An upstream attempt starts (each retry or fallback again)."""
         self.upstream_sent = time.perf_counter()
+        self.upstream_headers = None
+
+    def mark_upstream_headers(self) -> None:
+        """The attempt's response headers arrived (a 2xx: the stream is open)."""
+        self.upstream_headers = time.perf_counter()
 
     def content_received(self) -> None:
         """A content chunk arrived from upstream (only the first is timed)."""
@@ -72,6 +82,13 @@ class StreamClock:
         if self.first_received is None or self.upstream_sent is None:
             return None
         return self.first_received - self.upstream_sent
+
+    @property
+    def upstream_headers_s(self) -> float | None:
+        """Upstream request sent -> its response headers, seconds."""
+        if self.upstream_headers is None or self.upstream_sent is None:
+            return None
+        return self.upstream_headers - self.upstream_sent
 
     @property
     def e2e(self) -> float | None:

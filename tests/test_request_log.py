@@ -91,6 +91,8 @@ async def test_summary_line_for_a_stream(gateway: GatewayFactory, log_lines: Log
     # Every event counts, those written past aiohttp's writer too (SSEResponse.send):
     # the body as sent, its chunk framing and headers included, is larger than as read.
     assert line["bytes"] > len(body)
+    # The upstream leg in two: its headers come before its first chunk.
+    assert 0 <= line["upstream_headers_ms"] <= line["upstream_ttft_ms"] <= line["ttft_ms"]
 
 
 def closed_port() -> int:

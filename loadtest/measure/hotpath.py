@@ -87,6 +87,8 @@ class PhaseResult:
     upstream_ttft_ms: tuple[float, ...] = ()
     """Sluice only: each stream's upstream TTFT as the gateway saw it (ms:
     upstream request sent -> first content chunk received)."""
+    upstream_headers_ms: tuple[float, ...] = ()
+    """Sluice only: upstream request sent -> its response headers (ms)."""
     slowest_legs_ms: tuple[float, float, float] | None = None
     """The slowest 1% of the main load's streams by TTFT (at least one), their
     mean time (ms) to the mock (client sent -> mock handler started), in the
@@ -189,12 +191,16 @@ def events_between(results: Iterable[StreamResult], lo: float, hi: float) -> int
     return n
 
 
-def gateway_ttft_parts(log: Path, start: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def gateway_ttft_parts(
+    log: Path, start: int
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
     """From the gateway's summary lines in ``log`` after byte ``start``: each
-    stream's own part of its TTFT (``ttft_ms - upstream_ttft_ms``) and its
-    upstream TTFT, in ms (lines without both are skipped)."""
+    stream's own part of its TTFT (``ttft_ms - upstream_ttft_ms``), its
+    upstream TTFT and its upstream headers time (``upstream_headers_ms``),
+    in ms (lines without the first two are skipped; the third where given)."""
     own: list[float] = []
     upstream: list[float] = []
+    headers: list[float] = []
     with log.open("rb") as f:
         f.seek(start)
         for line in f:
@@ -208,7 +214,10 @@ def gateway_ttft_parts(log: Path, start: int) -> tuple[tuple[float, ...], tuple[
             if isinstance(ttft, float | int) and isinstance(up, float | int):
                 own.append(ttft - up)
                 upstream.append(up)
-    return tuple(own), tuple(upstream)
+                hdr = fields.get("upstream_headers_ms")
+                if isinstance(hdr, float | int):
+                    headers.append(hdr)
+    return tuple(own), tuple(upstream), tuple(headers)
 
 
 def slowest_legs(
@@ -282,10 +291,9 @@ async def measure(
     main = runs[0].results
     own: tuple[float, ...] = ()
     upstream: tuple[float, ...] = ()
+    headers: tuple[float, ...] = ()
     if gateway_log is not None:
-        assert relay is not None
-        relay.log.flush()
-        own, upstream = gateway_ttft_parts(gateway_log, log_start)
+        own, upstream, headers = gateway_ttft_parts(gateway_log, log_start)
     has_steady = window is not None and relay is not None
     return PhaseResult(
         scenario=scenario,
@@ -300,6 +308,7 @@ async def measure(
         relay_runq_s=relay_runq,
         own_ttft_ms=own,
         upstream_ttft_ms=upstream,
+        upstream_headers_ms=headers,
         slowest_legs_ms=slowest_legs(main, records),
         mock_cpu_s=mock_cpu,
         client_cpu_s=client_cpu,

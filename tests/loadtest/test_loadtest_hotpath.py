@@ -55,11 +55,12 @@ def test_ttft_split_reads_the_phase_s_summary_lines(tmp_path: Path) -> None:
         + b'{"event":"request","ttft_ms":null,"upstream_ttft_ms":null}\n'
         + b'{"event":"started"}\n'
         + b'not json "upstream_ttft_ms"\n'
-        + b'{"event":"request","ttft_ms":40,"upstream_ttft_ms":30.0}\n'
+        + b'{"event":"request","ttft_ms":40,"upstream_ttft_ms":30.0,"upstream_headers_ms":2.5}\n'
     )
-    own, upstream = gateway_ttft_parts(log, len(before))
+    own, upstream, headers = gateway_ttft_parts(log, len(before))
     assert own == (4.5, 10.0)
     assert upstream == (21.0, 30.0)
+    assert headers == (2.5,)
 
 
 def test_slowest_legs_split_the_slowest_first_tokens() -> None:
