@@ -320,11 +320,19 @@ class Stream:
         more is read from the upstream before the client took them), and a
         client that is behind gets one write instead of one per event.
         Content events are counted one by one (the ones after the first of
-        a write have an ITL of 0: the client gets them at once)."""
+        a write have an ITL of 0: the client gets them at once). An event
+        that cannot be encoded ends the batch: the ones before it are
+        written, then its ``GatewayError`` is raised (unreadable, or a
+        translation's output over its bound)."""
         datas = [data] if data else []
         size = len(data)
+        failure: GatewayError | None = None
         while more is not None:
-            more_data, content = _encoded(encode, more)
+            try:
+                more_data, content = _encoded(encode, more)
+            except GatewayError as err:
+                failure = err  # raised once the events before it went out
+                break
             if more_data:
                 datas.append(more_data)
                 size += len(more_data)
@@ -334,14 +342,15 @@ class Stream:
             more = next_nowait()
         if contents and self._clock.first_received is None:
             self._clock.content_received()
-        if not datas:
-            return
-        self._sent(await send_many(datas), len(datas))
-        clock, recorder, written = self._clock, self._recorder, self._sse.last_write
-        for _ in range(contents):
-            gap = clock.content_written(written)
-            if gap is not None:
-                recorder.itl(gap)
+        if datas:
+            self._sent(await send_many(datas), len(datas))
+            clock, recorder, written = self._clock, self._recorder, self._sse.last_write
+            for _ in range(contents):
+                gap = clock.content_written(written)
+                if gap is not None:
+                    recorder.itl(gap)
+        if failure is not None:
+            raise failure
 
     def _sent(self, waited: float, events: int = 1) -> None:
         """After one write of ``events`` events: account its drain wait and the

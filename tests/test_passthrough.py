@@ -121,3 +121,20 @@ async def test_events_of_one_upstream_read_go_out_in_one_write(
     # One write for the first event (it carries the headers through aiohttp),
     # then the rest of that read at once; without batching, 41 chunks.
     assert http_chunks <= 4
+
+
+async def test_events_before_an_unreadable_one_in_the_same_read_still_go_out(
+    gateway: GatewayFactory, fake_openai: FakeOpenAI
+) -> None:
+    """A batch cut by an event the gateway cannot read: the events before it
+    reach the client, then the error event (nothing that arrived is lost)."""
+    good = [chunk(f"token {i}") for i in range(3)]
+    bad = {**chunk("x"), "choices": [{"index": 0, "delta": 5}]}
+    fake_openai.script = Script(events=[_wire([*good, bad])])
+    client = await gateway(models=[openai_model(fake_openai, stream_usage=False)])
+    resp = await client.post(URL, json={"model": "up", "messages": MSGS, "stream": True})
+    assert resp.status == 200
+    lines = _data_lines(await resp.read())
+    assert lines[:3] == [orjson.dumps(e) for e in good]
+    (error,) = lines[3:]
+    assert orjson.loads(error)["error"]["type"] == "upstream_error"
