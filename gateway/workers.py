@@ -17,13 +17,16 @@ reload handler instead of killing them.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
 from types import FrameType
+from typing import Protocol
 
 from . import hangup
 
@@ -49,6 +52,32 @@ def exit_status(exitcode: int | None) -> int:
     if exitcode is None:
         return 0
     return 128 - exitcode if exitcode < 0 else exitcode
+
+
+STOP_WAIT_S = 60.0
+"""How long a worker left running when the parent's wait ends early may take
+to stop after SIGTERM (its own drain) before it is killed."""
+
+
+class _Child(Protocol):
+    @property
+    def pid(self) -> int | None: ...
+
+    def is_alive(self) -> bool: ...
+
+
+def forward_signal(procs: Sequence[_Child], signum: int) -> None:
+    """Send ``signum`` to every worker still running; never raises.
+
+    A worker may be gone between the check and the ``kill``: the parent's
+    ``join`` can reap it (``waitpid`` returned) just before this handler
+    runs, and ``is_alive`` then still says alive. ``ProcessLookupError``
+    there once escaped the handler and ended the parent's wait, so the other
+    workers never got the SIGTERM and the parent waited for them at exit."""
+    for proc in procs:
+        if proc.pid is not None and proc.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signum)
 
 
 def serve_workers(config: str | None, host: str, port: int, workers: int, log_level: str) -> int:
@@ -77,9 +106,7 @@ def serve_workers(config: str | None, host: str, port: int, workers: int, log_le
     print(f"======== {workers} workers on http://{host}:{port} ========", flush=True)
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        for proc in procs:
-            if proc.pid is not None and proc.is_alive():
-                os.kill(proc.pid, signum)
+        forward_signal(procs, signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -88,11 +115,23 @@ def serve_workers(config: str | None, host: str, port: int, workers: int, log_le
     from prometheus_client import multiprocess
 
     status = 0
-    for proc in procs:
-        proc.join()
-        if proc.pid is not None:
-            multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
-        status = max(status, exit_status(proc.exitcode))
+    try:
+        for proc in procs:
+            proc.join()
+            if proc.pid is not None:
+                multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+            status = max(status, exit_status(proc.exitcode))
+    finally:
+        # Whatever ended the wait, no worker outlives the parent (multiprocessing
+        # would join it at exit, forever): each still running is stopped as
+        # SIGTERM would, then killed if it is not gone within a minute.
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(STOP_WAIT_S)
+            if proc.is_alive():
+                proc.kill()
     if own_dir is not None:
         shutil.rmtree(own_dir, ignore_errors=True)
     return status
