@@ -81,7 +81,6 @@ class SSEResponse:
 
     __slots__ = (
         "_buffer_bytes",
-        "_chunked",
         "_direct",
         "_fd",
         "_heartbeat",
@@ -120,7 +119,6 @@ class SSEResponse:
         self._writer: StreamWriter | None = None
         self._direct = False
         """After the first event: events go straight to the transport (see :meth:`send`)."""
-        self._chunked = False
         self._protocol = request.protocol
         self._restore: tuple[int, int, int] | None = None
         self.bytes_sent = 0
@@ -209,14 +207,13 @@ class SSEResponse:
             assert transport is not None
             if transport.is_closing():
                 raise ConnectionResetError("Cannot write to closing transport")
-            framed = b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data
+            framed = b"%x\r\n%b\r\n" % (len(data), data) if writer.chunked else data
             transport.write(framed)
             writer.output_size += len(framed)  # the response's body_length (summary line)
         else:
             # The first event goes through aiohttp: it carries the held headers.
             await writer.write(data, drain=False)
             self._direct = self._transport is not None and _plain(writer)
-            self._chunked = writer.chunked
         self.bytes_sent += len(data)
         self.events_sent += 1
         if not self._protocol.writing_paused:

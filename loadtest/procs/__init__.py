@@ -56,10 +56,20 @@ its latency tails are its own rather than the harness's (both relays are
 treated alike; 0 turns it off)."""
 
 
-def deprioritise(pid: int, nice: int = HARNESS_NICE) -> None:
+def deprioritise(pid: int, nice: int = HARNESS_NICE) -> int:
     """Lower process ``pid``'s CPU priority to ``nice`` (``setpriority``;
-    ``pid`` 0: this process). Lowering needs no privilege."""
-    if nice > 0:
+    ``pid`` 0: this process). Lowering needs no privilege. Returns the
+    priority it had (for :func:`restore_priority`)."""
+    before = os.getpriority(os.PRIO_PROCESS, pid)
+    if nice > before:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    return before
+
+
+def restore_priority(pid: int, nice: int) -> None:
+    """Give process ``pid`` back priority ``nice`` where allowed (raising a
+    priority needs ``CAP_SYS_NICE``; without it the lower one stays)."""
+    with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpriority(os.PRIO_PROCESS, pid, nice)
 
 

@@ -290,6 +290,7 @@ async def run(args: argparse.Namespace) -> Path:
     out = cli.results_dir(args.out, "hotpath")
     scs = scenarios(args)
     ps: dict[str, procs.Managed] = {}
+    own_priority: int | None = None
     try:
         ps["mock"] = procs.start_mock(out, extra=["--backlog", "8192"])
         await procs.wait_ready(ps["mock"], "/_mock/records")
@@ -306,9 +307,11 @@ async def run(args: argparse.Namespace) -> Path:
         # The relays keep the CPU priority they started with; the harness
         # (this process, the load generator, and the mock) yields to them.
         procs.deprioritise(ps["mock"].pid, args.harness_nice)
-        procs.deprioritise(0, args.harness_nice)
+        own_priority = procs.deprioritise(0, args.harness_nice)
         phases = await _run_all(args, scs, ps)
     finally:
+        if own_priority is not None:  # a caller in this process (cancel_trace) gets it back
+            procs.restore_priority(0, own_priority)
         for m in reversed(ps.values()):
             procs.stop(m)
     elapsed = time.monotonic() - t_start
