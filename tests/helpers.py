@@ -48,3 +48,19 @@ async def wait_listening(port: int, timeout_s: float = 20.0) -> None:
                 return
             except OSError:
                 await asyncio.sleep(0.05)
+
+
+async def upstream_plateau(fake: FakeOpenAI, *, quiet_polls: int = 5, interval: float = 0.1) -> int:
+    """Poll the fake upstream's bytes out (its first request's) until they stop
+    growing for ``quiet_polls`` polls, at most 200 polls; return them. What a
+    stalled client let the upstream get out, for every fake (they all
+    record as :class:`~tests.fakes.FakeOpenAI` does)."""
+    last, same = -1, 0
+    for _ in range(200):
+        await asyncio.sleep(interval)
+        now = fake.records[0].bytes_out
+        same = same + 1 if now == last else 0
+        last = now
+        if same >= quiet_polls:
+            break
+    return last

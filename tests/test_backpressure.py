@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.fakes import FakeOpenAI, Script, chunk, sse
-from tests.helpers import GatewayFactory, openai_model
+from tests.helpers import GatewayFactory, openai_model, upstream_plateau
 from tests.rawclient import RawSSEClient
 
 N_EVENTS = 20_000
 PAD = "x" * 200
-
-
-async def _plateau(fake: FakeOpenAI, *, quiet_polls: int = 5, interval: float = 0.1) -> int:
-    """Wait until the fake upstream's bytes out stop growing; return them."""
-    last, same = -1, 0
-    for _ in range(200):  # at most 20 s
-        await asyncio.sleep(interval)
-        now = fake.records[0].bytes_out
-        same = same + 1 if now == last else 0
-        last = now
-        if same >= quiet_polls:
-            break
-    return last
 
 
 async def test_stalled_client_pauses_upstream_then_gets_everything(
@@ -48,7 +34,7 @@ async def test_stalled_client_pauses_upstream_then_gets_everything(
     try:
         assert raw.status == 200
         first = await raw.events(limit=1)
-        ahead = await _plateau(fake_openai)
+        ahead = await upstream_plateau(fake_openai)
         print(f"\nupstream got {ahead} bytes out of {offered} ahead of a stalled client")
         # Bounded by the per-connection buffer (64 KiB) plus the kernel's share
         # on both hops: gateway's upstream receive queue (SO_RCVBUF 64 KiB,

@@ -6,7 +6,6 @@ backpressure."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import anthropic
@@ -33,7 +32,7 @@ from tests.fake_bedrock import (
     text_events,
     tool_events,
 )
-from tests.helpers import GatewayFactory, sdk
+from tests.helpers import GatewayFactory, sdk, upstream_plateau
 from tests.rawclient import RawSSEClient
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -308,7 +307,7 @@ async def test_stalled_client_pauses_the_bedrock_upstream(
     try:
         assert raw.status == 200
         first = await raw.events(limit=1)
-        ahead = await _plateau(fake)
+        ahead = await upstream_plateau(fake)
         print(f"\nBedrock upstream got {ahead} bytes out of {offered} ahead of a stalled client")
         assert ahead < 1 << 20
         assert not fake.records[0].completed
@@ -320,19 +319,6 @@ async def test_stalled_client_pauses_the_bedrock_upstream(
     texts = [e for e in events_out if b'"content":"' in e and b"x" * 200 in e]
     assert len(texts) == n and f'"content":"{n - 1} '.encode() in texts[-1]
     assert fake.records[0].completed
-
-
-async def _plateau(fake: FakeBedrock, quiet_polls: int = 5, interval: float = 0.1) -> int:
-    """The fake's bytes out once they stop growing."""
-    last, same = -1, 0
-    for _ in range(200):
-        await asyncio.sleep(interval)
-        now = fake.records[0].bytes_out
-        same = same + 1 if now == last else 0
-        last = now
-        if same >= quiet_polls:
-            break
-    return last
 
 
 async def test_hostile_bodies_and_untranslatable_requests(

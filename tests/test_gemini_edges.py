@@ -21,22 +21,9 @@ from gateway.providers.http import UpstreamSessions
 from gateway.state import ADMISSION
 from tests.fake_gemini import FakeGemini, gemini_model, gevent, response, text
 from tests.fakes import Script
-from tests.helpers import GatewayFactory, sdk, settings_from
+from tests.helpers import GatewayFactory, sdk, settings_from, upstream_plateau
 from tests.rawclient import RawSSEClient
 from tests.test_gemini_upstream import MESSAGES
-
-
-async def _plateau(fake: FakeGemini, *, quiet_polls: int = 5, interval: float = 0.1) -> int:
-    """Wait until the fake upstream's bytes out stop growing; return them."""
-    last, same = -1, 0
-    for _ in range(200):  # at most 20 s
-        await asyncio.sleep(interval)
-        now = fake.records[0].bytes_out
-        same = same + 1 if now == last else 0
-        last = now
-        if same >= quiet_polls:
-            break
-    return last
 
 
 async def test_stalled_client_pauses_the_gemini_upstream(
@@ -55,7 +42,7 @@ async def test_stalled_client_pauses_the_gemini_upstream(
     try:
         assert raw.status == 200
         await raw.events(limit=1)
-        ahead = await _plateau(fake_gemini)
+        ahead = await upstream_plateau(fake_gemini)
         print(f"\ngemini upstream got {ahead} bytes out ahead of a stalled client")
         # The same bound as OpenAI's (tests/test_backpressure.py): the
         # per-connection buffer plus the kernel queues on both hops.

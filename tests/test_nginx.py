@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from gateway.metrics import Metrics
 from gateway.sse import SSE_HEADERS
 from tests.fakes import FakeOpenAI, Script, chunk, sse
-from tests.helpers import GatewayFactory, openai_model
+from tests.helpers import GatewayFactory, openai_model, upstream_plateau
 from tests.nginx_server import NginxServer, render_site, start_nginx
 from tests.rawclient import RawSSEClient
 
@@ -267,18 +267,6 @@ def no_listen_sndbuf(text: str) -> str:
     return out
 
 
-async def _plateau(fake: FakeOpenAI, quiet_polls: int = 5, every_s: float = 0.1) -> int:
-    """Poll the fake's bytes out until they stop growing; return them."""
-    last, same = -1, 0
-    async with asyncio.timeout(30):
-        while same < quiet_polls:
-            await asyncio.sleep(every_s)
-            now = fake.records[0].bytes_out
-            same = same + 1 if now == last else 0
-            last = now
-    return last
-
-
 @pytest.mark.parametrize("variant", ["shipped", "no_listen_sndbuf", "header_ignored"])
 async def test_stalled_client_behind_nginx_pauses_the_upstream(
     gateway: GatewayFactory,
@@ -310,7 +298,7 @@ async def test_stalled_client_behind_nginx_pauses_the_upstream(
     try:
         assert raw.status == 200
         first = await raw.events(limit=1)
-        lead = await _plateau(fake_openai)
+        lead = await upstream_plateau(fake_openai)
         print(f"\n{variant}: upstream {lead} bytes ahead of a stalled client"
               f" (bound {bound}; offered {offered})")  # fmt: skip
         if variant == "shipped":
