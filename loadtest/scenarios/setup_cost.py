@@ -244,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     p = build_parser()
     args = p.parse_args(argv)
+    if args.long <= args.short:  # the per-event figure is their difference
+        p.error(f"--long ({args.long}) must be more than --short ({args.short})")
     out = Path(args.out or f"/tmp/setup_cost-{os.getpid()}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.profile:
