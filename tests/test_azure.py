@@ -27,9 +27,9 @@ from tests.fake_azure import (
     tool_stream,
 )
 from tests.fakes import Script
-from tests.helpers import GatewayFactory, sdk, settings_from
+from tests.helpers import GatewayFactory, sdk, settings_from, upstream_plateau
 from tests.rawclient import RawSSEClient
-from tests.test_backpressure import PAD, _plateau
+from tests.test_backpressure import PAD
 
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
 ARGS = {"city": "Zürich", "days": [1, 2]}
@@ -235,7 +235,7 @@ async def test_a_stalled_client_pauses_the_azure_upstream(
     try:
         assert raw.status == 200
         first = await raw.events(limit=1)
-        ahead = await _plateau(fake_azure)
+        ahead = await upstream_plateau(fake_azure)
         print(f"\nAzure upstream got {ahead} bytes out of "
               f"{sum(map(len, events))} ahead of a stalled client")  # fmt: skip
         # The bound of the OpenAI test: measured 334 KB ahead (OpenAI: ~310 KB).
